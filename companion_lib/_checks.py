@@ -1,0 +1,92 @@
+"""Shared input validation: bad input becomes a ``ValueError`` that says what was expected.
+
+Floor 1 of the package: imports nothing else from ``companion_lib``.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    return f"a {type(x).__name__}"
+
+
+def as_tensor(x, name: str = "x", *, ndim=None, dtype=torch.float64, device=None,
+              finite: bool = True, min_rows: int | None = None, shape=None) -> torch.Tensor:
+    """Convert NumPy/list/tensor input to a floating tensor and validate it.
+
+    ndim: required number of dimensions (int or tuple of allowed ints).
+    shape: expected shape, ``None`` entries are free, e.g. ``(None, 2)``.
+    dtype: target dtype; ``None`` keeps a floating tensor's dtype (ints become float32).
+    Raises ``ValueError`` naming ``name`` and what was expected.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as err:  # ragged lists and the like
+            raise ValueError(f"{name} must be array-like of numbers, got {_describe(x)}") from err
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"{name} must be numeric, got {_describe(x)}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got {_describe(x)}")
+    if dtype is None:
+        dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+    t = t.to(dtype=dtype, device=device if device is not None else t.device)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.ndim not in allowed:
+            want = " or ".join(f"{n}-D" for n in allowed)
+            raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
+    if shape is not None:
+        ok = t.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, t.shape))
+        if not ok:
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    if min_rows is not None and (t.ndim == 0 or t.shape[0] < min_rows):
+        rows = 0 if t.ndim == 0 else t.shape[0]
+        raise ValueError(f"{name} needs at least {min_rows} rows (samples), got {rows}")
+    if finite and not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} must be finite; it holds {bad} NaN or infinite value(s)")
+    return t
+
+
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """A Python/NumPy integer in [low, high]; returns it as ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_float(value, name: str, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real number in the given (closed unless ``*_open``) interval; returns ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    value = float(value)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value

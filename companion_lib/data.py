@@ -1,0 +1,153 @@
+"""Data sets of the companion, as scikit-learn ``Bunch`` objects. No downloads, ever.
+
+* ``load_pearson_crabs``      Weldon's 1000 Naples crabs, the data of Pearson (1894)       §14.1
+* ``load_leptograpsus_crabs`` Campbell & Mahon's 200 rock crabs (5 measurements, sp, sex)  §14.1
+* ``load_digits_split``       scikit-learn's 8×8 digits, one fixed train / held-out split  §14.2 on
+* ``dequantize``              the one dequantisation convention used for bits/dim
+* ``make_toy_2d``             small 2-D sets (two moons, rings, 8 Gaussians) for EBMs and flows
+
+Provenance of the crab files: ``companion_lib/datasets/PROVENANCE.md``.
+"""
+from __future__ import annotations
+
+import csv
+from importlib import resources
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits, make_moons
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch
+
+from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+
+#: Number of grey levels of the digits (pixels take the integer values 0..16).
+DIGIT_LEVELS = 17
+#: Width of one class of Pearson's table.
+PEARSON_CLASS_WIDTH = 0.004
+
+
+def _read_csv(name: str) -> list[dict]:
+    with resources.files("companion_lib.datasets").joinpath(name).open() as f:
+        return list(csv.DictReader(f))
+
+
+def load_pearson_crabs(reading: str = "value") -> Bunch:
+    """Weldon's Naples crabs: forehead breadth / carapace length for 1000 females (Pearson 1894).
+
+    The table has 29 classes of width 0.004. ``reading`` says how to turn a class into values:
+
+    * ``"value"`` (default; the R package MixtureInf's reading): each ``ratio`` is the value of
+      every crab in that class.
+    * ``"right_edge"`` (the R package mixdist's reading): ``ratio`` is the right edge of a class,
+      so each crab is placed at the class midpoint, ``ratio - 0.002``. Fitted means move by 0.002.
+
+    Returns a Bunch with ``data`` (1000, 1) float64 (one row per crab), ``ratio`` (29,) class values,
+    ``count`` (29,) ints, ``bin_edges`` (30,), ``reading`` and ``DESCR``.
+    """
+    check_choice(reading, "reading", ("value", "right_edge"))
+    rows = _read_csv("pearson_naples_crabs.csv")
+    ratio = np.array([float(r["ratio"]) for r in rows])
+    count = np.array([int(r["count"]) for r in rows])
+    if reading == "right_edge":
+        ratio = ratio - PEARSON_CLASS_WIDTH / 2
+    edges = np.concatenate([ratio - PEARSON_CLASS_WIDTH / 2, [ratio[-1] + PEARSON_CLASS_WIDTH / 2]])
+    data = np.repeat(ratio, count)[:, None]
+    descr = (
+        "Weldon's Naples crabs (Pearson 1894): ratio of frontal breadth to carapace length of "
+        f"{count.sum()} female Carcinus maenas, tabulated in {len(ratio)} classes of width "
+        f"{PEARSON_CLASS_WIDTH}. Reading: {reading!r}. See companion_lib/datasets/PROVENANCE.md."
+    )
+    return Bunch(data=data, ratio=ratio, count=count, bin_edges=edges, reading=reading,
+                 feature_names=["ratio"], DESCR=descr)
+
+
+def load_leptograpsus_crabs(log: bool = False) -> Bunch:
+    """Campbell & Mahon's (1974) rock crabs: 200 × 5 measurements in mm, species and sex known.
+
+    Returns a Bunch with ``data`` (200, 5) float64 (``log=True``: natural log of the mm values),
+    ``feature_names`` (FL, RW, CL, CW, BD), ``species`` (200,) of 'B'/'O', ``sex`` (200,) of 'M'/'F',
+    ``group`` (200,) ints 0..3 for the four species×sex groups, ``group_names`` and ``DESCR``.
+    """
+    rows = _read_csv("leptograpsus_crabs.csv")
+    names = ["FL", "RW", "CL", "CW", "BD"]
+    data = np.array([[float(r[k]) for k in names] for r in rows])
+    if log:
+        data = np.log(data)
+    species = np.array([r["sp"] for r in rows])
+    sex = np.array([r["sex"] for r in rows])
+    group_names = ["blue male", "blue female", "orange male", "orange female"]
+    group = 2 * (species == "O") + (sex == "F")
+    descr = (
+        "Leptograpsus variegatus rock crabs (Campbell & Mahon 1974; R package MASS 'crabs'): "
+        "frontal lobe FL, rear width RW, carapace length CL and width CW, body depth BD, in mm; "
+        f"50 crabs of each species (B blue, O orange) and sex. log={log}."
+    )
+    return Bunch(data=data, feature_names=names, species=species, sex=sex, group=group.astype(int),
+                 group_names=group_names, DESCR=descr)
+
+
+def load_digits_split(validation: bool = True) -> Bunch:
+    """scikit-learn's 8×8 digits with the companion's one fixed split (every notebook uses it).
+
+    * held-out (``X_test``): 360 images, stratified by digit, ``train_test_split(random_state=0)``;
+    * training (``X_train``): the other 1437 images;
+    * with ``validation=True``, ``X_train`` is split again (stratified, 20%, ``random_state=0``) into
+      ``X_fit`` (1149) for fitting and ``X_val`` (288) for early stopping and model choice.
+
+    Pixels are the raw integer levels 0..16 as float64 arrays of shape (n, 64); labels are ints.
+    Use ``dequantize`` to turn levels into continuous values in [0, 1) for density models.
+    """
+    digits = load_digits()
+    X, y = digits.data.astype(np.float64), digits.target.astype(int)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=360, stratify=y, random_state=0)
+    out = Bunch(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
+                levels=DIGIT_LEVELS, image_shape=(8, 8),
+                DESCR="sklearn digits (UCI optdigits test set), 1797 8x8 images, levels 0..16; "
+                      "stratified split 1437 train / 360 held-out, random_state=0.")
+    if validation:
+        X_fit, X_val, y_fit, y_val = train_test_split(
+            X_train, y_train, test_size=0.2, stratify=y_train, random_state=0)
+        out.update(X_fit=X_fit, y_fit=y_fit, X_val=X_val, y_val=y_val)
+    return out
+
+
+def dequantize(x, generator: torch.Generator | None = None, levels: int = DIGIT_LEVELS) -> torch.Tensor:
+    """Uniform dequantisation, the convention behind every bits/dim in the companion.
+
+    ``y = (x + u) / levels`` with ``u ~ U[0, 1)`` per pixel, for integer levels ``x`` in
+    ``0..levels-1``. Input (n, d) levels (array or tensor); output (n, d) float tensor in [0, 1).
+    A density p on [0, 1)^d then gives bits/dim ``log2(levels) - E[log p(y)] / (d ln 2)``
+    (``companion_lib.metrics.bits_per_dim``).
+    """
+    levels = check_int(levels, "levels", low=2)
+    t = as_tensor(x, "x", ndim=2, dtype=None)
+    if (t < 0).any() or (t > levels - 1).any() or (t != t.round()).any():
+        raise ValueError(f"x must hold integer levels in 0..{levels - 1}")
+    u = torch.rand(t.shape, generator=generator, dtype=t.dtype).to(t.device)
+    return (t + u) / levels
+
+
+def make_toy_2d(name: str, n_samples: int, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
+    """Small 2-D data sets: ``"moons"``, ``"rings"`` or ``"8gaussians"``; (n_samples, 2) float32.
+
+    Standardised to roughly unit scale so that one set of hyper-parameters suits all three.
+    """
+    check_choice(name, "name", ("moons", "rings", "8gaussians"))
+    n_samples = check_int(n_samples, "n_samples", low=1)
+    noise = check_float(noise, "noise", low=0.0)
+    rng = np.random.default_rng(seed)
+    if name == "moons":
+        X, _ = make_moons(n_samples, noise=noise, random_state=seed)
+        X = (X - np.array([0.5, 0.25])) / np.array([0.87, 0.5])
+    elif name == "rings":
+        radius = rng.choice([1.0, 2.0], size=n_samples)
+        angle = rng.uniform(0, 2 * np.pi, size=n_samples)
+        X = radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+        X = X / 1.5 + noise * rng.standard_normal((n_samples, 2))
+    else:
+        k = rng.integers(0, 8, size=n_samples)
+        centers = 1.5 * np.stack([np.cos(k * np.pi / 4), np.sin(k * np.pi / 4)], 1)
+        X = centers + noise * 2 * rng.standard_normal((n_samples, 2))
+    return torch.as_tensor(X, dtype=torch.float32)

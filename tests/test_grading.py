@@ -1,0 +1,129 @@
+"""The autograder: every registered problem accepts its reference and rejects known-wrong and
+malformed answers, without ever raising."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from companion_lib import grading
+from companion_lib.grading import PROBLEMS, Problem, Result, check
+
+ROOT = Path(__file__).resolve().parents[1]
+IDS = sorted(PROBLEMS)
+
+
+def test_registry_is_not_empty_and_consistent():
+    assert len(PROBLEMS) >= 2
+    for pid, p in PROBLEMS.items():
+        assert p.id == pid
+        assert pid.startswith(p.section + "."), f"{pid} should start with its section {p.section}"
+        assert p.statement and p.hint and p.title
+
+
+@pytest.mark.parametrize("pid", IDS)
+def test_reference_answer_passes(pid):
+    result = check(pid, PROBLEMS[pid].expected())
+    assert isinstance(result, Result)
+    assert result, str(result)
+    assert result.status == "passed"
+
+
+@pytest.mark.parametrize("pid", IDS)
+def test_known_wrong_answers_fail(pid):
+    wrongs = PROBLEMS[pid].wrong_answers
+    assert len(wrongs) >= 3
+    for i, wrong in enumerate(wrongs):
+        result = check(pid, wrong)
+        assert not result, f"wrong answer {i} for {pid} was accepted"
+        assert result.status == "failed", f"{pid} wrong answer {i}: {result}"
+
+
+def _raises_value_error(*args):
+    raise ValueError("boom")
+
+
+def _raises_not_implemented(*args):
+    raise NotImplementedError
+
+
+def _returns_nan(*args):
+    return torch.tensor(float("nan"))
+
+
+@pytest.mark.parametrize("pid", IDS)
+@pytest.mark.parametrize("answer", [
+    "a string", object(), np.array([np.nan]), [1, 2, 3], _raises_value_error, _returns_nan,
+    {"a": 1}, torch.zeros(2, 2, 2), (1.0,),
+], ids=["str", "object", "nan", "list", "raises", "returns-nan", "dict", "tensor3d", "tuple1"])
+def test_malformed_answers_fail_without_raising(pid, answer):
+    result = check(pid, answer)
+    assert not result
+    assert result.status == "failed"
+    assert result.message  # says what was expected
+
+
+@pytest.mark.parametrize("pid", IDS)
+def test_unsolved_answers_are_reported_as_such(pid):
+    for answer in (None, ...):
+        assert check(pid, answer).status == "unsolved"
+    if PROBLEMS[pid].kind == "function":
+        assert check(pid, _raises_not_implemented).status == "unsolved"
+
+
+def test_unknown_problem_is_falsy_and_lists_known_ones():
+    result = check("99.9.nope", 1.0)
+    assert not result and result.status == "unknown"
+    assert IDS[0] in result.message
+
+
+def test_result_renders_as_html_and_text():
+    r = check(IDS[0], None)
+    assert "Not yet solved" in r._repr_html_()
+    assert IDS[0] in str(r)
+    bad = check(IDS[0], "nonsense")
+    assert "Hint" in str(bad)
+
+
+def test_or_reference_falls_back_to_the_reference(capsys):
+    pid = IDS[0]
+    fallback = check(pid, None).or_reference()
+    assert "reference implementation" in capsys.readouterr().out
+    assert check(pid, fallback)
+
+
+def test_value_problem_comparison():
+    p = Problem(id="0.0.val", section="0.0", title="t", statement="s", kind="value",
+                reference=lambda: (1.0, np.arange(3.0)), hint="h",
+                wrong_answers=((1.1, np.arange(3.0)), (1.0, np.arange(4.0)), 2.0), rtol=1e-6)
+    grading.register(p)
+    try:
+        assert check("0.0.val", (1.0, torch.arange(3.0)))
+        assert check("0.0.val", [1.0 + 1e-9, [0.0, 1.0, 2.0]])
+        for wrong in p.wrong_answers:
+            assert not check("0.0.val", wrong)
+        assert "function" in check("0.0.val", lambda: 1.0).message
+        assert "shape" in check("0.0.val", (1.0, np.arange(4.0))).message
+    finally:
+        del PROBLEMS["0.0.val"]
+
+
+def test_problem_needs_three_wrong_answers():
+    with pytest.raises(ValueError, match="three wrong"):
+        Problem(id="0.0.x", section="0.0", title="t", statement="s", kind="value",
+                reference=lambda: 1.0, hint="h", wrong_answers=(2.0,))
+
+
+def _ids_used(folder):
+    used = set()
+    for path in (ROOT / folder).glob("*.py"):
+        used |= set(re.findall(r"""check\(\s*["']([0-9]+\.[0-9]+\.[A-Za-z0-9_]+)["']""", path.read_text()))
+    return used
+
+
+def test_every_problem_is_posed_in_a_chapter_and_solved_in_solutions():
+    in_chapters, in_solutions = _ids_used("chapters"), _ids_used("solutions")
+    assert in_chapters <= set(PROBLEMS), f"unregistered ids in chapters: {in_chapters - set(PROBLEMS)}"
+    assert set(PROBLEMS) <= in_chapters, f"problems never posed in chapters/: {set(PROBLEMS) - in_chapters}"
+    assert set(PROBLEMS) <= in_solutions, f"problems without a worked solution: {set(PROBLEMS) - in_solutions}"

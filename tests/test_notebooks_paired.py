@@ -1,0 +1,56 @@
+"""Every notebook in chapters/ and solutions/ is a Jupytext pair whose two files agree."""
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY_FILES = sorted((ROOT / "chapters").glob("*.py")) + sorted((ROOT / "solutions").glob("*.py"))
+NB_FILES = sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
+NAME = re.compile(r"^1[45]_\d+_[a-z0-9_]+$")
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells if c.source.strip()]
+
+
+def test_there_are_notebooks():
+    assert PY_FILES, "no notebooks found in chapters/ or solutions/"
+
+
+@pytest.mark.parametrize("path", PY_FILES + NB_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_each_file_has_its_pair(path):
+    other = path.with_suffix(".ipynb" if path.suffix == ".py" else ".py")
+    assert other.exists(), f"{path.name} has no paired {other.name}; run `jupytext --sync {path}`"
+
+
+@pytest.mark.parametrize("path", PY_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_pair_agrees(path):
+    ipynb = path.with_suffix(".ipynb")
+    if not ipynb.exists():
+        pytest.fail(f"missing {ipynb.name}")
+    from_py = jupytext.read(path)
+    from_nb = jupytext.read(ipynb)
+    assert _cells(from_py) == _cells(from_nb), (
+        f"{path.name} and {ipynb.name} differ; run `jupytext --sync {path}` and re-execute")
+
+
+@pytest.mark.parametrize("path", PY_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_name_and_header(path):
+    stem = path.stem.removesuffix("_solutions")
+    assert NAME.match(stem), f"{path.name}: name notebooks like 14_1_pearson_crabs"
+    text = path.read_text()
+    assert "settings.setup(" in text, f"{path.name}: the header cell must call settings.setup(seed=...)"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "chapters").glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_outputs_are_present(path):
+    """Students open the .ipynb: it is committed executed (quick mode), with no error outputs."""
+    nb = jupytext.read(path)
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert code and all(c.get("execution_count") for c in code), (
+        f"{path.name} has unexecuted cells; run `make notebooks`")
+    for c in code:
+        for out in c.get("outputs", []):
+            assert out.get("output_type") != "error", f"{path.name}: a committed cell output is an error"
