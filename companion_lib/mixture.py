@@ -172,9 +172,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 try:
                     arr = arr.astype(np.float64)
                 except (TypeError, ValueError) as err:
-                    raise ValueError("X must hold numbers (n_samples, n_features); "
-                                     "argument must be a string or a number") from err
+                    raise TypeError("X must hold numbers (n_samples, n_features): float() "
+                                    "argument must be a string or a real number") from err
             X = arr
+        if X.ndim != 2:
+            hint = " Reshape your data with X.reshape(-1, 1) if it has a single feature." if X.ndim == 1 else ""
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}.{hint}")
         dev = torch.device(self.device) if self.device is not None else None
         if reset:
             X = as_tensor(X, "X", ndim=2, dtype=self._torch_dtype(), device=dev)
@@ -182,7 +185,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             X = as_tensor(X, "X", ndim=2, dtype=self._torch_dtype(), device=self._device)
         n, d = X.shape
         if d < 1:
-            raise ValueError(f"X must have at least 1 feature, got shape {(n, d)}")
+            raise ValueError(f"X has 0 feature(s) (shape={(n, d)}) while a minimum of 1 is required.")
         if reset:
             if n < 2:
                 raise ValueError(f"X needs at least 2 samples to fit, got {n} sample (shape {(n, d)})")
