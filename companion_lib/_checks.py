@@ -36,7 +36,7 @@ def as_tensor(x, name: str = "x", *, ndim=None, dtype=torch.float64, device=None
             raise ValueError(f"{name} must be array-like of numbers, got {_describe(x)}") from err
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ValueError(f"{name} must be numeric, got {_describe(x)}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(np.array(arr, copy=True, order="C"))  # own, writable memory
     if t.is_complex():
         raise ValueError(f"{name} must be real, got {_describe(x)}")
     if dtype is None:

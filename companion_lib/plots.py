@@ -37,8 +37,7 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None, shape=(
         canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = imgs[i]
     if ax is None:
         _, ax = plt.subplots(figsize=(0.45 * ncol + 0.4, 0.45 * nrows + 0.5))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("white")
+    cm = plt.get_cmap(cmap).with_extremes(bad="white")
     ax.imshow(canvas, cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
