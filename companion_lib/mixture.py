@@ -354,3 +354,45 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def em_path(X, weights, means, covariances, n_iter: int, covariance_type: str = "full",
+            reg_covar: float = 0.0):
+    """Run ``n_iter`` EM iterations from the given parameters and keep every step.
+
+    X (n, d); weights (K,), means (K, d), covariances as for ``log_gaussian``. Returns a list of
+    ``n_iter + 1`` dicts with ``weights``, ``means``, ``covariances`` (tensors) and
+    ``log_likelihood`` (mean log p(x_i) of those parameters, eq. 14.2 / n); entry 0 is the start.
+    """
+    X = as_tensor(X, "X", ndim=2, min_rows=2)
+    n_iter = check_int(n_iter, "n_iter", low=0)
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    K, d = as_tensor(means, "means", ndim=2).shape
+    if d != X.shape[1]:
+        raise ValueError(f"means must have shape (K, {X.shape[1]}), got {(K, d)}")
+    w = as_tensor(weights, "weights", shape=(K,), device=X.device)
+    m = as_tensor(means, "means", shape=(K, d), device=X.device)
+    c = as_tensor(covariances, "covariances", device=X.device)
+    path = []
+    for it in range(n_iter + 1):
+        log_px, log_resp = e_step(X, w, m, c, covariance_type)            # E-step
+        path.append({"weights": w, "means": m, "covariances": c, "log_likelihood": log_px.mean().item()})
+        if it < n_iter:
+            w, m, c = m_step(X, log_resp.exp(), covariance_type, reg_covar)  # M-step
+    return path
+
+
+def cdf_1d(x, weights, means, variances) -> np.ndarray:
+    """P(X ≤ x) under a 1-D mixture Σ_k ρ_k N(μ_k, σ_k²): x (m,) → (m,). Parameters (K,) or (K, 1[, 1])."""
+    from scipy.stats import norm
+
+    x = as_tensor(x, "x", ndim=1, finite=False).cpu().numpy()   # ±inf allowed (open-ended bins)
+    if np.isnan(x).any():
+        raise ValueError("x must not contain NaN")
+    w = as_tensor(weights, "weights", ndim=1).cpu().numpy()
+    mu = as_tensor(means, "means").cpu().numpy().reshape(-1)
+    var = as_tensor(variances, "variances").cpu().numpy().reshape(-1)
+    if not (len(w) == len(mu) == len(var)):
+        raise ValueError(f"weights, means, variances must each hold K values (1-D mixture), "
+                         f"got {len(w)}, {len(mu)}, {len(var)}")
+    return (w[None] * norm.cdf(x[:, None], mu[None], np.sqrt(var)[None])).sum(1)

@@ -6,6 +6,258 @@ Floor 3. Each builder also works without a browser: calling its ``update``-style
 from __future__ import annotations
 
 import ipywidgets as widgets
+from IPython.display import display
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+
+def em_stepper(x, bin_edges, counts, path, xlim=None):
+    """§14.1: a slider over EM iterations of a 1-D mixture, redrawing the fit over the histogram.
+
+    x: unused values kept for the title; bin_edges (B+1,), counts (B,) the histogram; path: the list
+    from ``companion_lib.mixture.em_path`` (1-D data, 'spherical' or 'full' covariances).
+    Returns ``(widget, draw)``; ``draw(iteration)`` draws that iteration on a new figure and returns it.
+    """
+    from companion_lib.plots import mixture_density_1d
+
+    edges = np.asarray(bin_edges, float)
+    counts = np.asarray(counts, float)
+    density = counts / (counts.sum() * np.diff(edges))
+    grid = np.linspace(edges[0] if xlim is None else xlim[0], edges[-1] if xlim is None else xlim[1], 400)
+
+    def draw(iteration: int):
+        step = path[int(iteration)]
+        fig, ax = plt.subplots(figsize=(6.5, 3.2))
+        ax.bar(edges[:-1], density, width=np.diff(edges), align="edge", color="#cfd8dc", edgecolor="white",
+               label="data")
+        mixture_density_1d(ax, grid, step["weights"], step["means"], step["covariances"])
+        ax.set_title(f"EM iteration {int(iteration)}: mean log-likelihood {step['log_likelihood']:.5f}")
+        ax.set_xlabel("forehead / body length")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8, loc="upper left")
+        return fig
+
+    out = widgets.Output()
+    slider = widgets.IntSlider(value=0, min=0, max=len(path) - 1, description="iteration",
+                               continuous_update=False)
+
+    def on_change(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(slider.value)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(on_change, names="value")
+    on_change()
+    return widgets.VBox([slider, out]), draw
+
+
+# ---------------------------------------------------------------- §14.2: KL is not symmetric
+def kl_asymmetry(separation: float = 4.0, weight: float = 0.5, std: float = 0.6):
+    """Sliders for the separation of P's two modes and the weight of the left one; each move refits
+    one Gaussian by min KL(P‖Q) (moment matching) and by min KL(Q‖P) (mode seeking) and redraws.
+
+    Returns ``(ui, update)``: ``ui`` the widget to display; ``update(separation, weight)`` draws the
+    figure for those values and returns the fits (``companion_lib.divergences.bimodal_fits``'s dict),
+    so it can be called (and tested) without a browser.
+    """
+    from companion_lib.divergences import bimodal_fits
+    from companion_lib.plots import kl_fits
+
+    def update(separation=separation, weight=weight):
+        fits = bimodal_fits(separation, weight, std)
+        fig, ax = plt.subplots(figsize=(6.5, 3.3))
+        kl_fits(fits["grid"], fits["log_p"], {
+            f"argmin KL(P‖Q): mass covering (KL = {fits['kl_forward']:.3f})": fits["forward"],
+            f"argmin KL(Q‖P): mode seeking (KL = {fits['kl_reverse']:.3f})": fits["reverse"],
+        }, ax=ax, title=f"one Gaussian fitted to a two-mode P (separation {separation:.1f}, "
+                        f"left weight {weight:.2f})")
+        ax.set_ylim(0, 1.35 * float(np.exp(fits["log_p"].max())))
+        plt.show()
+        return fits
+
+    sep = widgets.FloatSlider(value=separation, min=0.0, max=8.0, step=0.5, description="separation")
+    w = widgets.FloatSlider(value=weight, min=0.1, max=0.9, step=0.05, description="left weight")
+    out = widgets.interactive_output(update, {"separation": sep, "weight": w})
+    return widgets.VBox([widgets.HBox([sep, w]), out]), update
+
+
+def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):
+    """§14.4: move q(h=1|x) for a two-state h; redraw ELBO(q), log p(x) and the gap KL(q ‖ p(h|x)).
+
+    log_joint: (2,) or (1, 2), the values log p(x, h) for one x and h ∈ {0, 1}.
+    Returns ``(widget, draw)``; ``draw(q1)`` draws the figure for q(h=1|x) = q1 on a new figure and
+    returns it (left: the ELBO over the simplex with the gap shaded; right: the three numbers as bars).
+    """
+    from companion_lib import elbo
+    from companion_lib._checks import as_tensor, check_float
+    from companion_lib.plots import elbo_bars, elbo_sweep
+
+    lj = as_tensor(log_joint, "log_joint", ndim=(1, 2)).reshape(1, -1)
+    if lj.shape[1] != 2:
+        raise ValueError(f"log_joint must hold log p(x, h) for h in {{0, 1}}: shape (2,) or (1, 2), "
+                         f"got {tuple(lj.shape)}")
+    grid = torch.linspace(0, 1, n_grid, dtype=lj.dtype, device=lj.device)
+    Q = torch.stack([1 - grid, grid], 1)
+    curve = elbo.discrete_elbo(lj.expand(n_grid, 2), Q)
+    log_px = float(elbo.log_evidence(lj)[0])
+    q_post = float(elbo.posterior(lj)[0, 1])
+
+    def draw(q1: float):
+        q1 = check_float(q1, "q1", low=0.0, high=1.0)
+        q = torch.tensor([[1 - q1, q1]], dtype=lj.dtype, device=lj.device)
+        e_now = float(elbo.discrete_elbo(lj, q)[0])
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+        elbo_sweep(grid, log_px, curve, ax=ax, q_post=q_post, q_now=q1)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=3)
+        elbo_bars(log_px, e_now, ax=bx, title=f"q(h=1|x) = {q1:.2f}: gap = {log_px - e_now:.4f}")
+        fig.tight_layout()
+        return fig
+
+    out = widgets.Output()
+    slider = widgets.FloatSlider(value=q_init, min=0.0, max=1.0, step=0.01, description="q(h=1|x)",
+                                 continuous_update=False, readout_format=".2f")
+
+    def on_change(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(slider.value)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(on_change, names="value")
+    on_change()
+    return widgets.VBox([slider, out]), draw
+
+
+# ---------------------------------------------------------------- §14.5: walk the 2-D latent space
+def latent_explorer_2d(decode, points=None, labels=None, extent: float = 3.0, step: float = 0.1):
+    """Two sliders (z1, z2) move a point in a 2-D latent space and show the decoder's image there.
+
+    decode: a callable taking a float32 tensor (m, 2) and returning images (m, 64) (tensor or array),
+    e.g. ``lambda z: model.decode(z.to(device))[0]``. points (m, 2), labels (m,): optional encoded
+    data drawn behind the moving point. Returns ``(ui, update)``; ``update(z1, z2)`` draws the figure
+    and returns the decoded image as a (64,) NumPy array (callable without a browser).
+    """
+    from companion_lib.plots import image_grid, latent_scatter
+
+    def update(z1=0.0, z2=0.0):
+        with torch.no_grad():
+            img = decode(torch.tensor([[float(z1), float(z2)]], dtype=torch.float32))
+        img = (img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img))[0]
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(7.5, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
+        if points is not None and labels is not None:
+            latent_scatter(points, labels, ax=ax0, s=4)
+            ax0.get_legend().remove()
+        ax0.plot([z1], [z2], marker="*", color="black", ms=16, mec="white")
+        ax0.set_xlim(-extent, extent)
+        ax0.set_ylim(-extent, extent)
+        ax0.set_xlabel("$z_1$")
+        ax0.set_ylabel("$z_2$")
+        ax0.set_title("latent plane (held-out codes)", fontsize=10)
+        image_grid(img[None], nrow=1, ax=ax1, vmin=0, vmax=1,
+                   title=f"decoder mean $\\mu_\\theta(z)$ at z = ({z1:.1f}, {z2:.1f})")
+        plt.show()
+        return img
+
+    s1 = widgets.FloatSlider(value=0.0, min=-extent, max=extent, step=step, description="z1")
+    s2 = widgets.FloatSlider(value=0.0, min=-extent, max=extent, step=step, description="z2")
+    out = widgets.interactive_output(update, {"z1": s1, "z2": s2})
+    return widgets.VBox([widgets.HBox([s1, s2]), out]), update
+
+
+def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):  # noqa: F811
+    """§14.4: move q(h=1|x) for a two-state h; redraw ELBO(q), log p(x) and the gap KL(q ‖ p(h|x)).
+
+    (Supersedes the definition just above, which called ``plt.show(fig)``: that fails outside the
+    inline backend. This file is append-only while several people edit it; the earlier one can go.)
+
+    log_joint: (2,) or (1, 2), the values log p(x, h) for one x and h ∈ {0, 1}.
+    Returns ``(widget, draw)``; ``draw(q1)`` draws the figure for q(h=1|x) = q1 on a new figure and
+    returns it (left: the ELBO over the simplex with the gap shaded; right: the three numbers as bars).
+    """
+    from IPython.display import display
+
+    from companion_lib import elbo
+    from companion_lib._checks import as_tensor, check_float
+    from companion_lib.plots import elbo_bars, elbo_sweep
+
+    lj = as_tensor(log_joint, "log_joint", ndim=(1, 2)).reshape(1, -1)
+    if lj.shape[1] != 2:
+        raise ValueError(f"log_joint must hold log p(x, h) for h in {{0, 1}}: shape (2,) or (1, 2), "
+                         f"got {tuple(lj.shape)}")
+    grid = torch.linspace(0, 1, n_grid, dtype=lj.dtype, device=lj.device)
+    Q = torch.stack([1 - grid, grid], 1)
+    curve = elbo.discrete_elbo(lj.expand(n_grid, 2), Q)
+    log_px = float(elbo.log_evidence(lj)[0])
+    q_post = float(elbo.posterior(lj)[0, 1])
+
+    def draw(q1: float):
+        q1 = check_float(q1, "q1", low=0.0, high=1.0)
+        q = torch.tensor([[1 - q1, q1]], dtype=lj.dtype, device=lj.device)
+        e_now = float(elbo.discrete_elbo(lj, q)[0])
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+        elbo_sweep(grid, log_px, curve, ax=ax, q_post=q_post, q_now=q1)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=3)
+        elbo_bars(log_px, e_now, ax=bx, title=f"q(h=1|x) = {q1:.2f}: gap = {log_px - e_now:.4f}")
+        fig.tight_layout()
+        return fig
+
+    out = widgets.Output()
+    slider = widgets.FloatSlider(value=q_init, min=0.0, max=1.0, step=0.01, description="q(h=1|x)",
+                                 continuous_update=False, readout_format=".2f")
+
+    def on_change(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(slider.value)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(on_change, names="value")
+    on_change()
+    return widgets.VBox([slider, out]), draw
+
+
+# ---------------------------------------------------------------- §14.3: Langevin step size and length
+def langevin_explorer(score_fn, x0, exact_probs, lim: float, step_size: float = 0.05, n_steps: int = 100,
+                      seed: int = 0, max_steps: int = 1000):
+    """§14.3: sliders for the Langevin step size η and the number of steps; each move reruns the
+    chains from ``x0`` (n, 2) with a fixed seed and redraws their histogram next to the exact binned
+    density ``exact_probs`` (bins, bins) on [−lim, lim]², with the total-variation distance.
+
+    Returns ``(ui, update)``; ``update(step_size, n_steps)`` draws the figure and returns
+    ``{"samples": (n, 2) tensor, "tv": float}`` (callable, and tested, without a browser).
+    """
+    from companion_lib import ebm
+
+    exact = np.asarray(exact_probs.cpu() if isinstance(exact_probs, torch.Tensor) else exact_probs, float)
+    bins = exact.shape[0]
+
+    def update(step_size=step_size, n_steps=n_steps):
+        g = torch.Generator().manual_seed(seed)
+        x = ebm.langevin(score_fn, x0, float(step_size), int(n_steps), generator=g)
+        hist = ebm.histogram_2d(x, lim, bins)
+        tv = ebm.total_variation(hist, torch.as_tensor(exact))
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 4.2))
+        vmax = exact.max() * 1.1
+        for a, img, t in ((ax, hist.numpy(), f"{x.shape[0]} chains, η = {float(step_size):.3g}, "
+                                             f"{int(n_steps)} steps"),
+                          (bx, exact, "exact binned P = exp(−E)/Z")):
+            a.imshow(img, origin="lower", extent=(-lim, lim, -lim, lim), cmap="magma", vmin=0, vmax=vmax)
+            a.set_title(t, fontsize=10)
+            a.set_xlabel("$x_1$")
+            a.set_ylabel("$x_2$")
+        fig.suptitle(f"total-variation distance between the two histograms: {tv:.3f}")
+        fig.tight_layout()
+        plt.show()
+        return {"samples": x, "tv": tv}
+
+    eta = widgets.FloatLogSlider(value=step_size, base=10, min=-3, max=0, step=0.1, description="η",
+                                 continuous_update=False)
+    steps = widgets.IntSlider(value=n_steps, min=0, max=max_steps, step=10, description="steps",
+                              continuous_update=False)
+    out = widgets.interactive_output(update, {"step_size": eta, "n_steps": steps})
+    return widgets.VBox([widgets.HBox([eta, steps]), out]), update
