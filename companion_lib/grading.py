@@ -263,3 +263,16 @@ def _load_problem_modules() -> None:
 
 
 _load_problem_modules()
+
+
+def main() -> None:  # python -m companion_lib.grading
+    """List every registered problem: id, section, title."""
+    from companion_lib.grading import PROBLEMS as registry  # the imported module's registry, not __main__'s
+
+    for pid in sorted(registry, key=lambda s: [int(t) if t.isdigit() else t for t in s.split(".")]):
+        p = registry[pid]
+        print(f"{pid:<32} §{p.section:<6} {p.title}")
+
+
+if __name__ == "__main__":
+    main()
