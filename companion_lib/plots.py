@@ -165,7 +165,7 @@ def elbo_contour(m_grid, log_s_grid, elbo_grid, ax=None, post=None, log_px=None,
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.8))
     top = float(Z.max()) if log_px is None else float(log_px)
-    levels = top - np.array([8, 4, 2, 1, 0.5, 0.25, 0.1, 0.02, 0.0])[::-1][::-1]
+    levels = top - np.array([8, 4, 2, 1, 0.5, 0.25, 0.1, 0.02, 0.0])
     cs = ax.contourf(M, LS, Z, levels=np.unique(np.concatenate([[Z.min()], levels])), cmap="viridis")
     ax.contour(M, LS, Z, levels=levels[:-1], colors="white", linewidths=0.5)
     cb = plt.colorbar(cs, ax=ax)

@@ -55,84 +55,6 @@ def em_stepper(x, bin_edges, counts, path, xlim=None):
 
 
 # ---------------------------------------------------------------- §14.2: KL is not symmetric
-def kl_asymmetry(separation: float = 4.0, weight: float = 0.5, std: float = 0.6):
-    """Sliders for the separation of P's two modes and the weight of the left one; each move refits
-    one Gaussian by min KL(P‖Q) (moment matching) and by min KL(Q‖P) (mode seeking) and redraws.
-
-    Returns ``(ui, update)``: ``ui`` the widget to display; ``update(separation, weight)`` draws the
-    figure for those values and returns the fits (``companion_lib.divergences.bimodal_fits``'s dict),
-    so it can be called (and tested) without a browser.
-    """
-    from companion_lib.divergences import bimodal_fits
-    from companion_lib.plots import kl_fits
-
-    def update(separation=separation, weight=weight):
-        fits = bimodal_fits(separation, weight, std)
-        fig, ax = plt.subplots(figsize=(6.5, 3.3))
-        kl_fits(fits["grid"], fits["log_p"], {
-            f"argmin KL(P‖Q): mass covering (KL = {fits['kl_forward']:.3f})": fits["forward"],
-            f"argmin KL(Q‖P): mode seeking (KL = {fits['kl_reverse']:.3f})": fits["reverse"],
-        }, ax=ax, title=f"one Gaussian fitted to a two-mode P (separation {separation:.1f}, "
-                        f"left weight {weight:.2f})")
-        ax.set_ylim(0, 1.35 * float(np.exp(fits["log_p"].max())))
-        plt.show()
-        return fits
-
-    sep = widgets.FloatSlider(value=separation, min=0.0, max=8.0, step=0.5, description="separation")
-    w = widgets.FloatSlider(value=weight, min=0.1, max=0.9, step=0.05, description="left weight")
-    out = widgets.interactive_output(update, {"separation": sep, "weight": w})
-    return widgets.VBox([widgets.HBox([sep, w]), out]), update
-
-
-def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):
-    """§14.4: move q(h=1|x) for a two-state h; redraw ELBO(q), log p(x) and the gap KL(q ‖ p(h|x)).
-
-    log_joint: (2,) or (1, 2), the values log p(x, h) for one x and h ∈ {0, 1}.
-    Returns ``(widget, draw)``; ``draw(q1)`` draws the figure for q(h=1|x) = q1 on a new figure and
-    returns it (left: the ELBO over the simplex with the gap shaded; right: the three numbers as bars).
-    """
-    from companion_lib import elbo
-    from companion_lib._checks import as_tensor, check_float
-    from companion_lib.plots import elbo_bars, elbo_sweep
-
-    lj = as_tensor(log_joint, "log_joint", ndim=(1, 2)).reshape(1, -1)
-    if lj.shape[1] != 2:
-        raise ValueError(f"log_joint must hold log p(x, h) for h in {{0, 1}}: shape (2,) or (1, 2), "
-                         f"got {tuple(lj.shape)}")
-    grid = torch.linspace(0, 1, n_grid, dtype=lj.dtype, device=lj.device)
-    Q = torch.stack([1 - grid, grid], 1)
-    curve = elbo.discrete_elbo(lj.expand(n_grid, 2), Q)
-    log_px = float(elbo.log_evidence(lj)[0])
-    q_post = float(elbo.posterior(lj)[0, 1])
-
-    def draw(q1: float):
-        q1 = check_float(q1, "q1", low=0.0, high=1.0)
-        q = torch.tensor([[1 - q1, q1]], dtype=lj.dtype, device=lj.device)
-        e_now = float(elbo.discrete_elbo(lj, q)[0])
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
-        elbo_sweep(grid, log_px, curve, ax=ax, q_post=q_post, q_now=q1)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=3)
-        elbo_bars(log_px, e_now, ax=bx, title=f"q(h=1|x) = {q1:.2f}: gap = {log_px - e_now:.4f}")
-        fig.tight_layout()
-        return fig
-
-    out = widgets.Output()
-    slider = widgets.FloatSlider(value=q_init, min=0.0, max=1.0, step=0.01, description="q(h=1|x)",
-                                 continuous_update=False, readout_format=".2f")
-
-    def on_change(change=None):
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(slider.value)
-            display(fig)
-            plt.close(fig)
-
-    slider.observe(on_change, names="value")
-    on_change()
-    return widgets.VBox([slider, out]), draw
-
-
-# ---------------------------------------------------------------- §14.5: walk the 2-D latent space
 def latent_explorer_2d(decode, points=None, labels=None, extent: float = 3.0, step: float = 0.1):
     """Two sliders (z1, z2) move a point in a 2-D latent space and show the decoder's image there.
 
@@ -168,11 +90,8 @@ def latent_explorer_2d(decode, points=None, labels=None, extent: float = 3.0, st
     return widgets.VBox([widgets.HBox([s1, s2]), out]), update
 
 
-def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):  # noqa: F811
+def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):
     """§14.4: move q(h=1|x) for a two-state h; redraw ELBO(q), log p(x) and the gap KL(q ‖ p(h|x)).
-
-    (Supersedes the definition just above, which called ``plt.show(fig)``: that fails outside the
-    inline backend. This file is append-only while several people edit it; the earlier one can go.)
 
     log_joint: (2,) or (1, 2), the values log p(x, h) for one x and h ∈ {0, 1}.
     Returns ``(widget, draw)``; ``draw(q1)`` draws the figure for q(h=1|x) = q1 on a new figure and
@@ -261,3 +180,39 @@ def langevin_explorer(score_fn, x0, exact_probs, lim: float, step_size: float = 
                               continuous_update=False)
     out = widgets.interactive_output(update, {"step_size": eta, "n_steps": steps})
     return widgets.VBox([widgets.HBox([eta, steps]), out]), update
+
+
+# §14.2: supersedes kl_asymmetry above (same API). The earlier version cut off the mode-seeking fit's
+# peak (y-limit from P alone) and its legend hid P's left mode; the lead may delete the first one.
+def kl_asymmetry(separation: float = 4.0, weight: float = 0.5, std: float = 0.6):
+    """Sliders for the separation of P's two modes and the weight of the left one; each move refits
+    one Gaussian by min KL(P‖Q) (moment matching) and by min KL(Q‖P) (mode seeking) and redraws.
+
+    Returns ``(ui, update)``: ``ui`` the widget to display; ``update(separation, weight)`` draws the
+    figure for those values and returns the fits (``companion_lib.divergences.bimodal_fits``'s dict),
+    so it can be called (and tested) without a browser.
+    """
+    from companion_lib.divergences import bimodal_fits
+    from companion_lib.plots import kl_fits
+
+    def update(separation=separation, weight=weight):
+        fits = bimodal_fits(separation, weight, std)
+        fig, ax = plt.subplots(figsize=(7, 3.4))
+        kl_fits(fits["grid"], fits["log_p"], {
+            f"argmin KL(P‖Q): mass covering (KL(P‖Q) = {fits['kl_forward']:.3f})": fits["forward"],
+            f"argmin KL(Q‖P): mode seeking (KL(Q‖P) = {fits['kl_reverse']:.3f})": fits["reverse"],
+        }, ax=ax, title=f"one Gaussian fitted to a two-mode P (separation {separation:.1f}, "
+                        f"left weight {weight:.2f})")
+        peak = max([float(fits["log_p"].exp().max())]
+                   + [1 / np.sqrt(2 * np.pi * v) for _, v in (fits["forward"], fits["reverse"])])
+        ax.set_ylim(0, 1.6 * peak)
+        ax.legend(fontsize=8, loc="upper right")
+        plt.show()
+        return fits
+
+    sep = widgets.FloatSlider(value=separation, min=0.0, max=8.0, step=0.5, description="separation",
+                              continuous_update=False)
+    w = widgets.FloatSlider(value=weight, min=0.1, max=0.9, step=0.05, description="left weight",
+                            continuous_update=False)
+    out = widgets.interactive_output(update, {"separation": sep, "weight": w})
+    return widgets.VBox([widgets.HBox([sep, w]), out]), update

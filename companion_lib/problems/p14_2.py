@@ -1,0 +1,107 @@
+"""§14.2 problems: KL between Gaussians in closed form; the maximum-likelihood σ² of N(μ, σ²I)."""
+import torch
+
+from companion_lib import divergences
+from companion_lib.grading import Problem, register
+
+F64 = dict(dtype=torch.float64)
+
+
+def _kl_cases():
+    g = torch.Generator().manual_seed(1421)
+    cases = [
+        (torch.tensor(0.0, **F64), torch.tensor(1.0, **F64), torch.tensor(0.0, **F64), torch.tensor(1.0, **F64)),
+        (torch.tensor(0.3, **F64), torch.tensor(0.5, **F64), torch.tensor(-1.0, **F64), torch.tensor(2.0, **F64)),
+        (torch.tensor(2.0, **F64), torch.tensor(4.0, **F64), torch.tensor(0.5, **F64), torch.tensor(0.25, **F64)),
+    ]
+    d = 5
+    cases.append((torch.randn(d, generator=g, **F64), torch.rand(d, generator=g, **F64) + 0.2,
+                  torch.randn(d, generator=g, **F64), torch.rand(d, generator=g, **F64) * 3 + 0.1))
+    return cases
+
+
+def _kl_swapped(mu1, var1, mu2, var2):     # KL(Q ‖ P): the arguments the wrong way round
+    return divergences.kl_gaussians(mu2, var2, mu1, var1)
+
+
+def _kl_std_for_var(mu1, var1, mu2, var2):  # treats the variances as standard deviations
+    return divergences.kl_gaussians(mu1, var1 ** 2, mu2, var2 ** 2)
+
+
+def _kl_no_minus_one(mu1, var1, mu2, var2):  # forgets the −1 (KL(P‖P) would not be 0)
+    return 0.5 * (torch.log(var2 / var1) + (var1 + (mu1 - mu2) ** 2) / var2).sum()
+
+
+def _kl_not_summed(mu1, var1, mu2, var2):   # per-coordinate KLs instead of their sum
+    return 0.5 * (torch.log(var2 / var1) + (var1 + (mu1 - mu2) ** 2) / var2 - 1)
+
+
+register(Problem(
+    id="14.2.kl_gaussians",
+    section="14.2",
+    title="KL divergence between two Gaussians in closed form",
+    statement=("Write kl_gaussians(mu1, var1, mu2, var2) returning KL(N(mu1, diag var1) ‖ N(mu2, diag var2)) "
+               "as a 0-d tensor. The four inputs share one shape: 0-d (1-D Gaussians) or (d,) (diagonal "
+               "Gaussians; the KL is then a sum over the d coordinates). var1, var2 are variances."),
+    kind="function",
+    reference=divergences.kl_gaussians,
+    cases=_kl_cases,
+    hint=("Integrate p(x)[log p(x) − log q(x)] for two Gaussians: "
+          "KL = ½ Σ_j [log(var2/var1) + (var1 + (mu1 − mu2)²)/var2 − 1]. Check: KL(P‖P) = 0."),
+    wrong_answers=(_kl_swapped, _kl_std_for_var, _kl_no_minus_one, _kl_not_summed),
+    rtol=1e-6, atol=1e-10,
+))
+
+
+def _sigma2_mle(X):
+    """The reference: σ² of the maximum-likelihood N(μ, σ²I) (a 0-d tensor)."""
+    return divergences.isotropic_gaussian_mle(X)[1]
+
+
+def _sigma2_cases():
+    g = torch.Generator().manual_seed(1422)
+    return [
+        (torch.randn(6, 3, generator=g, **F64) * torch.tensor([0.5, 1.0, 2.0], **F64) + 1.0,),
+        (torch.rand(10, 64, generator=g, **F64),),
+        (torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 9.0]], **F64),),
+    ]
+
+
+def _sigma2_text(X):                       # the printed formula: Σ_i |x_i − μ|² / m, no division by d
+    X = torch.as_tensor(X)
+    return ((X - X.mean(0)) ** 2).sum() / X.shape[0]
+
+
+def _sigma2_unbiased(X):                   # divides by (m − 1) d: unbiased-style, not the MLE
+    X = torch.as_tensor(X)
+    return ((X - X.mean(0)) ** 2).sum() / ((X.shape[0] - 1) * X.shape[1])
+
+
+def _sigma2_std(X):                        # returns σ instead of σ²
+    return _sigma2_mle(X).sqrt()
+
+
+def _sigma2_per_pixel(X):                  # one variance per pixel (the diagonal model), not one σ²
+    X = torch.as_tensor(X)
+    return X.var(0, unbiased=False)
+
+
+def _sigma2_uncentred(X):                  # forgets to subtract μ
+    X = torch.as_tensor(X)
+    return (X ** 2).mean()
+
+
+register(Problem(
+    id="14.2.sigma2_mle",
+    section="14.2",
+    title="Maximum-likelihood σ² of N(μ, σ²I)",
+    statement=("Write sigma2_mle(X) for data X of shape (m, d): return, as a 0-d tensor, the σ² that "
+               "(together with μ = the sample mean) maximises Σ_i log N(x_i; μ, σ²I)."),
+    kind="function",
+    reference=_sigma2_mle,
+    cases=_sigma2_cases,
+    hint=("The negative log-likelihood is Σ_i |x_i − μ|²/(2σ²) + (m d/2) log(2πσ²). Set its derivative "
+          "in σ² to zero: there are m·d squared deviations, and σ² is their average."),
+    wrong_answers=(_sigma2_text, _sigma2_unbiased, _sigma2_std, _sigma2_per_pixel, _sigma2_uncentred),
+    rtol=1e-6, atol=1e-12,
+))

@@ -1,0 +1,113 @@
+"""§14.4 problems: the entropy of a Gaussian and the ELBO gap of a discrete latent variable."""
+import math
+
+import torch
+
+from companion_lib import elbo
+from companion_lib.data import load_pearson_crabs
+from companion_lib.grading import Problem, register
+
+F64 = torch.float64
+
+
+# ---------------------------------------------------------------- entropy of N(μ, Σ)
+def _entropy_cases():
+    g = torch.Generator().manual_seed(1441)
+    A = torch.randn(3, 3, generator=g, dtype=F64)
+    B = torch.randn(4, 2, 2, generator=g, dtype=F64)
+    return [
+        (torch.tensor([[0.25]], dtype=F64),),                                   # 1-D, σ = 0.5
+        (A @ A.T + 0.5 * torch.eye(3, dtype=F64),),                              # full 3×3
+        (B @ B.transpose(-1, -2) + 0.1 * torch.eye(2, dtype=F64),),             # a batch (4, 2, 2)
+        (torch.tensor([[2.0, 1.9], [1.9, 2.0]], dtype=F64),),                   # strongly correlated
+    ]
+
+
+def _wrong_no_e(cov):                     # ½ log det(2π Σ): forgets the +d/2 from E[(x-μ)ᵀΣ⁻¹(x-μ)] = d
+    cov = torch.as_tensor(cov)
+    return 0.5 * torch.logdet(2 * math.pi * cov)
+
+
+def _wrong_diagonal_only(cov):            # treats Σ as diagonal: ignores the correlations
+    cov = torch.as_tensor(cov)
+    var = torch.diagonal(cov, dim1=-2, dim2=-1)
+    return 0.5 * (var.shape[-1] * (1 + math.log(2 * math.pi)) + torch.log(var).sum(-1))
+
+
+def _wrong_no_half(cov):                  # log det Σ without the ½ (σ² taken for σ)
+    cov = torch.as_tensor(cov)
+    return 0.5 * cov.shape[-1] * (1 + math.log(2 * math.pi)) + torch.logdet(cov)
+
+
+def _wrong_bits(cov):                     # in bits instead of nats
+    return elbo.gaussian_entropy(cov) / math.log(2)
+
+
+register(Problem(
+    id="14.4.gaussian_entropy",
+    section="14.4",
+    title="Entropy of a Gaussian N(μ, Σ)",
+    statement=("Write gaussian_entropy(cov) returning the differential entropy H[N(μ, Σ)] in nats for a "
+               "covariance matrix cov of shape (d, d), or for a batch of them (..., d, d) (then return "
+               "shape (...)). The entropy does not depend on μ. It is the H[q] term of the ELBO "
+               "(eq. 14.4) when q(h|x) is Gaussian."),
+    kind="function",
+    reference=elbo.gaussian_entropy,
+    cases=_entropy_cases,
+    hint=("H = −E[log N(h; μ, Σ)] = ½ log det(2π Σ) + ½ E[(h−μ)ᵀ Σ⁻¹ (h−μ)], and that expectation is d. "
+          "torch.logdet (or a Cholesky factor) handles a batch of matrices."),
+    wrong_answers=(_wrong_no_e, _wrong_diagonal_only, _wrong_no_half, _wrong_bits),
+    rtol=1e-7, atol=1e-10,
+))
+
+
+# ---------------------------------------------------------------- the ELBO gap, discrete h
+def _gap_cases():
+    g = torch.Generator().manual_seed(1442)
+    x = torch.as_tensor(load_pearson_crabs().data[::50], dtype=F64)        # 20 crabs
+    log_joint = elbo.mixture_log_joint(x, [0.43, 0.57], [[0.634], [0.657]],
+                                       [[[0.0183 ** 2]], [[0.0126 ** 2]]])
+    q = torch.rand(20, 2, generator=g, dtype=F64)
+    q = q / q.sum(1, keepdim=True)
+    q[0] = torch.tensor([1.0, 0.0], dtype=F64)                               # a q with a zero
+    q[1] = elbo.posterior(log_joint[1:2])[0]                                  # q = the posterior
+    log_joint3 = torch.randn(6, 3, generator=g, dtype=F64) * 4 - 10
+    q3 = torch.distributions.Dirichlet(torch.full((3,), 0.7, dtype=F64)).sample((6,))
+    q3[2] = torch.tensor([0.0, 0.5, 0.5], dtype=F64)
+    return [(log_joint, q), (log_joint3, q3)]
+
+
+def _wrong_no_entropy(log_joint, q):      # log p(x) − E_q[log p(x, h)]: forgets H[q]
+    return torch.logsumexp(log_joint, 1) - (q * log_joint).sum(1)
+
+
+def _wrong_reverse_kl(log_joint, q):      # KL(p(h|x) ‖ q) instead of KL(q ‖ p(h|x))
+    log_post = log_joint - torch.logsumexp(log_joint, 1, keepdim=True)
+    return (log_post.exp() * (log_post - torch.log(q.clamp_min(1e-300)))).sum(1)
+
+
+def _wrong_joint_not_posterior(log_joint, q):   # KL against p(x, h) instead of p(h|x): = −ELBO
+    return (torch.special.xlogy(q, q) - q * log_joint).sum(1)
+
+
+def _wrong_naive_zero(log_joint, q):      # q log q with q = 0 gives 0·(−inf) = NaN
+    log_post = log_joint - torch.logsumexp(log_joint, 1, keepdim=True)
+    return (q * (torch.log(q) - log_post)).sum(1)
+
+
+register(Problem(
+    id="14.4.elbo_gap",
+    section="14.4",
+    title="The ELBO gap log p(x) − ELBO(q) for a discrete h",
+    statement=("Write elbo_gap(log_joint, q): log_joint (n, K) holds log p(x_i, h = k), q (n, K) holds "
+               "q(h = k | x_i) (rows sum to 1, entries may be 0). Return the (n,) vector "
+               "log p(x_i) − ELBO_i(q), which by eqs. 14.5–14.8 equals KL(q(h|x_i) ‖ p(h|x_i)). "
+               "Use the convention 0 log 0 = 0."),
+    kind="function",
+    reference=elbo.elbo_gap,
+    cases=_gap_cases,
+    hint=("log p(x) = logsumexp over h of log p(x, h); log p(h|x) = log p(x, h) − log p(x). Then "
+          "KL = Σ_h q (log q − log p(h|x)). torch.special.xlogy(q, q) is q log q with 0 log 0 = 0."),
+    wrong_answers=(_wrong_no_entropy, _wrong_reverse_kl, _wrong_joint_not_posterior, _wrong_naive_zero),
+    rtol=1e-7, atol=1e-10,
+))
