@@ -23,6 +23,8 @@ def bits_per_dim(log_prob, n_dims: int, levels: int = 17) -> float:
     ``levels=None`` gives plain ``-E[log p] / (d ln 2)`` for continuous data (no discretisation term).
     """
     n_dims = check_int(n_dims, "n_dims", low=1)
+    if isinstance(log_prob, torch.Tensor):
+        log_prob = log_prob.detach().cpu()  # float64 below; MPS has no float64
     lp = as_tensor(log_prob, "log_prob", ndim=1)
     base = 0.0 if levels is None else math.log2(check_int(levels, "levels", low=2))
     return base - lp.mean().item() / (n_dims * math.log(2))

@@ -1,0 +1,325 @@
+"""§14.5 The variational autoencoder exactly as eqs. 14.10–14.13, in PyTorch.
+
+* ``VAE``               encoder E_φ(x) → (μ_x (d,), scalar σ_x), decoder D_θ(z) → (μ_z (n,), scalar σ_z),
+                        prior N(0, I_d)                                               eqs. 14.10–14.11
+* ``reparameterize``    z = μ + σ·ε, the reparameterisation trick                     §14.5.1
+* ``log_normal``        log N(x; μ, σ² I) with all constants
+* ``elbo_term``         one summand of (14.12) in the explicit form (14.13), constants dropped
+* ``log_weights``       the exact summands log p(x, z_j) − log q(z_j | x), z_j ~ q       eq. 14.12
+* ``elbo_estimate``     (14.12) as printed (``reduction="sum"``: s × ELBO) or its average (the ELBO)
+* ``elbo_and_iwae``     the ELBO and the importance-weighted bound from the same k samples
+* ``encoder_gradients`` reparameterisation vs score-function (REINFORCE) gradients of the ELBO
+                        with respect to the encoder output (μ_φ(x), σ_φ(x))
+* ``make_loss`` / ``make_val_fn`` / ``train_vae``  training on the digits with ``training.train``,
+                        re-dequantising every batch; losses in bits/dim of the dequantised data.
+
+Shapes: n = data dimension (64 for the digits), d = latent dimension, b = batch, s / k = samples.
+Floor 2: torch only, no plotting, no grading. Device-agnostic: tensors follow the model / input.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib.data import DIGIT_LEVELS, dequantize
+from companion_lib.training import TrainResult, train
+
+LOG_2PI = math.log(2 * math.pi)
+
+__all__ = ["VAE", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
+           "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "make_loss", "make_val_fn",
+           "train_vae", "nats_to_bpd"]
+
+
+def _mlp(n_in: int, hidden: int, n_out: int, depth: int) -> nn.Sequential:
+    layers, width = [], n_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """The VAE of eqs. 14.10–14.11 with isotropic Gaussians and *scalar* standard deviations.
+
+    q(z|x) = N(z; μ_x, σ_x² I_d), (μ_x, σ_x) = E_φ(x)       eq. 14.10
+    p(x|z) = N(x; μ_z, σ_z² I_n), (μ_z, σ_z) = D_θ(z)       eq. 14.11
+    p(z)   = N(z; 0, I_d)                                  eq. 14.11
+
+    E_φ and D_θ are MLPs (``depth`` hidden layers of width ``hidden``, SiLU) with one extra output
+    for log σ. The decoder mean goes through a sigmoid (data live in [0, 1)), an implementation choice.
+    """
+
+    def __init__(self, n_dims: int = 64, latent_dims: int = 16, hidden: int = 128, depth: int = 2):
+        super().__init__()
+        self.n_dims = check_int(n_dims, "n_dims", low=1)
+        self.latent_dims = check_int(latent_dims, "latent_dims", low=1)
+        check_int(hidden, "hidden", low=1)
+        check_int(depth, "depth", low=1)
+        self.encoder = _mlp(self.n_dims, hidden, self.latent_dims + 1, depth)
+        self.decoder = _mlp(self.latent_dims, hidden, self.n_dims + 1, depth)
+
+    @staticmethod
+    def _sigma(raw: torch.Tensor) -> torch.Tensor:
+        return torch.exp(raw.clamp(-9.0, 4.0))
+
+    def encode(self, x: torch.Tensor):
+        """x (..., n) → μ_φ(x) (..., d) and σ_φ(x) (...,) > 0."""
+        out = self.encoder(x)
+        return out[..., :-1], self._sigma(out[..., -1])
+
+    def decode(self, z: torch.Tensor):
+        """z (..., d) → μ_θ(z) (..., n) in (0, 1) and σ_θ(z) (...,) > 0."""
+        out = self.decoder(z)
+        return torch.sigmoid(out[..., :-1]), self._sigma(out[..., -1])
+
+    @torch.no_grad()
+    def sample(self, m: int, generator: torch.Generator | None = None, noise: bool = True):
+        """m draws from the model: z ~ N(0, I_d), x = μ_θ(z) (+ σ_θ(z)·ε if ``noise``). Returns (m, n)."""
+        m = check_int(m, "m", low=1)
+        p = next(self.parameters())
+        z = _randn((m, self.latent_dims), generator, p)
+        mu, sigma = self.decode(z)
+        if not noise:
+            return mu
+        eps = _randn(mu.shape, generator, p)
+        return mu + sigma[:, None] * eps
+
+
+# --------------------------------------------------------------------------------------------------
+# The reparameterisation trick and the terms of the ELBO
+def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise drawn on the CPU from ``generator`` (reproducible across devices), in
+    the dtype of ``like`` and moved to its device."""
+    return torch.randn(tuple(shape), generator=generator, dtype=like.dtype).to(like.device)
+
+
+def _sigma_column(sigma: torch.Tensor, n: int, name: str) -> torch.Tensor:
+    """Accept a scalar-per-row σ of shape (n,) or (n, 1); return (n, 1)."""
+    if sigma.ndim == 1 and sigma.shape[0] == n:
+        sigma = sigma[:, None]
+    if sigma.ndim != 2 or sigma.shape != (n, 1):
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, 1) (one scalar per row), "
+                         f"got {tuple(sigma.shape)}")
+    if (sigma <= 0).any():
+        raise ValueError(f"{name} must be positive (a standard deviation)")
+    return sigma
+
+
+def reparameterize(mu, sigma, eps) -> torch.Tensor:
+    """z = μ + σ·ε (§14.5.1): mu (n, d), sigma (n,) or (n, 1), eps (n, d) or (s, n, d) → shape of eps.
+
+    With eps (s, n, d) row j of sample i uses its own ε_j: z_ij = μ_φ(x_i) + σ_φ(x_i)·ε_j.
+    """
+    mu = as_tensor(mu, "mu", ndim=2, dtype=None)
+    n, d = mu.shape
+    sigma = _sigma_column(as_tensor(sigma, "sigma", ndim=(1, 2), dtype=mu.dtype, device=mu.device),
+                          n, "sigma")
+    eps = as_tensor(eps, "eps", ndim=(2, 3), dtype=mu.dtype, device=mu.device)
+    if eps.shape[-2:] != (n, d):
+        raise ValueError(f"eps must have shape ({n}, {d}) or (s, {n}, {d}) to match mu, "
+                         f"got {tuple(eps.shape)}")
+    return mu + sigma * eps                                         # z = μ + σ ε  (§14.5.1)
+
+
+def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """log N(x; μ, σ² I_D) with all constants: x, mu (..., D), sigma (...) → (...)."""
+    D = x.shape[-1]
+    sq = ((x - mu) ** 2).sum(-1)
+    return -0.5 * (sq / sigma**2 + D * torch.log(sigma**2) + D * LOG_2PI)
+
+
+def elbo_constant(n_dims: int) -> float:
+    """The constant (14.13) drops from each summand of (14.12): −(n/2)·log 2π.
+
+    log p(x|z) carries −(n/2) log 2π, log p(z) carries −(d/2) log 2π and −log q(z|x) carries
+    +(d/2) log 2π, so the latent constants cancel and only the data one is left.
+    """
+    return -0.5 * check_int(n_dims, "n_dims", low=1) * LOG_2PI
+
+
+def elbo_term(x, mu_dec, sigma_dec, z, mu_enc, sigma_enc) -> torch.Tensor:
+    """One summand of (14.12) in the explicit form (14.13), constants dropped (as in the text).
+
+    x (b, n) data, mu_dec = μ_θ(z) (b, n), sigma_dec = σ_θ(z) (b,) or (b, 1), z (b, d),
+    mu_enc = μ_φ(x) (b, d), sigma_enc = σ_φ(x) (b,) or (b, 1). Returns (b,):
+
+    −½ [ ‖x − μ_θ‖²/σ_θ² + n log σ_θ² + ‖z‖² − ‖z − μ_φ‖²/σ_φ² − d log σ_φ² ]     eq. 14.13
+
+    Adding ``elbo_constant(n)`` gives log p(x|z) + log p(z) − log q(z|x) exactly.
+    """
+    x = as_tensor(x, "x", ndim=2, dtype=None)
+    b, n = x.shape
+    kw = dict(dtype=x.dtype, device=x.device)
+    mu_dec = as_tensor(mu_dec, "mu_dec", shape=(b, n), **kw)
+    z = as_tensor(z, "z", ndim=2, **kw)
+    if z.shape[0] != b:
+        raise ValueError(f"z must have shape ({b}, d) to match x, got {tuple(z.shape)}")
+    d = z.shape[1]
+    mu_enc = as_tensor(mu_enc, "mu_enc", shape=(b, d), **kw)
+    s_dec = _sigma_column(as_tensor(sigma_dec, "sigma_dec", ndim=(1, 2), **kw), b, "sigma_dec")[:, 0]
+    s_enc = _sigma_column(as_tensor(sigma_enc, "sigma_enc", ndim=(1, 2), **kw), b, "sigma_enc")[:, 0]
+    return -0.5 * (((x - mu_dec) ** 2).sum(-1) / s_dec**2 + n * torch.log(s_dec**2)   # eq. 14.13
+                   + (z**2).sum(-1)
+                   - ((z - mu_enc) ** 2).sum(-1) / s_enc**2 - d * torch.log(s_enc**2))
+
+
+def _check_model_input(model: VAE, y, name: str = "y") -> torch.Tensor:
+    if not isinstance(model, VAE):
+        raise ValueError(f"model must be a companion_lib.vae.VAE, got {type(model).__name__}")
+    p = next(model.parameters())
+    return as_tensor(y, name, shape=(None, model.n_dims), dtype=p.dtype, device=p.device, min_rows=1)
+
+
+def log_weights(model: VAE, y, s: int = 1, generator: torch.Generator | None = None,
+                eps: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact summands of (14.12): log p(y|z_j) + log p(z_j) − log q(z_j|y), shape (s, b).
+
+    y (b, n); z_j = μ_φ(y) + σ_φ(y)·ε_j with ε_j ~ N(0, I_d) drawn from ``generator`` (or passed in
+    as ``eps`` (s, b, d)). Differentiable in the model's parameters (the reparameterisation trick).
+    """
+    y = _check_model_input(model, y)
+    s = check_int(s, "s", low=1)
+    mu_e, sig_e = model.encode(y)                                   # eq. 14.10
+    if eps is None:
+        eps = _randn((s, y.shape[0], model.latent_dims), generator, y)
+    z = reparameterize(mu_e, sig_e, eps)                            # (s, b, d)
+    mu_d, sig_d = model.decode(z)                                   # eq. 14.11
+    log_px_z = log_normal(y, mu_d, sig_d)                           # log p(x|z)
+    log_pz = log_normal(z, torch.zeros_like(z), torch.ones_like(sig_d))  # log p(z), N(0, I_d)
+    log_qz_x = log_normal(z, mu_e, sig_e)                           # log q(z|x)
+    return log_px_z + log_pz - log_qz_x                             # eq. 14.12 summand
+
+
+def elbo_estimate(model: VAE, y, s: int = 1, generator: torch.Generator | None = None,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Monte-Carlo ELBO per data point, (b,), from s reparameterised samples.
+
+    ``reduction="sum"`` is (14.12) as printed: the *sum* over s samples, an unbiased estimate of
+    s × ELBO. ``reduction="mean"`` divides by s: the unbiased estimate of the ELBO itself.
+    """
+    check_choice(reduction, "reduction", ("mean", "sum"))
+    lw = log_weights(model, y, s, generator)
+    return lw.sum(0) if reduction == "sum" else lw.mean(0)
+
+
+@torch.no_grad()
+def elbo_and_iwae(model: VAE, y, k: int = 100, generator: torch.Generator | None = None,
+                  chunk: int = 100):
+    """ELBO and importance-weighted bound (IWAE, Burda et al. 2016) per data point, both (b,).
+
+    From the same k samples z_j ~ q(z|y) with log-weights w_j = log p(y, z_j) − log q(z_j|y):
+    ELBO ≈ mean_j w_j,  IWAE_k = log mean_j exp(w_j) ≥ mean_j w_j (Jensen), and IWAE_k ≤ log p(y).
+    Samples are drawn ``chunk`` at a time to bound memory.
+    """
+    k = check_int(k, "k", low=1)
+    chunk = check_int(chunk, "chunk", low=1)
+    parts, left = [], k
+    while left > 0:
+        m = min(chunk, left)
+        parts.append(log_weights(model, y, m, generator))
+        left -= m
+    lw = torch.cat(parts, 0)                                        # (k, b)
+    return lw.mean(0), torch.logsumexp(lw, 0) - math.log(k)
+
+
+def nats_to_bpd(log_p, n_dims: int = 64, levels: int | None = DIGIT_LEVELS):
+    """Bits/dim of the discrete data from log-densities of dequantised y (the companion convention,
+    same as ``metrics.bits_per_dim``): log2(L) − log p / (n ln 2). Works elementwise on tensors."""
+    base = 0.0 if levels is None else math.log2(levels)
+    return base - log_p / (n_dims * math.log(2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Gradient estimators with respect to the encoder output
+def encoder_gradients(model: VAE, y, s: int, repeats: int, generator: torch.Generator | None = None,
+                      estimator: str = "reparam") -> torch.Tensor:
+    """``repeats`` independent s-sample estimates of ∇ ELBO w.r.t. the encoder output (μ_φ(y), σ_φ(y)).
+
+    y (n,) one (dequantised) image. Returns (repeats, d + 1): d entries for μ_φ, one for σ_φ.
+
+    * ``"reparam"``: differentiate (1/s) Σ_j f(μ + σ ε_j), f(z) = log p(y, z) − log q(z|y; μ, σ).
+    * ``"score"``  (REINFORCE): (1/s) Σ_j [ f(z_j) ∇ log q(z_j; μ, σ) + ∇_{μ,σ} f(z_j) ] with z_j held
+      fixed; the second part equals −∇ log q(z_j) and has mean zero. No gradient flows through z.
+    Both are unbiased for the same gradient; the model's own parameters are not touched.
+    """
+    check_choice(estimator, "estimator", ("reparam", "score"))
+    s = check_int(s, "s", low=1)
+    repeats = check_int(repeats, "repeats", low=1)
+    y = _check_model_input(model, as_tensor(y, "y", ndim=1, dtype=None)[None, :])
+    d = model.latent_dims
+    with torch.no_grad():
+        mu0, sig0 = model.encode(y)                                 # (1, d), (1,)
+    mu = mu0.expand(repeats, d).clone().requires_grad_(True)        # one leaf per repeat
+    sig = sig0.expand(repeats).clone().requires_grad_(True)
+    eps = _randn((s, repeats, d), generator, y)
+    z = mu + sig[:, None] * eps                                     # (s, R, d)
+    if estimator == "score":
+        z = z.detach()
+    mu_d, sig_d = model.decode(z)
+    log_joint = log_normal(y, mu_d, sig_d) + log_normal(z, torch.zeros_like(z), torch.ones_like(sig_d))
+    log_q = log_normal(z, mu, sig)
+    f = log_joint - log_q                                           # (s, R)
+    surrogate = f if estimator == "reparam" else f.detach() * log_q + f
+    g_mu, g_sig = torch.autograd.grad(surrogate.mean(0).sum(), (mu, sig))
+    return torch.cat([g_mu, g_sig[:, None]], 1).detach()
+
+
+# --------------------------------------------------------------------------------------------------
+# Training on the digits (dequantised every batch)
+def make_loss(generator: torch.Generator | None = None, s: int = 1, levels: int = DIGIT_LEVELS):
+    """loss_fn(model, x) for ``training.train``: x (b, n) raw levels 0..levels−1, dequantised afresh
+    at every call (y = (x + u)/levels); returns the negative s-sample ELBO in bits/dim (scalar)."""
+    s = check_int(s, "s", low=1)
+
+    def loss_fn(model: VAE, x: torch.Tensor) -> torch.Tensor:
+        y = dequantize(x, generator, levels)
+        elbo = log_weights(model, y, s, generator).mean(0)          # (b,), unbiased ELBO
+        return nats_to_bpd(elbo, model.n_dims, levels).mean()
+
+    return loss_fn
+
+
+def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS):
+    """val_fn(model, x) → float: negative ELBO in bits/dim with the *same* dequantisation noise and ε
+    at every call (a fresh generator seeded ``seed``), so early stopping compares like with like."""
+    s = check_int(s, "s", low=1)
+
+    def val_fn(model: VAE, x: torch.Tensor) -> float:
+        g = torch.Generator().manual_seed(seed)
+        y = dequantize(x, g, levels)
+        with torch.no_grad():
+            elbo = log_weights(model, y, s, g).mean(0)
+        return float(nats_to_bpd(elbo, model.n_dims, levels).mean())
+
+    return val_fn
+
+
+def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: int = 2,
+              steps: int = 3000, batch_size: int = 128, lr: float = 2e-3, eval_every: int = 50,
+              patience: int | None = 10, s: int = 1, generator: torch.Generator | None = None,
+              device=None, progress: bool = True, desc: str = "VAE") -> TrainResult:
+    """Build a ``VAE`` and train it with ``training.train`` on raw digit levels.
+
+    x_fit (m, n), x_val (m', n): integer levels (e.g. ``load_digits_split().X_fit``), moved to
+    ``device`` as float32. Each batch is re-dequantised; early stopping on the validation ELBO
+    (bits/dim, lower is better); the best weights are restored. Returns the ``TrainResult``.
+    """
+    x_fit = as_tensor(x_fit, "x_fit", ndim=2, dtype=torch.float32, device=device, min_rows=1)
+    x_val = as_tensor(x_val, "x_val", shape=(None, x_fit.shape[1]), dtype=torch.float32,
+                      device=device, min_rows=1)
+    check_float(lr, "lr", low=0.0, low_open=True)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):     # weights initialised from ``generator`` alone
+        torch.manual_seed(init_seed)
+        model = VAE(x_fit.shape[1], latent_dims, hidden, depth)
+    model = model.to(x_fit.device)
+    return train(model, make_loss(generator, s), x_fit, steps=steps, val_data=x_val,
+                 val_fn=make_val_fn(s=s), batch_size=batch_size, lr=lr, eval_every=eval_every,
+                 patience=patience, generator=generator, progress=progress, desc=desc)

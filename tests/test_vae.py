@@ -1,0 +1,167 @@
+"""§14.5 VAE: the estimator terms against torch.distributions, the bounds, the two gradient
+estimators against each other and against autograd, training, input validation, the widget."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch.distributions import Independent, Normal  # noqa: E402
+
+from companion_lib import metrics, vae  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = vae.VAE(n_dims=10, latent_dims=3, hidden=16).double()
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def y():
+    return torch.rand(6, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def test_shapes(model, y):
+    mu, sig = model.encode(y)
+    assert mu.shape == (6, 3) and sig.shape == (6,) and (sig > 0).all()
+    md, sd = model.decode(torch.randn(4, 6, 3, dtype=torch.float64))
+    assert md.shape == (4, 6, 10) and sd.shape == (4, 6)
+    assert model.sample(5, torch.Generator().manual_seed(0)).shape == (5, 10)
+    assert vae.log_weights(model, y, 7, torch.Generator().manual_seed(0)).shape == (7, 6)
+
+
+def test_reparameterize_accepts_both_sigma_shapes_and_sample_axis():
+    mu = torch.randn(4, 2, dtype=torch.float64)
+    sig = torch.rand(4, dtype=torch.float64) + 0.1
+    eps = torch.randn(3, 4, 2, dtype=torch.float64)
+    z1 = vae.reparameterize(mu, sig, eps)
+    z2 = vae.reparameterize(mu, sig[:, None], eps)
+    assert torch.equal(z1, z2) and z1.shape == (3, 4, 2)
+    assert torch.allclose(z1[1, 2], mu[2] + sig[2] * eps[1, 2])
+
+
+def test_log_weights_match_torch_distributions_and_14_13(model, y):
+    s = 5
+    eps = torch.randn(s, 6, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        lw = vae.log_weights(model, y, s, eps=eps)
+        mu_e, sig_e = model.encode(y)
+        z = mu_e + sig_e[:, None] * eps
+        mu_d, sig_d = model.decode(z)
+        exact = (Independent(Normal(mu_d, sig_d[..., None].expand_as(mu_d)), 1).log_prob(y)
+                 + Independent(Normal(torch.zeros_like(z), torch.ones_like(z)), 1).log_prob(z)
+                 - Independent(Normal(mu_e, sig_e[:, None].expand_as(mu_e)), 1).log_prob(z))
+        t = torch.stack([vae.elbo_term(y, mu_d[j], sig_d[j], z[j], mu_e, sig_e) for j in range(s)])
+    assert torch.allclose(lw, exact, atol=1e-10)
+    # (14.13) drops exactly -(n/2) log 2π, n = 10: the latent constants cancel
+    assert torch.allclose(exact - t, torch.full_like(t, -5 * math.log(2 * math.pi)), atol=1e-10)
+    assert vae.elbo_constant(10) == pytest.approx(-5 * math.log(2 * math.pi))
+
+
+def test_sum_reduction_is_s_times_mean(model, y):
+    a = vae.elbo_estimate(model, y, 4, torch.Generator().manual_seed(3), reduction="sum")
+    b = vae.elbo_estimate(model, y, 4, torch.Generator().manual_seed(3), reduction="mean")
+    assert torch.allclose(a, 4 * b)
+
+
+def test_iwae_between_elbo_and_exact_log_likelihood():
+    """d = 1 latent: log p(y) by quadrature over z is the oracle; ELBO ≤ IWAE ≤ log p(y)."""
+    torch.manual_seed(4)
+    m = vae.VAE(n_dims=3, latent_dims=1, hidden=8).double().eval()
+    yy = torch.rand(4, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    zg = torch.linspace(-10, 10, 20001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        mu_d, sig_d = m.decode(zg)                                        # (G, 3), (G,)
+        lj = vae.log_normal(yy[:, None, :], mu_d[None], sig_d[None]) - 0.5 * zg[:, 0] ** 2 - 0.5 * math.log(2 * math.pi)
+        log_p = torch.logsumexp(lj, 1) + math.log(zg[1, 0] - zg[0, 0])    # quadrature, (4,)
+        elbo, iwae = vae.elbo_and_iwae(m, yy, k=4000, generator=torch.Generator().manual_seed(6), chunk=700)
+        _, iwae_big = vae.elbo_and_iwae(m, yy, k=20000, generator=torch.Generator().manual_seed(7))
+    assert (iwae >= elbo).all()
+    assert (iwae <= log_p + 1e-2).all()      # a bound in expectation; 1e-2 leaves room for MC noise
+    assert (elbo < log_p - 1e-3).all()      # the ELBO of an untrained encoder is strictly below
+    assert torch.allclose(iwae_big, log_p, atol=2e-2)
+
+
+def test_reparam_gradient_matches_autograd_and_score_function(model, y):
+    """Reparameterised gradients w.r.t. (μ, σ) equal autograd through log_weights for the same ε; the
+    score-function estimator has the same mean (within 4.5 standard errors) and larger variance."""
+    y0 = y[0]
+    g = torch.Generator().manual_seed(8)
+    G = vae.encoder_gradients(model, y0, s=3, repeats=2, generator=g, estimator="reparam")
+    # oracle: autograd on the same ε, through a leaf (μ, σ)
+    g = torch.Generator().manual_seed(8)
+    eps = torch.randn((3, 2, 3), generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        mu0, sig0 = model.encode(y0[None])
+    mu = mu0[0].clone().requires_grad_(True)
+    sig = sig0[0].clone().requires_grad_(True)
+    z = mu + sig * eps[:, 0]
+    md, sd = model.decode(z)
+    f = (vae.log_normal(y0, md, sd) + vae.log_normal(z, torch.zeros_like(z), torch.ones_like(sd))
+         - vae.log_normal(z, mu, sig))
+    gm, gs = torch.autograd.grad(f.mean(), (mu, sig))
+    assert torch.allclose(G[0], torch.cat([gm, gs[None]]), atol=1e-10)
+
+    R = 4000
+    Gr = vae.encoder_gradients(model, y0, 2, R, torch.Generator().manual_seed(9), "reparam")
+    Gs = vae.encoder_gradients(model, y0, 2, R, torch.Generator().manual_seed(10), "score")
+    zsc = (Gr.mean(0) - Gs.mean(0)) / torch.sqrt(Gr.var(0) / R + Gs.var(0) / R)
+    assert zsc.abs().max() < 4.5
+    assert Gs.var(0).sum() > 5 * Gr.var(0).sum()
+
+
+def test_nats_to_bpd_matches_metrics():
+    lp = torch.tensor([-10.0, 30.0, 55.5])
+    assert vae.nats_to_bpd(lp, 64).mean().item() == pytest.approx(metrics.bits_per_dim(lp, 64))
+
+
+def test_training_improves_on_uniform_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 17, size=(200, 64)).astype(float)
+    x[:, :32] = 0.0   # half the pixels are always 0: easy to beat the uniform baseline
+    runs = [vae.train_vae(x[:160], x[160:], latent_dims=2, hidden=16, steps=150, eval_every=50,
+                          patience=None, generator=torch.Generator().manual_seed(0), progress=False)
+            for _ in range(2)]
+    assert runs[0].best_val < math.log2(17)
+    assert runs[0].history["val"] == runs[1].history["val"]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: vae.reparameterize(torch.zeros(3, 2), torch.ones(2), torch.zeros(3, 2)), r"\(3,\) or \(3, 1\)"),
+    (lambda: vae.reparameterize(torch.zeros(3, 2), -torch.ones(3), torch.zeros(3, 2)), "positive"),
+    (lambda: vae.reparameterize(torch.zeros(3, 2), torch.ones(3), torch.zeros(3, 4)), r"eps must have shape"),
+    (lambda: vae.reparameterize(torch.zeros(3), torch.ones(3), torch.zeros(3)), "2-D"),
+    (lambda: vae.elbo_term(torch.zeros(2, 5), torch.zeros(2, 4), torch.ones(2), torch.zeros(2, 3),
+                           torch.zeros(2, 3), torch.ones(2)), r"mu_dec must have shape \(2, 5\)"),
+    (lambda: vae.elbo_term(torch.zeros(2, 5), torch.zeros(2, 5), torch.ones(2), torch.zeros(2, 3),
+                           torch.zeros(2, 3), torch.tensor([1.0, float("nan")])), "finite"),
+    (lambda: vae.elbo_estimate(vae.VAE(4, 2, 8), torch.zeros(3, 5)), r"\(\*, 4\)"),
+    (lambda: vae.elbo_estimate(vae.VAE(4, 2, 8), torch.zeros(3, 4), reduction="avg"), "reduction"),
+    (lambda: vae.elbo_and_iwae(vae.VAE(4, 2, 8), torch.zeros(3, 4), k=0), "k must be >= 1"),
+    (lambda: vae.log_weights("model", torch.zeros(3, 4)), "VAE"),
+    (lambda: vae.encoder_gradients(vae.VAE(4, 2, 8), torch.zeros(4), 1, 1, estimator="pathwise"), "estimator"),
+    (lambda: vae.VAE(latent_dims=0), "latent_dims"),
+])
+def test_bad_input_raises_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_latent_widget_update_changes_image():
+    from companion_lib import widgets
+    torch.manual_seed(0)
+    m = vae.VAE(64, 2, 16).eval()
+    pts = torch.randn(20, 2)
+    ui, update = widgets.latent_explorer_2d(lambda z: m.decode(z)[0], points=pts,
+                                            labels=np.arange(20) % 10)
+    a, b = update(0.0, 0.0), update(2.0, -2.0)
+    plt.close("all")
+    assert a.shape == (64,) and not np.allclose(a, b)
+    assert ui is not None
