@@ -1,0 +1,352 @@
+"""§14.3: energy-based models. Energies, the Gibbs distribution (eq. 14.3), its partition function
+by quadrature, the score −∇E (eq. 15.1), Langevin sampling, a learned energy network trained by
+denoising score matching, and a joint energy E(x, h) with a discrete h.
+
+Floor 2: torch only (no plotting, no grading). Every energy maps x of shape (n, d) to (n,).
+
+* Gibbs distribution (eq. 14.3):   P(x) = exp(−E(x)) / Z,   Z = ∫ exp(−E(x)) dx.
+* Score (eq. 15.1):                s(x) = ∇_x log P(x) = −∇_x E(x)      (Z drops out).
+* Unadjusted Langevin dynamics:    x ← x + (η/2)·s(x) + √η·ξ,   ξ ~ N(0, I).
+* Denoising score matching:        x̃ = x + σε,  minimise E‖σ·s_θ(x̃) + ε‖² / 2
+                                    (the score of N(x̃; x, σ²I) at x̃ is −ε/σ).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from companion_lib._checks import as_tensor, check_float, check_int
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# ------------------------------------------------------------------------------ analytic energies
+def _check_gmm(x, weights, means, variances):
+    x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
+    d = x.shape[1]
+    weights = as_tensor(weights, "weights", ndim=1, dtype=x.dtype, device=x.device)
+    K = weights.shape[0]
+    if K < 1 or (weights <= 0).any():
+        raise ValueError("weights must be a non-empty (K,) vector of positive numbers")
+    means = as_tensor(means, "means", shape=(K, d), dtype=x.dtype, device=x.device)
+    variances = as_tensor(variances, "variances", shape=(K,), dtype=x.dtype, device=x.device)
+    if (variances <= 0).any():
+        raise ValueError("variances must be positive, shape (K,) (one isotropic σ_k² per component)")
+    return x, weights / weights.sum(), means, variances
+
+
+def _gmm_log_joint(x, weights, means, variances):
+    """log ρ_k + log N(x; μ_k, σ_k² I) for x (n, d) → (n, K)."""
+    d = x.shape[1]
+    sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)                      # ‖x − μ_k‖²
+    return torch.log(weights) - 0.5 * sq / variances - 0.5 * d * (LOG_2PI + torch.log(variances))
+
+
+def gmm_energy(x, weights, means, variances) -> torch.Tensor:
+    """Energy of an isotropic Gaussian mixture, E(x) = −log Σ_k ρ_k N(x; μ_k, σ_k² I).
+
+    x (n, d); weights (K,) (normalised here); means (K, d); variances (K,). Returns (n,).
+    With this energy Z = 1 exactly (eq. 14.3); E + c has Z = exp(−c).
+    """
+    x, weights, means, variances = _check_gmm(x, weights, means, variances)
+    return -torch.logsumexp(_gmm_log_joint(x, weights, means, variances), dim=1)
+
+
+def gmm_score(x, weights, means, variances) -> torch.Tensor:
+    """Analytic score of the mixture energy: −∇E(x) = Σ_k r_k(x) (μ_k − x) / σ_k²   (eq. 15.1).
+
+    r_k(x) = p(h = k | x) are the responsibilities (the E-step of §14.1). x (n, d) → (n, d).
+    """
+    x, weights, means, variances = _check_gmm(x, weights, means, variances)
+    resp = torch.softmax(_gmm_log_joint(x, weights, means, variances), dim=1)          # (n, K)
+    return torch.einsum("nk,nkd->nd", resp / variances, means[None] - x[:, None, :])
+
+
+def gmm_sample(n, weights, means, variances, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exact samples of the mixture: (n, d) on the means' device (draws on the CPU generator)."""
+    n = check_int(n, "n", low=1)
+    means = as_tensor(means, "means", ndim=2, dtype=None)
+    _, weights, means, variances = _check_gmm(means[:1], weights, means, variances)
+    h = torch.multinomial(weights.cpu(), n, replacement=True, generator=generator).to(means.device)
+    z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype).to(means.device)
+    return means[h] + variances[h].sqrt()[:, None] * z
+
+
+def quadratic_energy(x, precision, mean=None) -> torch.Tensor:
+    """E(x) = ½ (x − m)ᵀ A (x − m), x (n, d), A (d, d) symmetric positive definite → (n,)."""
+    x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
+    d = x.shape[1]
+    A = as_tensor(precision, "precision", shape=(d, d), dtype=x.dtype, device=x.device)
+    m = torch.zeros(d, dtype=x.dtype, device=x.device) if mean is None else \
+        as_tensor(mean, "mean", shape=(d,), dtype=x.dtype, device=x.device)
+    y = x - m
+    return 0.5 * torch.einsum("nd,de,ne->n", y, A, y)
+
+
+def quadratic_log_partition(precision) -> float:
+    """log Z of the quadratic energy in closed form: log Z = (d/2) log 2π − ½ log det A."""
+    A = as_tensor(precision, "precision", ndim=2)
+    if A.shape[0] != A.shape[1]:
+        raise ValueError(f"precision must be square (d, d), got {tuple(A.shape)}")
+    sign, logdet = torch.linalg.slogdet(A)
+    if sign <= 0 or not torch.allclose(A, A.T):
+        raise ValueError("precision must be symmetric positive definite")
+    return float(0.5 * A.shape[0] * LOG_2PI - 0.5 * logdet)
+
+
+# ------------------------------------------------------------------------------ the score
+def score(energy_fn: Callable, x, create_graph: bool = False) -> torch.Tensor:
+    """The score −∇_x E(x) by autograd (eq. 15.1). x (n, d) → (n, d). Z never appears.
+
+    ``create_graph=True`` keeps the graph so that a loss of the score can be differentiated
+    again with respect to the energy's parameters (score matching).
+    """
+    x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        energy = energy_fn(x)
+        if energy.shape != (x.shape[0],):
+            raise ValueError(f"energy_fn must map (n, d) to (n,), got shape {tuple(energy.shape)}")
+        (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
+    return -grad if create_graph else -grad.detach()
+
+
+# ------------------------------------------------------------------------------ Z on a grid
+def grid_2d(lim: float = 3.0, k: int = 200, device=None, dtype=torch.float64):
+    """A k×k grid of cell centres on [−lim, lim]²: ``points`` (k², 2) in row-major (y, x) order,
+    ``centres`` (k,), and the cell area ``(2 lim / k)²``."""
+    lim = check_float(lim, "lim", low=0.0, low_open=True)
+    k = check_int(k, "k", low=2)
+    h = 2 * lim / k
+    c = torch.linspace(-lim + h / 2, lim - h / 2, k, dtype=dtype, device=device)
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1), c, h * h
+
+
+@torch.no_grad()
+def grid_log_density(energy_fn: Callable, lim: float = 3.0, k: int = 200, device=None,
+                     dtype=torch.float64, chunk: int = 65536):
+    """Normalise exp(−E) on a k×k midpoint grid over [−lim, lim]² (eq. 14.3).
+
+    Returns ``log_p`` (k, k) indexed [y, x], ``centres`` (k,), ``log_Z`` (float) with
+    Z ≈ Σ_cells exp(−E(centre)) · cell area. Mass outside the box is ignored.
+    """
+    pts, c, area = grid_2d(lim, k, device=device, dtype=dtype)
+    neg_e = torch.cat([-energy_fn(p).to(dtype) for p in pts.split(chunk)])
+    log_Z = float(torch.logsumexp(neg_e, 0) + math.log(area))
+    return (neg_e - log_Z).reshape(k, k), c, log_Z
+
+
+@torch.no_grad()
+def log_partition_grid(energy_fn: Callable, d: int, lim: float = 5.0, k: int = 16,
+                       chunk: int = 2 ** 18, device=None, dtype=torch.float64) -> float:
+    """log Z by the midpoint rule on a k^d grid over [−lim, lim]^d, evaluated in chunks.
+
+    The cost is k^d energy evaluations: the reason Z is intractable beyond a handful of
+    dimensions (d = 64 for 8×8 digits gives k^64 points).
+    """
+    d = check_int(d, "d", low=1)
+    k = check_int(k, "k", low=2)
+    lim = check_float(lim, "lim", low=0.0, low_open=True)
+    chunk = check_int(chunk, "chunk", low=1)
+    h = 2 * lim / k
+    c = torch.linspace(-lim + h / 2, lim - h / 2, k, dtype=dtype, device=device)
+    n = k ** d
+    powers = k ** torch.arange(d - 1, -1, -1, device=device)
+    acc = torch.tensor(-math.inf, dtype=dtype, device=device)
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk), device=device)
+        pts = c[(idx[:, None] // powers) % k]                                   # (m, d)
+        acc = torch.logaddexp(acc, torch.logsumexp(-energy_fn(pts).to(dtype), 0))
+    return float(acc + d * math.log(h))
+
+
+# ------------------------------------------------------------------------------ Langevin dynamics
+def langevin_step(x, score, step_size, noise) -> torch.Tensor:
+    """One unadjusted Langevin step x + (η/2)·score + √η·ξ with the noise ξ given: all (n, d)."""
+    x = as_tensor(x, "x", ndim=2, dtype=None)
+    score = as_tensor(score, "score", shape=tuple(x.shape), dtype=x.dtype, device=x.device)
+    noise = as_tensor(noise, "noise", shape=tuple(x.shape), dtype=x.dtype, device=x.device)
+    eta = check_float(float(step_size), "step_size", low=0.0, low_open=True)
+    return x + 0.5 * eta * score + math.sqrt(eta) * noise
+
+
+def langevin(score_fn: Callable, x0, step_size: float, n_steps: int,
+             generator: torch.Generator | None = None, record: tuple | list = ()):
+    """Run ``n_steps`` of unadjusted Langevin dynamics from x0 (n, d) with score_fn (n, d) → (n, d).
+
+    Noise is drawn on the CPU ``generator`` (reproducible on any device) and moved to x0's device.
+    Returns the final (n, d) samples, or with ``record`` (step numbers) a dict {step: samples}
+    that also holds the final step.
+    """
+    x = as_tensor(x0, "x0", ndim=2, min_rows=1, dtype=None).detach()
+    eta = check_float(step_size, "step_size", low=0.0, low_open=True)
+    n_steps = check_int(n_steps, "n_steps", low=0)
+    kept = {0: x.clone()} if 0 in record else {}
+    for t in range(1, n_steps + 1):
+        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        x = (x + 0.5 * eta * score_fn(x) + math.sqrt(eta) * xi).detach()
+        if t in record:
+            kept[t] = x.clone()
+    if record:
+        kept[n_steps] = x
+        return kept
+    return x
+
+
+# ------------------------------------------------------------------------------ comparing densities
+def histogram_2d(x, lim: float = 3.0, bins: int = 40) -> torch.Tensor:
+    """Share of the points x (n, 2) in each of bins×bins cells of [−lim, lim]², indexed [y, x].
+
+    Points outside the box count in the total, so the shares sum to the fraction inside.
+    """
+    x = as_tensor(x, "x", shape=(None, 2), min_rows=1, dtype=torch.float64).cpu()
+    bins = check_int(bins, "bins", low=1)
+    lim = check_float(lim, "lim", low=0.0, low_open=True)
+    ij = torch.floor((x + lim) / (2 * lim) * bins).long()
+    inside = ((ij >= 0) & (ij < bins)).all(1)
+    flat = ij[inside, 1] * bins + ij[inside, 0]
+    counts = torch.bincount(flat, minlength=bins * bins).double()
+    return (counts / x.shape[0]).reshape(bins, bins)
+
+
+def binned_probabilities(energy_fn: Callable, lim: float = 3.0, bins: int = 40, sub: int = 8,
+                         device=None) -> torch.Tensor:
+    """Exact probability of each histogram cell under P = exp(−E)/Z: (bins, bins) indexed [y, x].
+
+    Integrates exp(−E) on a (bins·sub)² midpoint grid and sums each cell's sub×sub block;
+    Z is the integral over the box (pick a box that holds essentially all the mass).
+    """
+    sub = check_int(sub, "sub", low=1)
+    bins = check_int(bins, "bins", low=1)
+    log_p, _, _ = grid_log_density(energy_fn, lim, bins * sub, device=device)
+    area = (2 * lim / (bins * sub)) ** 2
+    p = log_p.exp().cpu() * area
+    return p.reshape(bins, sub, bins, sub).sum((1, 3))
+
+
+def total_variation(p, q) -> float:
+    """Total-variation distance ½ Σ |p − q| between two binned distributions of the same shape."""
+    p = as_tensor(p, "p", dtype=torch.float64).cpu()
+    q = as_tensor(q, "q", shape=tuple(p.shape), dtype=torch.float64).cpu()
+    if (p < 0).any() or (q < 0).any():
+        raise ValueError("p and q must be non-negative (binned probabilities)")
+    return float(0.5 * (p - q).abs().sum())
+
+
+# ------------------------------------------------------------------------------ a learned energy
+class EnergyMLP(nn.Module):
+    """E_θ(x) = MLP(x) + (confine/2)·‖x‖²: R^d → R, smooth (SiLU) so that −∇E is smooth too.
+
+    The small quadratic term keeps exp(−E_θ) integrable whatever the MLP learns. x (n, d) → (n,).
+    """
+
+    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, confine: float = 0.05):
+        super().__init__()
+        dim = check_int(dim, "dim", low=1)
+        hidden = check_int(hidden, "hidden", low=1)
+        depth = check_int(depth, "depth", low=1)
+        self.confine = check_float(confine, "confine", low=0.0)
+        layers, width = [], dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
+        x = x.to(next(self.parameters()).dtype)
+        return self.net(x).squeeze(-1) + 0.5 * self.confine * (x ** 2).sum(-1)
+
+
+def dsm_loss(energy_fn: Callable, x, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Denoising score matching for an energy: x̃ = x + σε, loss = mean ‖σ·(−∇E_θ(x̃)) + ε‖² / 2.
+
+    Its minimiser is the score of the data blurred by N(0, σ²I); the graph is kept
+    (create_graph) so the loss can be back-propagated into θ. x (n, d) → scalar.
+    """
+    sigma = check_float(sigma, "sigma", low=0.0, low_open=True)
+    x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
+    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    s = score(energy_fn, x + sigma * eps, create_graph=True)
+    return 0.5 * ((sigma * s + eps) ** 2).sum(1).mean()
+
+
+@torch.no_grad()
+def grid_log_likelihood(energy_fn: Callable, x, lim: float = 3.0, k: int = 200) -> torch.Tensor:
+    """log P(x) = −E(x) − log Z with Z from the k×k grid on [−lim, lim]² (eq. 14.3). x (n, 2) → (n,)."""
+    x = as_tensor(x, "x", shape=(None, 2), min_rows=1, dtype=None)
+    _, _, log_Z = grid_log_density(energy_fn, lim, k, device=x.device)
+    return -energy_fn(x).double() - log_Z
+
+
+# ------------------------------------------------------------------------------ E(x, h), h discrete
+class JointEnergy:
+    """E(x, h) = ‖x − c_h‖² / (2σ²) + b_h for x ∈ R^d and a discrete h ∈ {0..K−1}.
+
+    With b_h = −log ρ_h + (d/2) log(2πσ²) this is exactly −log p(x, h) of a Gaussian mixture with
+    shared variance σ², so Z = 1 (eq. 14.3 summed over h, integrated over x).
+    ``fit(X, labels)`` sets c_h, σ², b_h by maximum likelihood from labelled data.
+    """
+
+    def __init__(self, centres, sigma2: float, biases):
+        self.centres = as_tensor(centres, "centres", ndim=2, dtype=None)
+        K = self.centres.shape[0]
+        self.sigma2 = check_float(float(sigma2), "sigma2", low=0.0, low_open=True)
+        self.biases = as_tensor(biases, "biases", shape=(K,), dtype=self.centres.dtype,
+                                device=self.centres.device)
+
+    @classmethod
+    def fit(cls, X, labels, n_classes: int | None = None) -> "JointEnergy":
+        X = as_tensor(X, "X", ndim=2, min_rows=2, dtype=torch.float64)
+        labels = torch.as_tensor(labels, device=X.device).long()
+        if labels.shape != (X.shape[0],):
+            raise ValueError(f"labels must have shape ({X.shape[0]},), got {tuple(labels.shape)}")
+        K = int(labels.max()) + 1 if n_classes is None else check_int(n_classes, "n_classes", low=1)
+        counts = torch.bincount(labels, minlength=K).double()
+        if (counts == 0).any():
+            raise ValueError("every class 0..K-1 needs at least one labelled point")
+        centres = torch.zeros(K, X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, labels, X)
+        centres = centres / counts[:, None]
+        sigma2 = float(((X - centres[labels]) ** 2).sum() / X.numel())
+        d = X.shape[1]
+        biases = -torch.log(counts / counts.sum()) + 0.5 * d * math.log(2 * math.pi * sigma2)
+        return cls(centres, sigma2, biases)
+
+    @property
+    def n_classes(self) -> int:
+        return self.centres.shape[0]
+
+    def energy(self, x, h) -> torch.Tensor:
+        """E(x, h) for x (n, d) and one class h (int) → (n,). Differentiable in x."""
+        h = check_int(h, "h", low=0, high=self.n_classes - 1)
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.centres.shape[1]:
+            raise ValueError(f"x must be a tensor of shape (n, {self.centres.shape[1]})")
+        c = self.centres[h].to(x.dtype)
+        return ((x - c) ** 2).sum(1) / (2 * self.sigma2) + self.biases[h].to(x.dtype)
+
+    def energies(self, x) -> torch.Tensor:
+        """E(x, h) for every h: x (n, d) → (n, K)."""
+        x = as_tensor(x, "x", shape=(None, self.centres.shape[1]), dtype=self.centres.dtype)
+        return ((x[:, None] - self.centres[None]) ** 2).sum(-1) / (2 * self.sigma2) + self.biases
+
+    def caption(self, x) -> torch.Tensor:
+        """h* = argmin_h E(x, h), by enumerating the K values of h (no gradient in h exists)."""
+        return self.energies(x).argmin(1)
+
+    def generate(self, h: int, x0, lr: float = 0.1, steps: int = 50) -> torch.Tensor:
+        """x* = argmin_x E(x, h) by gradient descent from x0 (n, d): trajectory (steps + 1, n, d)."""
+        lr = check_float(lr, "lr", low=0.0, low_open=True)
+        steps = check_int(steps, "steps", low=0)
+        x = as_tensor(x0, "x0", shape=(None, self.centres.shape[1]), dtype=self.centres.dtype)
+        path = [x]
+        for _ in range(steps):
+            x = x + lr * self.sigma2 * score(lambda z: self.energy(z, h), x)   # x − lr·σ²·∇_x E
+            path.append(x)
+        return torch.stack(path)

@@ -1,0 +1,73 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # §14.3 Energy-based models: worked solutions
+#
+# Solutions to the two exercises of `chapters/14_3_energy_based_models`. Each runs in milliseconds.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from companion_lib import settings
+from companion_lib.grading import check
+
+run = settings.setup(seed=0)
+
+# %% [markdown]
+# ## Exercise 1: the score of a Gaussian-mixture energy
+#
+# With $E(x) = -\log\sum_k \rho_k\,\mathcal N(x;\mu_k,\sigma_k^2 I)$,
+# $$-\nabla_x E(x) = \frac{\sum_k \rho_k \mathcal N(x;\mu_k,\sigma_k^2 I)\,(\mu_k - x)/\sigma_k^2}
+# {\sum_j \rho_j \mathcal N(x;\mu_j,\sigma_j^2 I)} = \sum_k r_k(x)\,\frac{\mu_k - x}{\sigma_k^2},$$
+# a responsibility-weighted pull towards each centre. The responsibilities are a softmax of
+# $\log\rho_k - \|x-\mu_k\|^2/2\sigma_k^2 - \tfrac d2\log(2\pi\sigma_k^2)$; the last term matters
+# because the widths differ (the $2\pi$ alone would cancel).
+
+# %%
+def gmm_score(x, weights, means, variances):
+    """Score -∇E(x) of E(x) = -log Σ_k ρ_k N(x; μ_k, σ_k² I). x (n, d) -> (n, d)."""
+    d = x.shape[1]
+    diff = means[None, :, :] - x[:, None, :]                                    # (n, K, d): μ_k − x
+    log_joint = (torch.log(weights / weights.sum()) - 0.5 * (diff ** 2).sum(-1) / variances
+                 - 0.5 * d * torch.log(2 * math.pi * variances))                 # (n, K)
+    resp = torch.softmax(log_joint, dim=1)                                      # r_k(x)
+    return (resp[:, :, None] * diff / variances[None, :, None]).sum(1)
+
+
+result = check("14.3.gmm_score", gmm_score)
+assert result, result
+result
+
+# %% [markdown]
+# ## Exercise 2: one Langevin step
+#
+# The drift is half the step size times the score, the noise has variance $\eta$ (standard deviation
+# $\sqrt\eta$). With this scaling the chain is a discretisation of the Langevin diffusion whose
+# stationary distribution is $P = e^{-E}/Z$.
+
+# %%
+def langevin_step(x, score, step_size, noise):
+    """x + (η/2)·score + √η·noise, all (n, 2)."""
+    return x + 0.5 * step_size * score + math.sqrt(step_size) * noise
+
+
+result = check("14.3.langevin_step", langevin_step)
+assert result, result
+result
