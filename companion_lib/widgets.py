@@ -12,6 +12,22 @@ import numpy as np
 import torch
 
 
+
+def _slider_with_figure(slider, draw):
+    """A slider above an output area that shows ``draw(slider.value)`` (a new Figure) on every change."""
+    out = widgets.Output()
+
+    def on_change(change=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(slider.value)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(on_change, names="value")
+    on_change()
+    return widgets.VBox([slider, out])
+
 def em_stepper(x, bin_edges, counts, path, xlim=None):
     """§14.1: a slider over EM iterations of a 1-D mixture, redrawing the fit over the histogram.
 
@@ -38,20 +54,9 @@ def em_stepper(x, bin_edges, counts, path, xlim=None):
         ax.legend(fontsize=8, loc="upper left")
         return fig
 
-    out = widgets.Output()
     slider = widgets.IntSlider(value=0, min=0, max=len(path) - 1, description="iteration",
                                continuous_update=False)
-
-    def on_change(change=None):
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(slider.value)
-            display(fig)
-            plt.close(fig)
-
-    slider.observe(on_change, names="value")
-    on_change()
-    return widgets.VBox([slider, out]), draw
+    return _slider_with_figure(slider, draw), draw
 
 
 # ---------------------------------------------------------------- §14.2: KL is not symmetric
@@ -124,20 +129,9 @@ def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):
         fig.tight_layout()
         return fig
 
-    out = widgets.Output()
     slider = widgets.FloatSlider(value=q_init, min=0.0, max=1.0, step=0.01, description="q(h=1|x)",
                                  continuous_update=False, readout_format=".2f")
-
-    def on_change(change=None):
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(slider.value)
-            display(fig)
-            plt.close(fig)
-
-    slider.observe(on_change, names="value")
-    on_change()
-    return widgets.VBox([slider, out]), draw
+    return _slider_with_figure(slider, draw), draw
 
 
 # ---------------------------------------------------------------- §14.3: Langevin step size and length
