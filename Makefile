@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 env: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab chapters/
+	$(BIN)/jupyter lab chapters/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # The whole suite: unit tests of companion_lib, then nbval over every notebook (quick mode).
 test: $(STAMP)
