@@ -342,7 +342,7 @@ def closure():
 lbfgs.step(closure)
 m = Y_train.shape[0]
 text_var = sq.sum() / m                                                 # the printed formula, with n = m
-print(f"σ² by numerical maximisation: {log_var_opt.exp():.6f}   (|μ_opt − mean| = {(mu_opt - mu_iso).abs().max():.1e})")
+print(f"σ² by numerical maximisation: {log_var_opt.exp():.6f}   (|μ_opt − mean| < 1e-6: {bool((mu_opt - mu_iso).abs().max() < 1e-6)})")
 print(f"σ² = Σ|x_i − μ|² / (m d):     {sq.sum() / (m * D):.6f}   (mean of per-pixel variances "
       f"{Y_train.var(0, correction=0).mean():.6f})")
 print(f"σ² as printed, Σ|x_i − μ|²/m: {text_var:.6f}   ({text_var / var_iso:.1f} × too large)")

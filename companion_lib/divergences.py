@@ -26,6 +26,7 @@ import math
 import torch
 
 from companion_lib._checks import as_tensor, check_float, check_int
+from companion_lib.mixture import log_gaussian
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -68,7 +69,7 @@ def mixture_log_pdf(x, weights, means, variances) -> torch.Tensor:
     """Exact log-density of the 1-D mixture Σ_k w_k N(μ_k, σ_k²): x (n,) → (n,); params (K,)."""
     x = as_tensor(x, "x", ndim=1, dtype=None)
     w, m, v = _mixture_params(weights, means, variances, dtype=x.dtype, device=x.device)
-    return torch.logsumexp(torch.log(w) + log_normal(x[:, None], m, v), dim=1)
+    return torch.logsumexp(torch.log(w) + log_gaussian(x[:, None], m[:, None], v, "spherical"), dim=1)
 
 
 def sample_mixture(n: int, weights, means, variances, generator: torch.Generator | None = None,

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from companion_lib._checks import as_tensor, check_float, check_int
+from companion_lib.mixture import log_gaussian
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -39,10 +40,8 @@ def _check_gmm(x, weights, means, variances):
 
 
 def _gmm_log_joint(x, weights, means, variances):
-    """log ρ_k + log N(x; μ_k, σ_k² I) for x (n, d) → (n, K)."""
-    d = x.shape[1]
-    sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)                      # ‖x − μ_k‖²
-    return torch.log(weights) - 0.5 * sq / variances - 0.5 * d * (LOG_2PI + torch.log(variances))
+    """log ρ_k + log N(x; μ_k, σ_k² I) for x (n, d) → (n, K) (the §14.1 mixture's log p(h, x))."""
+    return torch.log(weights) + log_gaussian(x, means, variances, "spherical")
 
 
 def gmm_energy(x, weights, means, variances) -> torch.Tensor:
