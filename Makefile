@@ -9,7 +9,7 @@ JOBS   ?= 2
 .PHONY: lab test unit notebooks sync env clean
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, found " + sys.version.split()[0]'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
