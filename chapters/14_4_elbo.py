@@ -136,10 +136,10 @@ plt.show()
 # > $\mathbb{E}_{q(h|x)}[\log p(x)] = \log p(x)$: the expectation of a constant is that constant, and the
 # > constant is the *log*-evidence. Substituting it into (14.8) gives
 # > $\log p(x) - \mathbb{E}_q[\log p(x,h)] - H[q] \ge 0$, i.e. (14.4).
-# > Two smaller slips: the unlabelled line after (14.5) (the KL rewritten with Bayes' rule
+# > A smaller slip: the unlabelled line after (14.5) (the KL rewritten with Bayes' rule
 # > $p(h|x) = p(x,h)/p(x)$) is presumably the missing (14.6), since the numbering jumps from (14.5) to
-# > (14.7); and the introduction speaks of "a certain lower bound on p(x)", where the bound of (14.4) is
-# > on $\log p(x)$.
+# > (14.7). (The text's "lower bound on p(x)" before the lemma is fine read as $e^{\mathrm{ELBO}} \le p(x)$;
+# > the bound as stated and used is on $\log p(x)$.)
 #
 # Below, both for q₁ = 0.8: the expectation of the constant log p(x), and each term of (14.5)–(14.8).
 
