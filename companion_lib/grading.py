@@ -24,7 +24,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["Problem", "Result", "PROBLEMS", "register", "check", "problems_for_section"]
+__all__ = ["Problem", "Result", "PROBLEMS", "HISTORY", "register", "check", "grade_answer",
+           "problems_for_section"]
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,19 @@ def _unsolved(answer) -> bool:
     return answer is None or answer is Ellipsis
 
 
+#: Every result ``check`` returned in this process, in order (the instructor's ``grade`` reads it).
+HISTORY: list[Result] = []
+
+
 def check(problem_id: str, answer) -> Result:
     """Grade ``answer`` for ``problem_id``. Never raises; returns a :class:`Result` (truthy on pass)."""
+    result = grade_answer(problem_id, answer)
+    HISTORY.append(result)
+    return result
+
+
+def grade_answer(problem_id: str, answer) -> Result:
+    """``check`` without recording the result in ``HISTORY``."""
     problem = PROBLEMS.get(problem_id)
     if problem is None:
         known = ", ".join(sorted(PROBLEMS)) or "none"
