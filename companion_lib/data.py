@@ -11,6 +11,7 @@ Provenance of the crab files: ``companion_lib/datasets/PROVENANCE.md``.
 from __future__ import annotations
 
 import csv
+import math
 from importlib import resources
 
 import numpy as np
@@ -127,6 +128,17 @@ def dequantize(x, generator: torch.Generator | None = None, levels: int = DIGIT_
         raise ValueError(f"x must hold integer levels in 0..{levels - 1}")
     u = torch.rand(t.shape, generator=generator, dtype=t.dtype).to(t.device)
     return (t + u) / levels
+
+
+def dequantized_bits_per_dim(log_p: torch.Tensor, n_dims: int, levels: int | None = DIGIT_LEVELS) -> torch.Tensor:
+    """The companion's bits/dim convention, elementwise: ``log2(levels) − log p(y) / (n_dims ln 2)``.
+
+    log_p: tensor (...) of log-densities of dequantised y (see ``dequantize``); keeps autograd, so a
+    training loss can use it. ``levels=None``: continuous data, no discretisation term.
+    ``companion_lib.metrics.bits_per_dim`` is its validated mean, as a float.
+    """
+    base = 0.0 if levels is None else math.log2(levels)
+    return base - log_p / (n_dims * math.log(2))
 
 
 def make_toy_2d(name: str, n_samples: int, noise: float = 0.05, seed: int = 0) -> torch.Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from companion_lib._checks import as_tensor, check_int
+from companion_lib.data import dequantized_bits_per_dim
 
 
 def bits_per_dim(log_prob, n_dims: int, levels: int = 17) -> float:
@@ -26,8 +27,9 @@ def bits_per_dim(log_prob, n_dims: int, levels: int = 17) -> float:
     if isinstance(log_prob, torch.Tensor):
         log_prob = log_prob.detach().cpu()  # float64 below; MPS has no float64
     lp = as_tensor(log_prob, "log_prob", ndim=1)
-    base = 0.0 if levels is None else math.log2(check_int(levels, "levels", low=2))
-    return base - lp.mean().item() / (n_dims * math.log(2))
+    if levels is not None:
+        levels = check_int(levels, "levels", low=2)
+    return dequantized_bits_per_dim(lp.mean(), n_dims, levels).item()
 
 
 def nats_to_bits_per_dim(nats_per_sample: float, n_dims: int, levels: int = 17) -> float:

@@ -24,14 +24,14 @@ import torch
 from torch import nn
 
 from companion_lib._checks import as_tensor, check_choice, check_float, check_int
-from companion_lib.data import DIGIT_LEVELS, dequantize
+from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
 from companion_lib.training import TrainResult, train
 
 LOG_2PI = math.log(2 * math.pi)
 
 __all__ = ["VAE", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
            "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "make_loss", "make_val_fn",
-           "train_vae", "nats_to_bpd"]
+           "train_vae"]
 
 
 def _mlp(n_in: int, hidden: int, n_out: int, depth: int) -> nn.Sequential:
@@ -227,13 +227,6 @@ def elbo_and_iwae(model: VAE, y, k: int = 100, generator: torch.Generator | None
     return lw.mean(0), torch.logsumexp(lw, 0) - math.log(k)
 
 
-def nats_to_bpd(log_p, n_dims: int = 64, levels: int | None = DIGIT_LEVELS):
-    """Bits/dim of the discrete data from log-densities of dequantised y (the companion convention,
-    same as ``metrics.bits_per_dim``): log2(L) − log p / (n ln 2). Works elementwise on tensors."""
-    base = 0.0 if levels is None else math.log2(levels)
-    return base - log_p / (n_dims * math.log(2))
-
-
 # --------------------------------------------------------------------------------------------------
 # Gradient estimators with respect to the encoder output
 def encoder_gradients(model: VAE, y, s: int, repeats: int, generator: torch.Generator | None = None,
@@ -279,7 +272,7 @@ def make_loss(generator: torch.Generator | None = None, s: int = 1, levels: int 
     def loss_fn(model: VAE, x: torch.Tensor) -> torch.Tensor:
         y = dequantize(x, generator, levels)
         elbo = log_weights(model, y, s, generator).mean(0)          # (b,), unbiased ELBO
-        return nats_to_bpd(elbo, model.n_dims, levels).mean()
+        return dequantized_bits_per_dim(elbo, model.n_dims, levels).mean()
 
     return loss_fn
 
@@ -294,7 +287,7 @@ def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS):
         y = dequantize(x, g, levels)
         with torch.no_grad():
             elbo = log_weights(model, y, s, g).mean(0)
-        return float(nats_to_bpd(elbo, model.n_dims, levels).mean())
+        return float(dequantized_bits_per_dim(elbo, model.n_dims, levels).mean())
 
     return val_fn
 
