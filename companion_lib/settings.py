@@ -9,17 +9,55 @@ Environment variables (all optional):
                       (larger budgets); default ``full`` when CUDA is available, else ``quick``.
 ``COMPANION_THREADS`` torch CPU threads; default 1 in quick mode (robust and bit-for-bit
                       reproducible when other processes share the cores), torch's default in full.
+``COMPANION_NO_FLOAT64`` ``1``: a stand-in for Apple's MPS on any machine: every float64 torch
+                      operation outside ``cpu_float64()`` raises (see the dtype rule below).
+
+The dtype rule (MPS has no float64)
+-----------------------------------
+* Everything on ``run.device`` (training, sampling, whatever a student runs on a GPU) is float32.
+* float64 is for exact and oracle computations, and only on the CPU: such code runs inside
+  ``with cpu_float64():`` (or a function decorated ``@cpu_float64()``), which documents the exemption
+  and lets the stand-in check it. Exempt by design: the EM of ``mixture`` that must equal
+  scikit-learn's, the grader's references, quadratures, and float64 schedules that are cast to the
+  data's dtype before they meet the data.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 MODES = ("quick", "full")
+
+_F64 = threading.local()
+
+
+class cpu_float64(contextlib.ContextDecorator):
+    """Mark a block (or, as a decorator, a function) that computes in float64 on the CPU.
+
+    Outside the stand-in (``COMPANION_NO_FLOAT64=1``) it does nothing; under it, float64 torch
+    operations are allowed only inside such blocks, as they would be on the CPU of an MPS machine.
+    Tensors computed inside must be on the CPU; cast them (``.float()``) before they go to
+    ``run.device``.
+    """
+
+    def __enter__(self):
+        _F64.depth = getattr(_F64, "depth", 0) + 1
+        return self
+
+    def __exit__(self, *exc):
+        _F64.depth -= 1
+        return False
+
+
+def float64_allowed() -> bool:
+    """True inside ``cpu_float64()`` (or when the stand-in is off)."""
+    return getattr(_F64, "depth", 0) > 0
 
 
 def get_device() -> torch.device:
