@@ -4,6 +4,8 @@
 * ``load_leptograpsus_crabs`` Campbell & Mahon's 200 rock crabs (5 measurements, sp, sex)  §14.1
 * ``load_digits_split``       scikit-learn's 8×8 digits, one fixed train / held-out split  §14.2 on
 * ``dequantize``              the one dequantisation convention used for bits/dim
+* ``heldout_digits``          the 360 held-out digits dequantised ONCE (fixed seed): the evaluation set
+* ``to_unit`` / ``from_unit`` the one map between levels 0..16, the [0, 1) scale and the [−1, 1] scale
 * ``make_toy_2d``             small 2-D sets (two moons, rings, 8 Gaussians) for EBMs and flows
 
 Provenance of the crab files: ``companion_lib/datasets/PROVENANCE.md``.
@@ -21,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 
 from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib.settings import cpu_float64
 
 #: Number of grey levels of the digits (pixels take the integer values 0..16).
 DIGIT_LEVELS = 17
@@ -128,6 +131,75 @@ def dequantize(x, generator: torch.Generator | None = None, levels: int = DIGIT_
         raise ValueError(f"x must hold integer levels in 0..{levels - 1}")
     u = torch.rand(t.shape, generator=generator, dtype=t.dtype).to(t.device)
     return (t + u) / levels
+
+
+#: Seed of the one dequantisation noise draw of the held-out digits (``heldout_digits``).
+HELDOUT_SEED = 2024
+_HELDOUT: torch.Tensor | None = None
+
+
+def heldout_digits() -> torch.Tensor:
+    """The companion's evaluation set: the 360 held-out digits, dequantised once.
+
+    ``dequantize(X_test, torch.Generator().manual_seed(HELDOUT_SEED))``, computed in float64 and
+    stored in float32 (kept below 1): a (360, 64) tensor in [0, 1) on the CPU, identical on every call, in every process and on every machine (the noise is
+    drawn on the CPU from a fixed seed). Every held-out bits/dim of the companion is measured on it
+    (``companion_lib.metrics.heldout_bits_per_dim``). A copy is returned, so callers may modify it.
+    """
+    global _HELDOUT
+    if _HELDOUT is None:
+        with cpu_float64():
+            _HELDOUT = _dequantize_heldout()
+    return _HELDOUT.clone()
+
+
+def _dequantize_heldout() -> torch.Tensor:
+    X_test = torch.as_tensor(load_digits_split(validation=False).X_test, dtype=torch.float64)
+    y = dequantize(X_test, torch.Generator().manual_seed(HELDOUT_SEED))
+    # float32 rounds (16 + u)/17 up to 1.0 when u is within 2^-20 of 1: keep the scale half-open
+    return y.float().clamp_(max=1.0 - 2.0**-24)
+
+
+def to_unit(levels_x, levels: int = DIGIT_LEVELS, noise=None) -> torch.Tensor:
+    """Levels 0..levels−1 → the [0, 1) scale every metric scores on: ``(x + u) / levels``.
+
+    ``noise=None`` puts each pixel at its bin centre (u = 1/2); otherwise ``noise`` (same shape, values
+    in [0, 1)) is the dequantisation draw u. Output float32 unless the input is float64.
+    """
+    levels = check_int(levels, "levels", low=2)
+    t = as_tensor(levels_x, "x", dtype=None)
+    if t.numel() and ((t < 0).any() or (t > levels - 1).any()):
+        raise ValueError(f"x must hold levels in 0..{levels - 1}")
+    if noise is None:
+        return (t + 0.5) / levels
+    u = as_tensor(noise, "noise", dtype=t.dtype, device=t.device)
+    if u.shape != t.shape:
+        raise ValueError(f"noise must have the shape of x {tuple(t.shape)}, got {tuple(u.shape)}")
+    if u.numel() and ((u < 0).any() or (u >= 1).any()):
+        raise ValueError("noise must lie in [0, 1)")
+    return (t + u) / levels
+
+
+def unit_to_signed(y) -> torch.Tensor:
+    """The [0, 1) scale → the [−1, 1] scale diffusion models train on: ``x = 2y − 1``.
+
+    The map's Jacobian is 2 per pixel: a density on the [−1, 1] scale gives one on [0, 1) by adding
+    d·log 2 nats (``signed_to_unit`` is the inverse).
+    """
+    return 2.0 * as_tensor(y, "y", dtype=None) - 1.0
+
+
+def signed_to_unit(x) -> torch.Tensor:
+    """The [−1, 1] scale → the [0, 1) scale: ``y = (x + 1) / 2`` (inverse of ``unit_to_signed``)."""
+    return (as_tensor(x, "x", dtype=None) + 1.0) / 2.0
+
+
+def from_unit(y, levels: int = DIGIT_LEVELS) -> torch.Tensor:
+    """The [0, 1) scale → integer levels ``floor(y · levels)`` clipped to 0..levels−1 (inverse of
+    ``to_unit`` for any dequantisation noise). Returns a tensor of the input's float dtype."""
+    levels = check_int(levels, "levels", low=2)
+    t = as_tensor(y, "y", dtype=None)
+    return torch.floor(t * levels).clamp(0, levels - 1)
 
 
 def dequantized_bits_per_dim(log_p: torch.Tensor, n_dims: int, levels: int | None = DIGIT_LEVELS) -> torch.Tensor:
