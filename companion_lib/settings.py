@@ -1,16 +1,19 @@
-"""Run settings shared by every notebook: device, seed, run mode, threads.
+"""Run settings shared by every notebook: device, seed, run mode, threads, the dtype rule.
 
 Floor 1 of the package: imports nothing else from ``companion_lib``.
 
 Environment variables (all optional):
 
-``COMPANION_DEVICE``  ``cuda``, ``cuda:1``, ``mps`` or ``cpu``; default: CUDA, then MPS, then CPU.
+``COMPANION_DEVICE``  ``cuda``, ``cuda:1``, ``mps`` or ``cpu``; default: CUDA if available, else the
+                      CPU, or MPS when ``COMPANION_MODE=full`` is asked for on a Mac (quick mode's
+                      small networks gain nothing from MPS: see README, "Run modes and settings").
 ``COMPANION_MODE``    ``quick`` (small, real runs; < 60 s a notebook on a 2-core CPU) or ``full``
-                      (larger budgets); default ``full`` when CUDA is available, else ``quick``.
+                      (larger budgets); default ``full`` when the chosen device is CUDA, else ``quick``
+                      (so ``COMPANION_DEVICE=cpu`` on a CUDA machine runs quick mode).
 ``COMPANION_THREADS`` torch CPU threads; default 1 in quick mode (robust and bit-for-bit
                       reproducible when other processes share the cores), torch's default in full.
-``COMPANION_NO_FLOAT64`` ``1``: a stand-in for Apple's MPS on any machine: every float64 torch
-                      operation outside ``cpu_float64()`` raises (see the dtype rule below).
+``COMPANION_NO_FLOAT64`` ``1``: a stand-in for Apple's MPS on any machine: after ``setup()``, every
+                      float64 torch operation outside ``cpu_float64()`` raises (see the dtype rule).
 
 The dtype rule (MPS has no float64)
 -----------------------------------
@@ -20,6 +23,17 @@ The dtype rule (MPS has no float64)
   and lets the stand-in check it. Exempt by design: the EM of ``mixture`` that must equal
   scikit-learn's, the grader's references, quadratures, and float64 schedules that are cast to the
   data's dtype before they meet the data.
+* Outside such blocks a float64 tensor (one a ``cpu_float64`` function returned) may still be read
+  out (``.numpy()`` after ``.cpu()``, ``.item()``, ``.tolist()``, printing, indexing, its shape) or
+  cast to float32 (``.float()``), as on a Mac, where it sits on the CPU; computing with it there, or
+  moving it with ``.to(...)`` without a cast, is what MPS would refuse.
+
+The stand-in (``COMPANION_NO_FLOAT64=1``, or ``with no_float64():``) is a torch function mode: it
+checks every torch call. It cannot see where a tensor would live on a Mac (here every tensor is on
+the CPU), so it checks the rule instead: a float64 tensor in or out of any call outside
+``cpu_float64()`` raises ``TypeError``, as MPS does. Inside ``cpu_float64()`` it checks what a GPU
+machine can check: float64 results must be on the CPU (on a CUDA machine, with
+``COMPANION_DEVICE=cuda``, that catches float64 sent to the device from inside a block too).
 """
 from __future__ import annotations
 
@@ -55,13 +69,177 @@ class cpu_float64(contextlib.ContextDecorator):
         return False
 
 
-def float64_allowed() -> bool:
-    """True inside ``cpu_float64()`` (or when the stand-in is off)."""
+def _in_cpu_float64() -> bool:
     return getattr(_F64, "depth", 0) > 0
 
 
+def float64_allowed() -> bool:
+    """True inside ``cpu_float64()`` (or when the stand-in is off)."""
+    return _in_cpu_float64() or not no_float64_active()
+
+
+# --------------------------------------------------------------------------- the stand-in
+_F64_MESSAGE = ("float64 outside settings.cpu_float64(): MPS has no float64; use float32 on run.device, "
+                "or compute exactly on the CPU inside settings.cpu_float64()")
+
+# Calls that only read a tensor out (or select stored values, or take it to the CPU): allowed on a
+# float64 tensor anywhere, as on a Mac, where such a tensor lives on the CPU. ``__get__`` covers the
+# attributes (.shape, .dtype, .device, .grad, .T, ...); ``unbind`` is what iteration calls.
+_READ_OUTS = frozenset({
+    "numpy", "item", "tolist", "__repr__", "__str__", "__format__", "__array__", "__len__",
+    "__bool__", "__float__", "__int__", "__index__", "__complex__", "__get__", "__getitem__", "unbind",
+    "dim", "ndimension", "size", "numel", "nelement", "element_size", "stride", "storage_offset",
+    "is_floating_point", "is_complex", "is_contiguous", "data_ptr", "cpu", "detach",
+    "__reduce_ex__", "__deepcopy__",
+})
+# Casts: allowed with a float64 input when the result is not float64 (``.float()``, ``.to(torch.float32)``).
+_CASTS = frozenset({"float", "half", "bfloat16", "to", "type", "type_as", "long", "int", "short",
+                    "bool", "byte", "char"})
+
+
+# Calls Python's operators reach (``a + b``, ``a < b``, ``a += b``, ``2 ** a``): torch turns a TypeError
+# raised in them into NotImplemented, which would hide the message; they raise ArithmeticError.
+_OPERATORS = frozenset(
+    [n for base in ("add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "pow",
+                    "matmul", "and", "or", "xor", "lshift", "rshift", "bitwise_and", "bitwise_or",
+                    "bitwise_xor", "bitwise_left_shift", "bitwise_right_shift")
+     for n in (base, base + "_", f"__{base}__", f"__r{base}__", f"__i{base}__")]
+    + ["lt", "le", "gt", "ge", "eq", "ne", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__",
+       "__truediv__", "__rtruediv__", "__itruediv__", "__floordiv__", "__rfloordiv__", "__ifloordiv__",
+       "__mod__", "__rmod__", "__imod__"])
+
+
+class NoFloat64Error(TypeError):
+    """A float64 torch call outside ``cpu_float64()`` under the stand-in (MPS raises TypeError too)."""
+
+
+class NoFloat64ArithmeticError(ArithmeticError):
+    """The same, raised from Python operators (``+``, ``<``, ...), where a TypeError would be lost."""
+
+
+def _violation(name: str, what: str):
+    cls = NoFloat64ArithmeticError if name in _OPERATORS else NoFloat64Error
+    return cls(f"{_F64_MESSAGE} (torch.{name} {what} float64)")
+
+
+def _any_f64(obj, depth: int = 0) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return obj.dtype is torch.float64
+    if obj is torch.float64:
+        return True
+    if depth < 2 and isinstance(obj, (list, tuple)):
+        return any(_any_f64(o, depth + 1) for o in obj)
+    if depth < 2 and isinstance(obj, dict):
+        return any(_any_f64(o, depth + 1) for o in obj.values())
+    return False
+
+
+def _f64_off_cpu(obj, depth: int = 0):
+    """The device of a float64 tensor in ``obj`` that is not on the CPU, else None."""
+    if isinstance(obj, torch.Tensor):
+        return obj.device if obj.dtype is torch.float64 and obj.device.type != "cpu" else None
+    if depth < 2 and isinstance(obj, (list, tuple)):
+        for o in obj:
+            dev = _f64_off_cpu(o, depth + 1)
+            if dev is not None:
+                return dev
+    return None
+
+
+class _NoFloat64Mode(torch.overrides.TorchFunctionMode):
+    """Raise ``TypeError`` on float64 torch calls outside ``cpu_float64()`` (see the module docstring)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if _in_cpu_float64():
+            out = func(*args, **kwargs)
+            dev = _f64_off_cpu(out)
+            if dev is not None:
+                cls = NoFloat64ArithmeticError if name in _OPERATORS else NoFloat64Error
+                raise cls(f"float64 on {dev} inside settings.cpu_float64() (torch.{name}): "
+                          "MPS has no float64; keep exact float64 work on the CPU")
+            return out
+        if name in _READ_OUTS:
+            return func(*args, **kwargs)
+        if name not in _CASTS and (_any_f64(args) or _any_f64(kwargs)):
+            raise _violation(name, "got")
+        out = func(*args, **kwargs)
+        if _any_f64(out):
+            raise _violation(name, "made")
+        return out
+
+
+_GLOBAL_MODE: _NoFloat64Mode | None = None
+
+
+def no_float64_active() -> bool:
+    """True when the no-float64 stand-in checks this thread's torch calls."""
+    return any(isinstance(m, _NoFloat64Mode) for m in _mode_stack())
+
+
+def _mode_stack():
+    from torch.overrides import _get_current_function_mode_stack
+    return _get_current_function_mode_stack()
+
+
+@contextlib.contextmanager
+def no_float64():
+    """Run a block under the no-float64 stand-in (what ``COMPANION_NO_FLOAT64=1`` turns on in
+    ``setup()``): float64 torch calls outside ``cpu_float64()`` raise ``TypeError``, as on MPS."""
+    with _NoFloat64Mode():
+        yield
+
+
+def _enable_no_float64() -> None:
+    """Turn the stand-in on for the rest of this thread (``setup()`` with ``COMPANION_NO_FLOAT64=1``)."""
+    global _GLOBAL_MODE
+    if not no_float64_active():
+        _GLOBAL_MODE = _NoFloat64Mode()
+        _GLOBAL_MODE.__enter__()
+
+
+def _no_float64_requested() -> bool:
+    value = os.environ.get("COMPANION_NO_FLOAT64", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"COMPANION_NO_FLOAT64={value!r}; expected 1 (on) or 0 (off)")
+
+
+def check_same_device(model: torch.nn.Module, *tensors, names=None) -> torch.device:
+    """Raise ``ValueError`` unless every tensor is on ``model``'s device; returns that device.
+
+    ``tensors`` may be tensors or tuples/lists of tensors (a batch ``(x, y)``); ``names`` optionally
+    names them in the message. A model without parameters or buffers accepts any device.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
+    first = next(iter(model.parameters()), None)
+    if first is None:
+        first = next(iter(model.buffers()), None)
+    if first is None:
+        return None
+    device = first.device
+    names = list(names) if names is not None else [f"input {i}" for i in range(len(tensors))]
+    for name, obj in zip(names, tensors):
+        parts = obj if isinstance(obj, (tuple, list)) else (obj,)
+        for j, t in enumerate(parts):
+            if isinstance(t, torch.Tensor) and t.device != device:
+                label = name if len(parts) == 1 else f"{name}[{j}]"
+                raise ValueError(f"the model is on {device} but {label} is on {t.device}; move them "
+                                 f"to one device first (e.g. .to(run.device))")
+    return device
+
+
 def get_device() -> torch.device:
-    """The device notebooks compute on: ``COMPANION_DEVICE`` if set, else CUDA → MPS → CPU."""
+    """The device notebooks compute on.
+
+    ``COMPANION_DEVICE`` if set; else CUDA if available; else MPS if available and
+    ``COMPANION_MODE=full`` was asked for; else the CPU (quick mode's small networks run at least as
+    fast on a Mac's CPU as on MPS, where every small kernel pays a launch; see README).
+    """
     requested = os.environ.get("COMPANION_DEVICE", "").strip()
     if requested:
         try:
@@ -75,21 +253,30 @@ def get_device() -> torch.device:
             raise ValueError(f"COMPANION_DEVICE={requested!r} but CUDA is not available here; use 'cpu'")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise ValueError(f"COMPANION_DEVICE={requested!r} but MPS is not available here; use 'cpu'")
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"COMPANION_DEVICE={requested!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if torch.backends.mps.is_available():
+    if torch.backends.mps.is_available() and _requested_mode() == "full":
         return torch.device("mps")
     return torch.device("cpu")
 
 
-def get_mode() -> str:
-    """``'quick'`` or ``'full'``, from ``COMPANION_MODE`` (default: full on CUDA, quick otherwise)."""
+def _requested_mode() -> str | None:
     mode = os.environ.get("COMPANION_MODE", "").strip().lower()
     if not mode:
-        return "full" if torch.cuda.is_available() else "quick"
+        return None
     if mode not in MODES:
         raise ValueError(f"COMPANION_MODE={mode!r}; expected one of {MODES}")
+    return mode
+
+
+def get_mode() -> str:
+    """``'quick'`` or ``'full'``: ``COMPANION_MODE``, by default ``full`` iff the device is CUDA."""
+    mode = _requested_mode()
+    if mode is None:
+        return "full" if get_device().type == "cuda" else "quick"
     return mode
 
 
@@ -156,11 +343,16 @@ class Run:
         return (
             f"torch {torch.__version__} | device: {self.device} | mode: {self.mode} | "
             f"seed: {self.seed} | threads: {self.threads}"
+            + (" | no-float64 stand-in" if no_float64_active() else "")
         )
 
 
 def setup(seed: int = 0, verbose: bool = True) -> Run:
-    """The one call in every notebook's header cell: seed, threads, device, mode; prints them."""
+    """The one call in every notebook's header cell: seed, threads, device, mode; prints them.
+
+    With ``COMPANION_NO_FLOAT64=1`` it also turns the no-float64 stand-in on for the rest of the
+    session (kernel or process): see the dtype rule in this module's docstring.
+    """
     run = Run(
         device=get_device(),
         mode=get_mode(),
@@ -168,6 +360,8 @@ def setup(seed: int = 0, verbose: bool = True) -> Run:
         threads=set_threads(),
         generator=seed_everything(seed),
     )
+    if _no_float64_requested():
+        _enable_no_float64()
     if verbose:
         print(run)
     return run
