@@ -7,34 +7,125 @@
   the result fails and says what was expected. An unsolved exercise (``None``, ``...`` or a function
   raising ``NotImplementedError``) reports "not yet solved".
 * ``result.or_reference()`` gives the student's answer when it passed, else the reference, so a
-  lesson goes on either way.
+  lesson goes on either way. ``progress("14.1")`` is a one-line summary of a section's problems.
 
 Problems are defined in ``companion_lib/problems/p*.py`` (one file per section) and registered here
 on import. Answers are compared numerically against the project's own reference implementation.
+
+Registering a problem (the contract every kind of answer fits)
+--------------------------------------------------------------
+``Problem(id, section, title, statement, kind, reference, hint, wrong_answers, ...)``:
+
+kind="value"     the student hands in a value (number, array, tensor; tuples/lists/dicts of them).
+                 ``reference()`` returns the expected value. By default it is compared elementwise
+                 (``rtol``/``atol``); ``compare=`` replaces that, e.g. a training result judged
+                 against a threshold: ``reference=lambda: 3.4, compare=at_most(0.05)`` passes any
+                 finite scalar <= 3.45 (see :func:`at_most`, :func:`at_least`).
+kind="function"  the student hands in a callable: a function, or a class (an ``nn.Module``
+                 subclass, say). It is run on every input tuple of ``cases``; so is ``reference``,
+                 and the outputs are compared.
+  ``cases``      ``cases(rng=None) -> list[tuple]``, each tuple the positional inputs of one test.
+                 ``rng`` is ``None`` for the notebook's instant check (fixed, seeded inputs) and a
+                 ``numpy.random.Generator`` chosen by the instructor's grader at grading time (inputs
+                 the student never saw). Derive torch generators with :func:`case_seed`:
+                 ``g = torch.Generator().manual_seed(case_seed(rng, 141))``. Inputs are plain data:
+                 tensors, arrays, numbers, strings, None, and tuples/lists/dicts of them (network
+                 weights travel as a state dict of tensors). A ``cases()`` without an argument still
+                 works; the grader then reuses the fixed inputs (and says so in ``python -m
+                 companion_lib.grading``).
+  ``harness``    optional ``harness(answer, *inputs) -> outputs`` for answers that are not a plain
+                 function of the inputs: it instantiates a student's class, loads fixed weights from
+                 the inputs, calls forward and inverse, and returns plain tensors/arrays (a tuple or
+                 dict of them). The same harness runs the reference. Default: ``answer(*inputs)``.
+  ``compare``    optional ``compare(expected, got) -> None | str`` (None: pass, a string: why not),
+                 for both kinds; default: elementwise ``rtol``/``atol`` with a helpful message.
+``reference_names``  dotted names of library objects (``"companion_lib.vae.reparameterize"``) that
+                 an honest answer must not call; the instructor's grader gives no credit to a
+                 function whose defining cell uses one (the reference's own name, ``PROBLEMS``,
+                 ``.expected()`` and ``.or_reference()`` are always on that list).
+
+Trust boundary (what ``python -m companion_lib.grade`` relies on)
+-----------------------------------------------------------------
+In a notebook ``check`` grades in the student's own process, which the student controls: it is
+feedback, not a grade. When the instructor's grader runs a submission it sets
+``COMPANION_GRADE_INPUTS``/``COMPANION_GRADE_EXPORT``; ``check`` then also evaluates the answer on the
+grader's inputs (for a value: the value itself) and writes the outputs as plain data (JSON + .npz, no
+pickle) at once (``companion_lib._grade_transport``). The grade is decided later, in the grader's own
+process, by :func:`judge` against references computed there; nothing the kernel prints or edits
+(``HISTORY``, ``Result.status``, a patched ``numpy`` or library) reaches that decision.
 """
 from __future__ import annotations
 
 import html
 import importlib
+import inspect
+import os
 import pkgutil
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-__all__ = ["Problem", "Result", "PROBLEMS", "HISTORY", "register", "check", "grade_answer",
-           "problems_for_section"]
+from companion_lib import settings
+
+__all__ = ["Problem", "Result", "Progress", "PROBLEMS", "HISTORY", "STATUSES", "register", "check",
+           "grade_answer", "judge", "progress", "problems_for_section", "case_seed", "at_most", "at_least"]
+
+#: Every per-problem status a grade can have (the instructor's CSV uses exactly these).
+STATUSES = ("passed", "failed", "unsolved", "missing", "no-credit")
+
+
+def case_seed(rng, default: int) -> int:
+    """The seed for a problem's test inputs: ``default`` for the notebook's instant check
+    (``rng is None``), else a fresh one drawn from the grader's ``numpy.random.Generator``."""
+    if rng is None:
+        return int(default)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be None or a numpy.random.Generator, got {type(rng).__name__}")
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def at_most(margin: float = 0.0) -> Callable:
+    """``compare=`` for a result that must not exceed the reference value plus ``margin``
+    (a held-out bits/dim, a loss): the answer is one finite number."""
+    return _threshold(+1, float(margin))
+
+
+def at_least(margin: float = 0.0) -> Callable:
+    """``compare=`` for a result that must reach the reference value minus ``margin`` (a bound, an
+    accuracy): the answer is one finite number."""
+    return _threshold(-1, float(margin))
+
+
+def _threshold(sign: int, margin: float) -> Callable:
+    def compare(expected, got):
+        value = _to_array(got, "")
+        if value.size != 1:
+            return f"expected one number, got shape {value.shape}"
+        value = float(value.reshape(()))
+        limit = float(_to_array(expected, "").reshape(())) + sign * margin
+        if not np.isfinite(value):
+            return "the answer is NaN or infinite"
+        if sign * (value - limit) > 0:
+            word = "at most" if sign > 0 else "at least"
+            return f"got {value:.4g}; a passing result is {word} {limit:.4g}"
+        return None
+
+    compare.__qualname__ = f"{'at_most' if sign > 0 else 'at_least'}({margin:g})"
+    return compare
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One autograded exercise.
+    """One autograded exercise (see the module docstring for the contract of each field).
 
     kind="value":    ``reference()`` returns the expected value (number, array, tuple or dict of them).
-    kind="function": the student passes a function; it is called on every ``cases()`` entry (a tuple
-                     of positional arguments) and compared with ``reference(*args)``.
+    kind="function": the student passes a callable (function or class); it is run on every
+                     ``cases(rng)`` entry (a tuple of positional inputs), through ``harness`` if given,
+                     and compared with the reference run the same way.
     ``wrong_answers``: at least three answers that must fail (used by the test-suite).
     """
 
@@ -46,9 +137,12 @@ class Problem:
     reference: Callable
     hint: str
     wrong_answers: tuple
-    cases: Callable[[], list] | None = None
+    cases: Callable[..., list] | None = None
     rtol: float = 1e-5
     atol: float = 1e-8
+    harness: Callable | None = None
+    compare: Callable | None = None
+    reference_names: tuple = ()
 
     def __post_init__(self):
         if self.kind not in ("value", "function"):
@@ -57,16 +151,60 @@ class Problem:
             raise ValueError(f"Problem {self.id}: a function problem needs cases()")
         if len(self.wrong_answers) < 3:
             raise ValueError(f"Problem {self.id}: give at least three wrong answers")
+        for name in ("harness", "compare", "cases"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"Problem {self.id}: {name} must be callable")
+        if isinstance(self.reference_names, str) or not all(
+                isinstance(n, str) and "." in n for n in self.reference_names):
+            raise TypeError(f"Problem {self.id}: reference_names must be a tuple of dotted names")
 
     def expected(self):
-        """The reference answer: a value, or for function problems the reference function."""
+        """The reference answer: a value, or for function problems the reference function (or class)."""
         return self.reference if self.kind == "function" else self.reference()
+
+    @property
+    def fresh_inputs(self) -> bool:
+        """True when ``cases`` takes the grader's ``rng`` (so grading uses inputs never shown)."""
+        if self.cases is None:
+            return False
+        try:
+            return len(inspect.signature(self.cases).parameters) >= 1
+        except (TypeError, ValueError):
+            return False
+
+    def cases_for(self, rng=None) -> list:
+        """The test inputs: the fixed ones (``rng=None``) or the grader's, drawn from ``rng``."""
+        if self.cases is None:
+            return []
+        if rng is None or not self.fresh_inputs:
+            return list(self.cases())
+        return list(self.cases(rng))
+
+    def grading_rng(self, seed: int) -> np.random.Generator:
+        """The generator the instructor's grader hands to ``cases`` for a notebook's ``seed``."""
+        return np.random.default_rng([int(seed), zlib.crc32(self.id.encode())])
+
+    def run(self, answer, args):
+        """One test: ``harness(answer, *args)`` if the problem has a harness, else ``answer(*args)``."""
+        return self.harness(answer, *args) if self.harness is not None else answer(*args)
+
+    def forbidden_names(self) -> tuple:
+        """Dotted names whose use in a function answer's defining cell forfeits credit."""
+        names = list(self.reference_names)
+        module = getattr(self.reference, "__module__", "") or ""
+        qualname = getattr(self.reference, "__qualname__", "") or ""
+        if (module.startswith("companion_lib.") and not module.startswith("companion_lib.problems")
+                and qualname and "<" not in qualname and not qualname.startswith("_")):
+            names.append(f"{module}.{qualname}")
+        return tuple(dict.fromkeys(names))
 
 
 PROBLEMS: dict[str, Problem] = {}
 
 
 def register(problem: Problem) -> Problem:
+    if not isinstance(problem, Problem):
+        raise TypeError(f"register expects a Problem, got {type(problem).__name__}")
     if problem.id in PROBLEMS and PROBLEMS[problem.id] is not problem:
         raise ValueError(f"problem id {problem.id!r} is registered twice")
     PROBLEMS[problem.id] = problem
@@ -202,23 +340,105 @@ def _is_numeric_leaf(x) -> bool:
     return arr.dtype != object and np.issubdtype(arr.dtype, np.number)
 
 
-def _clone_args(args):
-    out = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            out.append(a.detach().clone())
-        elif isinstance(a, np.ndarray):
-            out.append(a.copy())
-        else:
-            out.append(a)
-    return tuple(out)
+def _compare_with(problem: Problem, expected, got, where: str) -> None:
+    if problem.compare is None:
+        _compare(expected, got, problem.rtol, problem.atol, where)
+        return
+    message = problem.compare(expected, got)
+    if message:
+        raise _Mismatch(f"{where}{message}")
+
+
+def _clone(x):
+    """A private copy of test inputs (tensors, arrays, and tuples/lists/dicts of them)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, tuple):
+        return tuple(_clone(a) for a in x)
+    if isinstance(x, list):
+        return [_clone(a) for a in x]
+    if isinstance(x, dict):
+        return {k: _clone(v) for k, v in x.items()}
+    return x
 
 
 def _unsolved(answer) -> bool:
     return answer is None or answer is Ellipsis
 
 
-#: Every result ``check`` returned in this process, in order (the instructor's ``grade`` reads it).
+def _error_line(err: BaseException) -> str:
+    return traceback.format_exception_only(type(err), err)[-1].strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluating an answer (in the student's process) and judging the outcomes (anywhere)
+#
+# An outcome is a pair (kind, payload): ("ok", output), ("raised", "ValueError: ..."),
+# ("unsolved", "") or ("invalid", "why the answer cannot be used"). A value problem has one outcome;
+# a function problem one per test case, stopping at the first that is not "ok".
+@settings.cpu_float64()
+def _evaluate(problem: Problem, answer, cases) -> list:
+    if problem.kind == "value":
+        if callable(answer) and not isinstance(answer, (torch.Tensor, np.ndarray)):
+            return [("invalid", "expected a value (a number or an array), got a function; call it first")]
+        return [("ok", answer)]
+    if not callable(answer):
+        return [("invalid", f"expected a function, got {type(answer).__name__}")]
+    outcomes = []
+    for args in cases:
+        try:
+            got = problem.run(answer, _clone(tuple(args)))
+        except NotImplementedError:
+            outcomes.append(("unsolved", ""))
+            break
+        except Exception as err:  # the student's code failed: report it, do not raise
+            outcomes.append(("raised", _error_line(err)))
+            break
+        outcomes.append(("ok", got))
+    return outcomes
+
+
+@settings.cpu_float64()
+def judge(problem: Problem, cases, outcomes, expected_value=None) -> tuple[str, str]:
+    """Decide ``(status, message)`` from an answer's outcomes on ``cases`` (see ``_evaluate``).
+
+    The references are computed here, in the calling process; for a value problem
+    ``expected_value`` may carry ``problem.reference()`` computed beforehand.
+    """
+    try:
+        if not outcomes:
+            raise _Mismatch("the answer was not evaluated")
+        if problem.kind == "value":
+            kind, got = outcomes[0]
+            if kind != "ok":
+                raise _Mismatch(str(got))
+            expected = problem.reference() if expected_value is None else expected_value
+            _compare_with(problem, expected, got, "")
+        else:
+            for i, (args, (kind, got)) in enumerate(zip(cases, outcomes)):
+                if kind == "unsolved":
+                    return "unsolved", f"{problem.title}: the function still raises NotImplementedError."
+                if kind == "invalid":
+                    raise _Mismatch(str(got))
+                if kind == "raised":
+                    raise _Mismatch(f"on test case {i + 1} your function raised {got}")
+                if kind != "ok":
+                    raise _Mismatch(f"test case {i + 1}: unreadable outcome")
+                _compare_with(problem, problem.run(problem.reference, _clone(tuple(args))), got,
+                              f"test case {i + 1}: ")
+            if len(outcomes) < len(cases):
+                raise _Mismatch(f"the answer was evaluated on {len(outcomes)} of {len(cases)} test cases")
+    except _Mismatch as err:
+        return "failed", str(err)
+    except Exception as err:  # anything else odd about the answer: fail, never raise
+        return "failed", f"could not grade this answer ({_error_line(err)})"
+    return "passed", f"{problem.title}: matches the reference."
+
+
+#: Every result ``check`` returned in this process, in order (``progress`` reads it; the
+#: instructor's grader does not: it reads the answers exported by ``check``).
 HISTORY: list[Result] = []
 
 
@@ -226,11 +446,18 @@ def check(problem_id: str, answer) -> Result:
     """Grade ``answer`` for ``problem_id``. Never raises; returns a :class:`Result` (truthy on pass)."""
     result = grade_answer(problem_id, answer)
     HISTORY.append(result)
+    if os.environ.get("COMPANION_GRADE_EXPORT") and problem_id in PROBLEMS:
+        try:  # under the instructor's grader: hand the answer in as plain data, now
+            from companion_lib import _grade_transport
+
+            _grade_transport.export_answer(PROBLEMS[problem_id], answer)
+        except Exception:  # never in the student's way; the grader reports a missing answer
+            pass
     return result
 
 
 def grade_answer(problem_id: str, answer) -> Result:
-    """``check`` without recording the result in ``HISTORY``."""
+    """``check`` without recording the result in ``HISTORY`` (on the fixed test inputs)."""
     problem = PROBLEMS.get(problem_id)
     if problem is None:
         known = ", ".join(sorted(PROBLEMS)) or "none"
@@ -239,31 +466,47 @@ def grade_answer(problem_id: str, answer) -> Result:
         return Result(problem_id, "unsolved", f"{problem.title}: fill in the answer, then run this cell again.",
                       problem.hint, answer)
     try:
-        if problem.kind == "value":
-            if callable(answer) and not isinstance(answer, (torch.Tensor, np.ndarray)):
-                raise _Mismatch("expected a value (a number or an array), got a function; call it first")
-            _compare(problem.reference(), answer, problem.rtol, problem.atol)
-        else:
-            if not callable(answer):
-                raise _Mismatch(f"expected a function, got {type(answer).__name__}")
-            for i, args in enumerate(problem.cases()):
-                try:
-                    got = answer(*_clone_args(args))
-                except NotImplementedError:
-                    return Result(problem_id, "unsolved",
-                                  f"{problem.title}: the function still raises NotImplementedError.",
-                                  problem.hint, answer)
-                except Exception as err:  # the student's code failed: report it, do not raise
-                    line = traceback.format_exception_only(type(err), err)[-1].strip()
-                    raise _Mismatch(f"on test case {i + 1} your function raised {line}") from err
-                _compare(problem.reference(*_clone_args(args)), got, problem.rtol, problem.atol,
-                         f"test case {i + 1}: ")
-    except _Mismatch as err:
-        return Result(problem_id, "failed", str(err), problem.hint, answer)
-    except Exception as err:  # anything else odd about the answer: fail, never raise
-        line = traceback.format_exception_only(type(err), err)[-1].strip()
-        return Result(problem_id, "failed", f"could not grade this answer ({line})", problem.hint, answer)
-    return Result(problem_id, "passed", f"{problem.title}: matches the reference.", "", answer)
+        with settings.cpu_float64():
+            cases = problem.cases_for(None)
+        status, message = judge(problem, cases, _evaluate(problem, answer, cases))
+    except Exception as err:  # a broken problem definition: say so, never raise at the student
+        status, message = "failed", f"could not grade this answer ({_error_line(err)})"
+    return Result(problem_id, status, message, "" if status == "passed" else problem.hint, answer)
+
+
+# --------------------------------------------------------------------------------------------------
+# A student's one-line summary
+@dataclass(frozen=True)
+class Progress:
+    """Which problems of a section pass in this notebook (the last attempt at each counts)."""
+
+    section: str
+    passed: tuple
+    failed: tuple
+    unsolved: tuple
+    missing: tuple
+
+    def __str__(self) -> str:
+        total = len(self.passed) + len(self.failed) + len(self.unsolved) + len(self.missing)
+        rest = [f"{label}: {', '.join(ids)}" for label, ids in
+                (("not yet right", self.failed), ("not yet solved", self.unsolved),
+                 ("not checked", self.missing)) if ids]
+        return f"{self.section}: {len(self.passed)}/{total} problems pass" + (
+            f" ({'; '.join(rest)})" if rest else "")
+
+    __repr__ = __str__
+
+
+def progress(section: str) -> Progress:
+    """One line for the end of a notebook: ``progress("14.1")`` -> ``14.1: 1/2 problems pass (...)``."""
+    ids = [p.id for p in problems_for_section(section)]
+    if not ids:
+        known = sorted({p.section for p in PROBLEMS.values()})
+        raise ValueError(f"no problems in section {section!r}; sections with problems: {known}")
+    last = {r.problem_id: r.status for r in HISTORY}
+    by = {s: tuple(pid for pid in ids if last.get(pid, "missing") == s)
+          for s in ("passed", "failed", "unsolved", "missing")}
+    return Progress(section, by["passed"], by["failed"], by["unsolved"], by["missing"])
 
 
 def _load_problem_modules() -> None:
@@ -283,7 +526,8 @@ def main() -> None:  # python -m companion_lib.grading
 
     for pid in sorted(registry, key=lambda s: [int(t) if t.isdigit() else t for t in s.split(".")]):
         p = registry[pid]
-        print(f"{pid:<32} §{p.section:<6} {p.title}")
+        fixed = "" if p.kind == "value" or p.fresh_inputs else "  (grader reuses the fixed inputs)"
+        print(f"{pid:<32} §{p.section:<6} {p.title}{fixed}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 import torch
 
 from companion_lib import divergences
-from companion_lib.grading import Problem, register
+from companion_lib.grading import Problem, case_seed, register
 
 F64 = dict(dtype=torch.float64)
 
 
-def _kl_cases():
-    g = torch.Generator().manual_seed(1421)
+def _kl_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1421))
     cases = [
         (torch.tensor(0.0, **F64), torch.tensor(1.0, **F64), torch.tensor(0.0, **F64), torch.tensor(1.0, **F64)),
         (torch.tensor(0.3, **F64), torch.tensor(0.5, **F64), torch.tensor(-1.0, **F64), torch.tensor(2.0, **F64)),
@@ -58,8 +58,8 @@ def _sigma2_mle(X):
     return divergences.isotropic_gaussian_mle(X)[1]
 
 
-def _sigma2_cases():
-    g = torch.Generator().manual_seed(1422)
+def _sigma2_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1422))
     return [
         (torch.randn(6, 3, generator=g, **F64) * torch.tensor([0.5, 1.0, 2.0], **F64) + 1.0,),
         (torch.rand(10, 64, generator=g, **F64),),
@@ -99,6 +99,7 @@ register(Problem(
                "(together with μ = the sample mean) maximises Σ_i log N(x_i; μ, σ²I)."),
     kind="function",
     reference=_sigma2_mle,
+    reference_names=("companion_lib.divergences.isotropic_gaussian_mle",),
     cases=_sigma2_cases,
     hint=("The negative log-likelihood is Σ_i |x_i − μ|²/(2σ²) + (m d/2) log(2πσ²). Set its derivative "
           "in σ² to zero: there are m·d squared deviations, and σ² is their average."),

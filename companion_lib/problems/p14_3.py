@@ -4,11 +4,11 @@ import math
 import torch
 
 from companion_lib import ebm
-from companion_lib.grading import Problem, register
+from companion_lib.grading import Problem, case_seed, register
 
 
-def _score_cases():
-    g = torch.Generator().manual_seed(143)
+def _score_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 143))
     f64 = torch.float64
     cases = [(torch.tensor([[0.0, 0.0], [1.0, -0.5], [-2.0, 3.0]], dtype=f64),
               torch.tensor([0.3, 0.3, 0.4], dtype=f64),
@@ -60,8 +60,8 @@ register(Problem(
 ))
 
 
-def _step_cases():
-    g = torch.Generator().manual_seed(1431)
+def _step_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1431))
     f64 = torch.float64
     cases = []
     for n, eta in ((4, 0.1), (50, 0.01), (7, 0.5)):

@@ -2,11 +2,11 @@
 import torch
 
 from companion_lib import vae
-from companion_lib.grading import Problem, register
+from companion_lib.grading import Problem, case_seed, register
 
 
-def _reparam_cases():
-    g = torch.Generator().manual_seed(145)
+def _reparam_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 145))
     f64 = dict(generator=g, dtype=torch.float64)
     cases = []
     # σ as (n,), n != d; σ as (n, 1); and n == d, where a wrong broadcast of σ (n,) goes unnoticed
@@ -48,6 +48,7 @@ register(Problem(
                "Return z (n, d), a sample of q(z|x_i) = N(μ_i, σ_i² I_d) for each row i."),
     kind="function",
     reference=_reparam_ref,
+    reference_names=("companion_lib.vae.reparameterize",),
     cases=_reparam_cases,
     hint=("Row i is μ_i + σ_i ε_i: σ_i is one number per row, so give it shape (n, 1) before multiplying "
           "(sigma.reshape(-1, 1)); it is a standard deviation, not a variance."),
@@ -56,8 +57,8 @@ register(Problem(
 ))
 
 
-def _elbo_term_cases():
-    g = torch.Generator().manual_seed(1451)
+def _elbo_term_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1451))
     f64 = dict(generator=g, dtype=torch.float64)
     cases = []
     for b, n, d, col in ((4, 64, 16, False), (3, 5, 2, True), (7, 10, 3, False)):
@@ -120,6 +121,7 @@ register(Problem(
                "of log p(x|z) + log p(z) − log q(z|x) written out as in (14.13), constants dropped."),
     kind="function",
     reference=_elbo_term_ref,
+    reference_names=("companion_lib.vae.elbo_term",),
     cases=_elbo_term_cases,
     hint=("Write the three Gaussian log-densities: log N(v; m, s² I_D) = −½[‖v − m‖²/s² + D log s² + D log 2π]. "
           "Decoder: D = n; prior: m = 0, s = 1, D = d; encoder: D = d, subtracted. Drop every log 2π "
