@@ -343,7 +343,6 @@ class Run:
         return (
             f"torch {torch.__version__} | device: {self.device} | mode: {self.mode} | "
             f"seed: {self.seed} | threads: {self.threads}"
-            + (" | no-float64 stand-in" if no_float64_active() else "")
         )
 
 

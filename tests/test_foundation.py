@@ -1,4 +1,5 @@
-"""settings, _checks, data, metrics, training, plots: the floors every notebook stands on."""
+"""_checks, data, metrics, plots: the floors every notebook stands on (settings and training:
+test_settings.py, test_training.py)."""
 import math
 
 import matplotlib
@@ -8,53 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from companion_lib import _checks, data, metrics, plots, settings, training
-
-
-# ------------------------------------------------------------------ settings
-def test_mode_defaults_and_override(monkeypatch):
-    monkeypatch.delenv("COMPANION_MODE", raising=False)
-    assert settings.get_mode() == ("full" if torch.cuda.is_available() else "quick")
-    monkeypatch.setenv("COMPANION_MODE", "full")
-    assert settings.get_mode() == "full" and settings.budget(quick=1, full=2) == 2
-    monkeypatch.setenv("COMPANION_MODE", "quick")
-    assert settings.budget(quick=1, full=2) == 1
-    monkeypatch.setenv("COMPANION_MODE", "fast")
-    with pytest.raises(ValueError, match="quick"):
-        settings.get_mode()
-
-
-def test_device_override(monkeypatch):
-    monkeypatch.setenv("COMPANION_DEVICE", "cpu")
-    assert settings.get_device() == torch.device("cpu")
-    monkeypatch.setenv("COMPANION_DEVICE", "banana")
-    with pytest.raises(ValueError, match="COMPANION_DEVICE"):
-        settings.get_device()
-    if not torch.cuda.is_available():
-        monkeypatch.setenv("COMPANION_DEVICE", "cuda")
-        with pytest.raises(ValueError, match="not available"):
-            settings.get_device()
-
-
-def test_setup_seeds_and_sets_threads(monkeypatch, capsys):
-    monkeypatch.setenv("COMPANION_MODE", "quick")
-    monkeypatch.setenv("COMPANION_DEVICE", "cpu")
-    monkeypatch.delenv("COMPANION_THREADS", raising=False)
-    before = torch.get_num_threads()
-    try:
-        run = settings.setup(seed=7)
-        a = torch.rand(3)
-        settings.setup(seed=7)
-        assert torch.equal(a, torch.rand(3))
-        assert run.threads == 1 == torch.get_num_threads()
-        assert "mode: quick" in capsys.readouterr().out
-        assert run.budget(quick="q", full="f") == "q"
-        assert torch.equal(torch.rand(2, generator=run.generator),
-                           torch.rand(2, generator=torch.Generator().manual_seed(7)))
-    finally:
-        torch.set_num_threads(before)
-    with pytest.raises(ValueError, match="seed"):
-        settings.seed_everything(-1)
+from companion_lib import _checks, data, metrics, plots
 
 
 # ------------------------------------------------------------------ _checks
@@ -135,49 +90,6 @@ def test_bits_per_dim_uniform_baseline():
     assert metrics.nats_to_bits_per_dim(0.0, 64) == pytest.approx(math.log2(17))
     with pytest.raises(ValueError, match="1-D"):
         metrics.bits_per_dim(torch.zeros(2, 2), 64)
-
-
-# ------------------------------------------------------------------ training
-def test_train_fits_linear_regression_and_early_stops():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(512, 3, generator=g)
-    w = torch.tensor([1.0, -2.0, 0.5])
-    Y = X @ w + 0.1 * torch.randn(512, generator=g)
-    model = torch.nn.Linear(3, 1)
-
-    def loss(m, batch):
-        x, y = batch
-        return ((m(x).squeeze(-1) - y) ** 2).mean()
-
-    res = training.train(model, loss, (X[:400], Y[:400]), val_data=(X[400:], Y[400:]), steps=3000,
-                         lr=0.05, eval_every=20, patience=5, generator=g, progress=False)
-    assert res.best_val < 0.02
-    assert torch.allclose(model.weight.squeeze(), w, atol=0.05)
-    assert res.stopped_early and res.steps_run < 3000
-    assert len(res.history["step"]) == len(res.history["val"])
-
-
-def test_train_with_ema_and_bad_args():
-    model = torch.nn.Linear(2, 1)
-    X = torch.randn(64, 2)
-
-    def loss(m, x):
-        return (m(x) ** 2).mean()
-
-    res = training.train(model, loss, X, val_data=X, steps=50, ema_decay=0.9, progress=False)
-    assert res.ema is not None and res.history["step"][-1] == 50
-    with pytest.raises(ValueError, match="steps"):
-        training.train(model, loss, X, steps=0)
-
-
-def test_train_reports_divergence():
-    model = torch.nn.Linear(1, 1)
-
-    def loss(m, x):
-        return m(x).sum() * float("nan")
-
-    with pytest.raises(FloatingPointError, match="lower lr"):
-        training.train(model, loss, torch.ones(4, 1), steps=3, progress=False)
 
 
 # ------------------------------------------------------------------ plots
