@@ -1,0 +1,265 @@
+"""§15.3 reverse process: the posterior against Bayes' theorem, (15.11) against diffusers' DDPMScheduler,
+the sampler and the variational bound against a Gaussian data distribution whose ε* is exact, the
+denoiser network, and bad input."""
+import math
+
+import pytest
+import torch
+
+from companion_lib import diffusion, settings
+from companion_lib.denoisers import ResidualDenoiser
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _schedules():
+    return [diffusion.NoiseSchedule.linear(1000), diffusion.NoiseSchedule.cosine(1000, max_beta=0.2),
+            diffusion.NoiseSchedule.cosine(50)]
+
+
+# ------------------------------------------------------------------------------ the posterior (15.3.3 (i))
+@pytest.mark.parametrize("k", range(3))
+def test_posterior_is_the_product_of_the_two_gaussians(k):
+    s = _schedules()[k]
+    g = torch.Generator().manual_seed(k)
+    t = torch.randint(2, s.T + 1, (200,), generator=g)
+    x0, xt = torch.randn(200, 3, generator=g, dtype=F64), torch.randn(200, 3, generator=g, dtype=F64)
+    mean, var = diffusion.posterior_mean_variance(s, x0, xt, t)
+    # Bayes: q(x_{t−1} | x_t, x_0) ∝ N(x_t; √α_t x_{t−1}, β_t) N(x_{t−1}; √ᾱ_{t−1} x_0, 1 − ᾱ_{t−1})
+    beta, alpha = s.betas[t - 1][:, None], s.alphas[t - 1][:, None]
+    ab_prev = s.alpha_bars[t - 2][:, None]
+    precision = alpha / beta + 1 / (1 - ab_prev)
+    want_mean = (alpha.sqrt() * xt / beta + ab_prev.sqrt() * x0 / (1 - ab_prev)) / precision
+    assert torch.allclose(var, (1 / precision).expand_as(xt), rtol=1e-9, atol=0)
+    assert torch.allclose(mean, want_mean, rtol=1e-9, atol=1e-12)
+    assert mean.shape == var.shape == xt.shape and mean.dtype == F64
+
+
+def test_posterior_at_t1_is_x0_with_no_variance():
+    s = diffusion.NoiseSchedule.linear(100)
+    x0, xt = torch.randn(4, 5), torch.randn(4, 5)
+    mean, var = diffusion.posterior_mean_variance(s, x0, xt, torch.ones(4, dtype=torch.long))
+    assert torch.allclose(mean, x0, atol=1e-6) and float(var.abs().max()) == 0.0
+
+
+def test_posterior_matches_monte_carlo_of_the_forward_chain():
+    """Draw x_{t−1} ~ q(·|x_0), x_t ~ q(·|x_{t−1}); keep pairs with x_t near a value: the conditional law."""
+    s = diffusion.NoiseSchedule.linear(100, beta_end=0.2)
+    g = torch.Generator().manual_seed(7)
+    t, x0 = 30, torch.tensor(0.6, dtype=F64)
+    n = 2_000_000
+    prev = s.alpha_bars[t - 2].sqrt() * x0 + s.one_minus_alpha_bars[t - 2].sqrt() * torch.randn(n, generator=g, dtype=F64)
+    xt = s.alphas[t - 1].sqrt() * prev + s.betas[t - 1].sqrt() * torch.randn(n, generator=g, dtype=F64)
+    near = (xt - 0.2).abs() < 0.01
+    mean, var = diffusion.posterior_mean_variance(s, x0.reshape(1, 1), torch.tensor([[0.2]], dtype=F64),
+                                                  torch.tensor([t]))
+    assert float(prev[near].mean()) == pytest.approx(float(mean), abs=0.01)
+    assert float(prev[near].var()) == pytest.approx(float(var), rel=0.05)
+
+
+def test_eps_mean_is_posterior_mean_at_predicted_x0():   # Problem 15.3.3 (ii)
+    for s in _schedules():
+        g = torch.Generator().manual_seed(1)
+        t = torch.randint(1, s.T + 1, (64,), generator=g)
+        xt, eps = torch.randn(64, 8, generator=g, dtype=F64), torch.randn(64, 8, generator=g, dtype=F64)
+        x0_hat = diffusion.predict_x0(s, xt, t, eps)
+        assert torch.allclose(diffusion.q_sample(s, x0_hat, t, eps), xt, atol=1e-9)      # inverts (15.8)
+        via_posterior, _ = diffusion.posterior_mean_variance(s, x0_hat, xt, t)
+        assert torch.allclose(diffusion.reverse_mean(s, eps, xt, t), via_posterior, rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------ (15.11) vs diffusers
+def _diffusers_step(scheduler, eps, xt, t, seed):
+    g = torch.Generator().manual_seed(seed)
+    return scheduler.step(eps, t - 1, xt, generator=g).prev_sample
+
+
+@pytest.mark.parametrize("variance_type, sigma, clip", [("fixed_small", "posterior", False),
+                                                         ("fixed_large", "beta", False),
+                                                         ("fixed_small", "posterior", True)])
+def test_ddpm_step_equals_diffusers(variance_type, sigma, clip):
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip,
+                                    variance_type=variance_type)
+    ours = diffusion.NoiseSchedule.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    for t in [1000, 700, 123, 10, 2, 1]:
+        xt, eps = torch.randn(16, 64, generator=g), torch.randn(16, 64, generator=g)
+        want = _diffusers_step(sched, eps, xt, t, seed=t)
+        noise = torch.randn((16, 64), generator=torch.Generator().manual_seed(t))
+        got = diffusion.ddpm_step(ours, eps, xt, torch.full((16,), t), noise, sigma=sigma, clip_x0=clip)
+        assert torch.allclose(got, want, atol=1e-3, rtol=0), (t, float((got - want).abs().max()))
+
+
+def test_ddpm_step_equals_diffusers_on_a_cosine_schedule():
+    diffusers = pytest.importorskip("diffusers")
+    ours = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, trained_betas=ours.betas.float().numpy(),
+                                    clip_sample=False, variance_type="fixed_small")
+    g = torch.Generator().manual_seed(1)
+    for t in [1000, 500, 3, 1]:
+        xt, eps = torch.randn(8, 64, generator=g), torch.randn(8, 64, generator=g)
+        noise = torch.randn((8, 64), generator=torch.Generator().manual_seed(t))
+        got = diffusion.ddpm_step(ours, eps, xt, torch.full((8,), t), noise)
+        assert torch.allclose(got, _diffusers_step(sched, eps, xt, t, seed=t), atol=1e-3, rtol=0)
+
+
+def test_step_adds_no_noise_at_t1_and_mixes_steps_per_row():
+    s = diffusion.NoiseSchedule.linear(1000)
+    xt, eps, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    t = torch.tensor([1, 500, 1])
+    out = diffusion.ddpm_step(s, eps, xt, t, z, sigma="beta")
+    no_noise = diffusion.ddpm_step(s, eps, xt, t, torch.zeros_like(z), sigma="beta")
+    assert torch.equal(out[[0, 2]], no_noise[[0, 2]]) and not torch.allclose(out[1], no_noise[1])
+    std = float(s.betas[499].sqrt())
+    assert torch.allclose(out[1] - no_noise[1], std * z[1], atol=1e-6)
+
+
+def test_clipping_keeps_predicted_x0_in_range_and_otherwise_changes_nothing():
+    s = diffusion.NoiseSchedule.linear(1000)
+    g = torch.Generator().manual_seed(3)
+    t = torch.full((32,), 900)
+    x0 = 0.5 * torch.rand(32, 6, generator=g) - 0.25                  # well inside [−1, 1]
+    eps = torch.randn(32, 6, generator=g)
+    xt = diffusion.q_sample(s, x0, t, eps)
+    z = torch.zeros(32, 6)
+    assert torch.allclose(diffusion.ddpm_step(s, eps, xt, t, z, clip_x0=True),
+                          diffusion.ddpm_step(s, eps, xt, t, z), atol=1e-5)
+    wild = diffusion.ddpm_step(s, eps + 3.0, xt, t, z, clip_x0=True)
+    bounded = diffusion.posterior_mean_variance(s, -torch.ones_like(xt), xt, t)[0]
+    assert torch.allclose(wild, bounded, atol=1e-5)                      # x̂_0 clipped to −1 everywhere
+
+
+# ------------------------------------------------------------------------------ sampler and bound, exact ε*
+M, S = 0.5, 0.3        # data N(M, S² I): q(x_t) = N(√ᾱ M, ᾱ S² + 1 − ᾱ), so ε* is exact (eq. 15.13)
+
+
+def _exact_eps(s):
+    def eps_fn(x, t):
+        ab = s.at("alpha_bars", t, x)
+        var = ab * S ** 2 + 1 - ab
+        return (1 - ab).sqrt() * (x - ab.sqrt() * M) / var           # −√(1 − ᾱ) ∇ log q(x_t)
+    return eps_fn
+
+
+@pytest.mark.parametrize("sigma, n_steps", [("posterior", None), ("beta", None), ("posterior", 100)])
+def test_sampling_with_the_exact_eps_recovers_the_data_law(sigma, n_steps):
+    s = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    x = diffusion.sample(s, _exact_eps(s), (4000, 2), generator=torch.Generator().manual_seed(0),
+                         sigma=sigma, n_steps=n_steps)
+    assert float(x.mean()) == pytest.approx(M, abs=0.02)
+    assert float(x.std()) == pytest.approx(S, abs=0.02)
+
+
+def test_sample_is_reproducible_and_keeps_requested_steps():
+    s = diffusion.NoiseSchedule.linear(100)
+    a, kept = diffusion.sample(s, _exact_eps(s), (5, 3), generator=torch.Generator().manual_seed(1), keep=(100, 50, 0))
+    b = diffusion.sample(s, _exact_eps(s), (5, 3), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and sorted(kept) == [0, 50, 100] and torch.equal(kept[0], a)
+
+
+def test_respaced_schedule_keeps_alpha_bars_at_kept_steps():
+    s = diffusion.NoiseSchedule.cosine(1000)
+    steps = diffusion.timesteps(1000, 50)
+    assert steps[0] == 1000 and steps[-1] == 1 and len(steps) == 50
+    r = diffusion.respace(s, steps)
+    assert torch.allclose(r.alpha_bars, s.alpha_bars[torch.tensor(sorted(steps)) - 1], rtol=1e-9)
+    assert diffusion.timesteps(10, 10) == list(range(10, 0, -1))
+
+
+def test_variational_bound_is_an_upper_bound_tight_with_sigma_beta():
+    """For broad data (S = 0.3 ≫ √β_t) the true reverse steps have variance ≈ β_t: with σ_t² = β_t and the
+    exact ε* the bound is tight; σ_t² = β̃_t (too certain at small t) is still a bound, a looser one."""
+    s = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    g = torch.Generator().manual_seed(0)
+    x0 = M + S * torch.randn(400, 4, generator=g)
+    nll = (0.5 * math.log(2 * math.pi * S ** 2) + (x0 - M) ** 2 / (2 * S ** 2)).sum(1)
+    gaps = {}
+    for sigma in ("beta", "posterior"):
+        gap = diffusion.variational_bound(s, _exact_eps(s), x0, n_t=48, generator=g, sigma=sigma) - nll
+        se = float(gap.std()) / math.sqrt(len(gap))
+        assert float(gap.mean()) > -3 * se                               # a bound (up to Monte Carlo)
+        gaps[sigma] = float(gap.mean()) / 4                              # nats per dimension
+    assert abs(gaps["beta"]) < 0.05
+    assert 0.2 < gaps["posterior"] < 0.6
+    bad = diffusion.variational_bound(s, lambda x, t: 0.0 * x, x0, n_t=48, generator=g, sigma="beta")
+    assert float((bad - nll).mean()) / 4 > 1.0                           # a useless ε_θ scores far worse
+
+
+def test_loss_is_zero_for_the_true_noise_and_positive_otherwise():
+    s = diffusion.NoiseSchedule.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    t = torch.randint(1, 1001, (8,), generator=g)
+    assert float(diffusion.ddpm_loss(s, lambda x, tt: noise, x0, t, noise)) == 0.0
+    assert float(diffusion.ddpm_loss(s, lambda x, tt: 0 * x, x0, t, noise)) == pytest.approx(
+        float(noise.pow(2).sum(1).mean()), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ the denoiser network
+def test_residual_denoiser_shapes_labels_and_size():
+    torch.manual_seed(0)
+    net = ResidualDenoiser(64)
+    n = sum(p.numel() for p in net.parameters())
+    assert 400_000 < n < 650_000
+    x, t = torch.randn(5, 64), torch.randint(1, 1001, (5,))
+    assert net(x, t).shape == (5, 64)
+    cond = ResidualDenoiser(2, hidden=32, blocks=2, n_classes=3)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    out = cond(torch.randn(5, 2), t, y)
+    assert out.shape == (5, 2) and cond.null_label == 3
+    x2 = torch.randn(5, 2)
+    assert torch.equal(cond(x2, t), cond(x2, t, torch.full((5,), 3)))     # c=None is the null label
+    assert not torch.allclose(cond(x2, t, torch.zeros(5, dtype=torch.long)), cond(x2, t))
+
+
+def test_denoiser_rejects_bad_input():
+    net = ResidualDenoiser(4, hidden=8, blocks=1, n_classes=2)
+    t = torch.ones(3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"\(batch, 4\)"):
+        net(torch.randn(3, 5), t)
+    with pytest.raises(ValueError, match="integer tensor"):
+        net(torch.randn(3, 4), t.float())
+    with pytest.raises(ValueError, match="0..2"):
+        net(torch.randn(3, 4), t, torch.tensor([0, 1, 3]))
+    with pytest.raises(ValueError, match="unconditional"):
+        ResidualDenoiser(4, hidden=8, blocks=1)(torch.randn(3, 4), t, torch.zeros(3, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------ bad input, dtype rule
+def test_reverse_functions_reject_bad_input():
+    s = diffusion.NoiseSchedule.linear(10)
+    x, t = torch.randn(3, 2), torch.tensor([1, 2, 3])
+    with pytest.raises(ValueError, match="sigma"):
+        diffusion.ddpm_step(s, x, x, t, x, sigma="large")
+    with pytest.raises(ValueError, match="1..T"):
+        diffusion.ddpm_step(s, x, x, torch.tensor([0, 1, 2]), x)
+    with pytest.raises(ValueError, match="shape"):
+        diffusion.ddpm_step(s, torch.randn(3, 3), x, t, x)
+    with pytest.raises(TypeError, match="clip_x0"):
+        diffusion.ddpm_step(s, x, x, t, x, clip_x0="yes")
+    with pytest.raises(ValueError, match="finite"):
+        diffusion.posterior_mean_variance(s, x, x * float("nan"), t)
+    with pytest.raises(TypeError, match="NoiseSchedule"):
+        diffusion.predict_x0("linear", x, t, x)
+    with pytest.raises(ValueError, match="n_steps"):
+        diffusion.timesteps(10, 11)
+
+
+def test_reverse_process_runs_in_float32_under_the_no_float64_stand_in():
+    s = diffusion.NoiseSchedule.cosine(100, max_beta=0.2)
+    net = ResidualDenoiser(4, hidden=16, blocks=1)
+    with settings.no_float64():
+        x = diffusion.sample(s, lambda x, t: net(x, t), (6, 4), generator=torch.Generator().manual_seed(0),
+                             clip_x0=True, n_steps=20)
+        b = diffusion.variational_bound(s, lambda x, t: net(x, t), x.clamp(-1, 1), n_t=8)
+        loss = diffusion.ddpm_loss(s, net, x, torch.randint(1, 101, (6,)), torch.randn(6, 4))
+    assert x.dtype == b.dtype == loss.dtype == torch.float32 and torch.isfinite(b).all()
