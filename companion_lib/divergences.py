@@ -27,6 +27,7 @@ import torch
 
 from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.mixture import log_gaussian
+from companion_lib.settings import cpu_float64
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -72,6 +73,7 @@ def mixture_log_pdf(x, weights, means, variances) -> torch.Tensor:
     return torch.logsumexp(torch.log(w) + log_gaussian(x[:, None], m[:, None], v, "spherical"), dim=1)
 
 
+@cpu_float64()
 def sample_mixture(n: int, weights, means, variances, generator: torch.Generator | None = None,
                    device=None) -> torch.Tensor:
     """n i.i.d. draws (n,) float64 from the 1-D mixture (ancestral: component, then Gaussian)."""
@@ -82,6 +84,7 @@ def sample_mixture(n: int, weights, means, variances, generator: torch.Generator
     return x.to(device) if device is not None else x
 
 
+@cpu_float64()
 def mixture_moments(weights, means, variances) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of the 1-D mixture (0-d tensors): E x = Σ w μ, Var x = Σ w (σ² + μ²) − (E x)²."""
     w, m, v = _mixture_params(weights, means, variances)
@@ -90,6 +93,7 @@ def mixture_moments(weights, means, variances) -> tuple[torch.Tensor, torch.Tens
 
 
 # ---------------------------------------------------------------- KL divergences
+@cpu_float64()
 def kl_gaussians(mu1, var1, mu2, var2) -> torch.Tensor:
     """Closed-form KL(N(μ₁, diag var₁) ‖ N(μ₂, diag var₂)), summed over the last dimension.
 
@@ -190,6 +194,7 @@ def fit_forward_kl(log_p, grid) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var
 
 
+@cpu_float64()
 def kl_gaussian_to_density(mean, var, log_p_fn, n_points: int = 801, reach: float = 10.0) -> torch.Tensor:
     """KL(N(mean, var) ‖ P) = −H(Q) − E_Q[log P] for a 1-D Gaussian Q, by quadrature on a grid that
     moves with Q: x = mean + √var·z for z on ``n_points`` points of [−reach, reach] (trapezoidal rule
@@ -210,6 +215,7 @@ def kl_gaussian_to_density(mean, var, log_p_fn, n_points: int = 801, reach: floa
     return -entropy_q - torch.trapezoid(phi * log_p, z, dim=-1)               # E_Q[log q − log p]
 
 
+@cpu_float64()
 def fit_reverse_kl(log_p_fn, inits, init_var, steps: int = 400, lr: float = 0.05):
     """argmin over N(m, s²) of KL(N(m, s²) ‖ P) by Adam (mode seeking), from several starting means.
 
@@ -237,6 +243,7 @@ def fit_reverse_kl(log_p_fn, inits, init_var, steps: int = 400, lr: float = 0.05
         return {"mean": m[best].detach(), "var": var[best].detach(), "kl": kl[best], "runs": runs}
 
 
+@cpu_float64()
 def bimodal_fits(separation: float, weight: float = 0.5, std: float = 0.6, grid=None,
                  steps: int = 300) -> dict:
     """Both one-Gaussian fits to P = w N(−s/2, std²) + (1 − w) N(s/2, std²) (the asymmetry demo).

@@ -25,6 +25,7 @@ import torch
 
 from companion_lib import mixture
 from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib.settings import cpu_float64
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -36,6 +37,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- discrete h
+@cpu_float64()
 def check_simplex(q, name: str = "q", *, K: int | None = None, atol: float = 1e-6) -> torch.Tensor:
     """Validate q (n, K): non-negative rows that sum to 1 (within ``atol``). Returns float64 tensor."""
     q = as_tensor(q, name, ndim=2, shape=(None, K) if K is not None else None, min_rows=1)
@@ -53,22 +55,26 @@ def _log_joint(log_joint, name="log_joint"):
     return as_tensor(log_joint, name, ndim=2, min_rows=1)
 
 
+@cpu_float64()
 def categorical_entropy(q) -> torch.Tensor:
     """H[q] = −Σ_h q(h) log q(h) in nats, with 0 log 0 = 0. q (n, K) → (n,)."""
     q = check_simplex(q)
     return -torch.special.xlogy(q, q).sum(1)
 
 
+@cpu_float64()
 def log_evidence(log_joint) -> torch.Tensor:
     """log p(x_i) = log Σ_h p(x_i, h), by logsumexp. log_joint (n, K) → (n,)."""
     return torch.logsumexp(_log_joint(log_joint), 1)
 
 
+@cpu_float64()
 def posterior(log_joint) -> torch.Tensor:
     """p(h | x_i) = p(x_i, h) / p(x_i) (Bayes' rule). log_joint (n, K) → (n, K), rows sum to 1."""
     return torch.softmax(_log_joint(log_joint), 1)
 
 
+@cpu_float64()
 def discrete_elbo(log_joint, q) -> torch.Tensor:
     """ELBO(q) = E_q[log p(x, h)] + H[q]  (the right side of eq. 14.4). (n, K), (n, K) → (n,)."""
     log_joint = _log_joint(log_joint)
@@ -79,6 +85,7 @@ def discrete_elbo(log_joint, q) -> torch.Tensor:
     return (q * log_joint).sum(1) + categorical_entropy(q)                 # eq. 14.4
 
 
+@cpu_float64()
 def kl_categorical(q, log_p) -> torch.Tensor:
     """KL(q ‖ p) = Σ_h q(h) [log q(h) − log p(h)] (eq. 14.5), 0 log 0 = 0. q, log_p (n, K) → (n,)."""
     q = check_simplex(q)
@@ -89,6 +96,7 @@ def kl_categorical(q, log_p) -> torch.Tensor:
     return terms.sum(1)                                                    # eq. 14.5
 
 
+@cpu_float64()
 def elbo_gap(log_joint, q) -> torch.Tensor:
     """The gap log p(x) − ELBO(q), computed as KL(q(h|x) ‖ p(h|x)) (eq. 14.5). (n, K), (n, K) → (n,).
 
@@ -166,6 +174,7 @@ class LinearGaussian:
     q(h|x) = N(m, S). W: (d, k); b: (d,); sigma2 > 0. Tensors stay on W's device, float64.
     """
 
+    @cpu_float64()
     def __init__(self, W, b, sigma2: float):
         self.W = as_tensor(W, "W", ndim=2)
         d, k = self.W.shape
@@ -194,11 +203,13 @@ class LinearGaussian:
         S, _ = _cov(S, "S")
         return m, S
 
+    @cpu_float64()
     def marginal(self):
         """p(x) = N(b, W Wᵀ + σ² I): returns (mean (d,), cov (d, d))."""
         eye = torch.eye(self.d, dtype=self.W.dtype, device=self.W.device)
         return self.b, self.W @ self.W.T + self.sigma2 * eye
 
+    @cpu_float64()
     def log_px(self, x) -> torch.Tensor:
         """log p(x) exactly: x (n, d) → (n,)."""
         x = self._x(x)
@@ -207,6 +218,7 @@ class LinearGaussian:
         y = torch.linalg.solve_triangular(L, (x - mean).T, upper=False)
         return -0.5 * (self.d * LOG_2PI + (y ** 2).sum(0)) - torch.log(torch.diagonal(L)).sum()
 
+    @cpu_float64()
     def log_joint(self, x, h) -> torch.Tensor:
         """log p(x, h) = log N(h; 0, I) + log N(x; W h + b, σ² I). x (n, d), h (..., n, k) → (..., n)."""
         x = self._x(x)
@@ -218,6 +230,7 @@ class LinearGaussian:
         log_lik = -0.5 * (self.d * math.log(2 * math.pi * self.sigma2) + (resid ** 2).sum(-1) / self.sigma2)
         return log_prior + log_lik
 
+    @cpu_float64()
     def posterior(self, x):
         """p(h | x) = N(μ_post, Σ_post): returns (mean (n, k), cov (k, k)); Σ_post is the same for all x."""
         x = self._x(x)
@@ -227,6 +240,7 @@ class LinearGaussian:
         mean = (x - self.b) @ self.W @ cov / self.sigma2                   # Σ_post Wᵀ (x − b)/σ², row-wise
         return mean, cov
 
+    @cpu_float64()
     def elbo(self, x, m, S) -> torch.Tensor:
         """ELBO(q) for q(h|x) = N(m, S), closed form (eq. 14.4): x (n, d), m (n, k) or (k,),
         S (k, k) or (n, k, k) (a diagonal S is a diagonal q) → (n,).
@@ -245,6 +259,7 @@ class LinearGaussian:
                             + ((resid ** 2).sum(1) + trWSW) / self.sigma2)
         return e_log_prior + e_log_lik + gaussian_entropy(S)                # eq. 14.4
 
+    @cpu_float64()
     def elbo_mc(self, x, m, S, n_samples: int = 1000, generator: torch.Generator | None = None):
         """Monte Carlo ELBO: mean over h_s = m + L ε_s (S = L Lᵀ) of log p(x, h_s) − log q(h_s | x).
 
@@ -262,6 +277,7 @@ class LinearGaussian:
         terms = self.log_joint(x, h) - log_q                                 # (s, n)
         return terms.mean(0), terms.std(0) / math.sqrt(n_samples)
 
+    @cpu_float64()
     def sample(self, n: int, generator: torch.Generator | None = None):
         """Ancestral sampling: h ~ N(0, I_k), x = W h + b + σ ε. Returns (x (n, d), h (n, k))."""
         n = check_int(n, "n", low=1)
@@ -285,17 +301,20 @@ def _params(X, weights, means, covariances, covariance_type):
     return X, weights, means, covariances
 
 
+@cpu_float64()
 def mixture_log_joint(X, weights, means, covariances, covariance_type: str = "full") -> torch.Tensor:
     """log p_θ(x_i, h = k) = log ρ_k + log N(x_i; μ_k, Σ_k): X (n, d) → (n, K)."""
     X, weights, means, covariances = _params(X, weights, means, covariances, covariance_type)
     return mixture.log_gaussian(X, means, covariances, covariance_type) + torch.log(weights)
 
 
+@cpu_float64()
 def mixture_elbo(X, q, weights, means, covariances, covariance_type: str = "full") -> torch.Tensor:
     """Per-sample ELBO(q, θ)_i = Σ_k q_ik log p_θ(x_i, k) + H[q_i] of a Gaussian mixture: (n,)."""
     return discrete_elbo(mixture_log_joint(X, weights, means, covariances, covariance_type), q)
 
 
+@cpu_float64()
 def em_elbo_trace(X, weights, means, covariances, n_iter: int, covariance_type: str = "full",
                   q0=None) -> dict:
     """EM as coordinate ascent on ELBO(q, θ) = Σ_i E_q[log p_θ(x_i, h)] + H[q_i], recorded per half-step.

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from companion_lib._checks import as_tensor, check_int
+from companion_lib.settings import cpu_float64
 
 
 def normal_raw_moments(mean, sd, order: int) -> np.ndarray:
@@ -44,6 +45,7 @@ class MomentFit:
     sixth_moment_error: float
 
 
+@cpu_float64()
 def method_of_moments(x, n_starts: int = 400, seed: int = 0) -> list[MomentFit]:
     """All admissible solutions of Pearson's five moment equations for a 1-D sample x (n,).
 

@@ -1,0 +1,255 @@
+"""Every public function of companion_lib runs under the no-float64 stand-in (MPS has no float64).
+
+Each entry of CALLS calls one public function (or class) with float32 inputs, as a notebook on
+``run.device`` would, inside ``settings.no_float64()``: a float64 torch call outside
+``settings.cpu_float64()`` would raise there, as it would on a Mac. Functions that compute exactly in
+float64 do so inside ``cpu_float64()`` (on the CPU) and may return float64; the notebook then reads
+them out or casts them. ``test_every_public_function_is_listed`` fails when a module gains a public
+function that is not called here (add it to CALLS, or to NOT_CALLED with the reason).
+"""
+import importlib
+import inspect
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from companion_lib import settings
+
+MODULES = ["data", "mixture", "moments", "divergences", "ebm", "elbo", "vae", "metrics", "training",
+           "nets", "plots", "widgets"]
+g = torch.Generator
+
+
+def _x(n=40, d=2, seed=0):
+    return torch.randn(n, d, generator=g().manual_seed(seed))
+
+
+W2 = torch.tensor([0.4, 0.6])
+M2 = torch.tensor([[-1.0, 0.0], [1.0, 0.5]])
+V2 = torch.tensor([0.5, 0.8])
+COV2 = torch.eye(2).expand(2, 2, 2).clone()
+LEVELS = torch.randint(0, 17, (20, 64), generator=g().manual_seed(0)).float()
+
+
+def _mixture_fit():
+    from companion_lib.mixture import GaussianMixture
+    gm = GaussianMixture(2, random_state=0).fit(_x(60))
+    return gm.predict(_x(5)), gm.score(_x(5)), gm.sample(4, generator=g().manual_seed(0)), gm.bic(_x(5))
+
+
+def _vae():
+    from companion_lib.vae import VAE
+    torch.manual_seed(0)
+    return VAE(64, 2, 16, 1)
+
+
+def _energy(x):
+    return 0.5 * (x ** 2).sum(1)
+
+
+def _em_path():
+    from companion_lib import mixture
+    return mixture.em_path(torch.randn(30, 1, generator=g().manual_seed(1)), [0.5, 0.5], [[-1.0], [1.0]],
+                           [[[1.0]], [[1.0]]], n_iter=3)
+
+
+def _linear_gaussian():
+    from companion_lib.elbo import LinearGaussian
+    lg = LinearGaussian(torch.tensor([[1.0], [0.5]]), torch.zeros(2), 0.5)
+    x = torch.tensor([[0.3, -0.2]])
+    m, S = lg.posterior(x)
+    return lg.log_px(x), lg.elbo(x, m, S), lg.elbo_mc(x, m, S, 10, g().manual_seed(0)), lg.sample(3, g().manual_seed(0))
+
+
+def _joint_energy():
+    from companion_lib.ebm import JointEnergy
+    je = JointEnergy.fit(_x(40), torch.arange(40) % 2)
+    return je.caption(_x(3)), je.generate(1, _x(3), steps=3), je.energies(_x(3))
+
+
+def _judge(m):
+    judge = m.DigitJudge()
+    return judge.confident_share(torch.rand(5, 64)), judge.class_histogram(torch.rand(5, 64))
+
+
+CALLS = {
+    # data
+    "data.dequantize": lambda m: m.dequantize(LEVELS, g().manual_seed(0)),
+    "data.to_unit": lambda m: m.to_unit(LEVELS),
+    "data.from_unit": lambda m: m.from_unit(m.to_unit(LEVELS)),
+    "data.unit_to_signed": lambda m: m.unit_to_signed(torch.rand(3, 64)),
+    "data.signed_to_unit": lambda m: m.signed_to_unit(torch.rand(3, 64) * 2 - 1),
+    "data.dequantized_bits_per_dim": lambda m: m.dequantized_bits_per_dim(torch.zeros(4), 64),
+    "data.heldout_digits": lambda m: m.heldout_digits(),
+    "data.make_toy_2d": lambda m: m.make_toy_2d("moons", 100),
+    "data.load_pearson_crabs": lambda m: m.load_pearson_crabs(),
+    "data.load_leptograpsus_crabs": lambda m: m.load_leptograpsus_crabs(),
+    "data.load_digits_split": lambda m: m.load_digits_split(),
+    # mixture (§14.1)
+    "mixture.gaussian_mle": lambda m: m.gaussian_mle(_x()),
+    "mixture.log_gaussian": lambda m: m.log_gaussian(_x(), M2, COV2),
+    "mixture.e_step": lambda m: m.e_step(_x(), W2, M2, COV2),
+    "mixture.responsibilities": lambda m: m.responsibilities(torch.randn(10), W2, torch.tensor([-1.0, 1.0]), V2),
+    "mixture.m_step": lambda m: m.m_step(_x(), torch.full((40, 2), 0.5)),
+    "mixture.GaussianMixture": lambda m: _mixture_fit(),
+    "mixture.em_path": lambda m: _em_path(),
+    "mixture.cdf_1d": lambda m: m.cdf_1d(torch.linspace(-2, 2, 5), W2, torch.tensor([-1.0, 1.0]), V2),
+    # moments (Pearson 1894)
+    "moments.normal_raw_moments": lambda m: m.normal_raw_moments(0.5, 1.0, 4),
+    "moments.mixture_raw_moments": lambda m: m.mixture_raw_moments(0.4, [0.0, 1.0], [1.0, 0.5], 4),
+    "moments.method_of_moments": lambda m: m.method_of_moments(torch.randn(200, generator=g().manual_seed(0)), n_starts=5),
+    # divergences (§14.2)
+    "divergences.log_normal": lambda m: m.log_normal(torch.randn(5), 0.0, 1.0),
+    "divergences.mixture_log_pdf": lambda m: m.mixture_log_pdf(torch.randn(5), W2, [-1.0, 1.0], V2),
+    "divergences.sample_mixture": lambda m: m.sample_mixture(10, W2, [-1.0, 1.0], V2, g().manual_seed(0)),
+    "divergences.mixture_moments": lambda m: m.mixture_moments(W2, [-1.0, 1.0], V2),
+    "divergences.kl_gaussians": lambda m: m.kl_gaussians(0.0, 1.0, 0.5, 2.0),
+    "divergences.trapezoid": lambda m: m.trapezoid(torch.ones(11), torch.linspace(0, 1, 11)),
+    "divergences.kl_quadrature": lambda m: m.kl_quadrature(-0.5 * torch.linspace(-5, 5, 101) ** 2 - 0.9189385,
+                                                          -0.5 * (torch.linspace(-5, 5, 101) - 1) ** 2 - 0.9189385,
+                                                          torch.linspace(-5, 5, 101)),
+    "divergences.entropy_quadrature": lambda m: m.entropy_quadrature(-0.5 * torch.linspace(-5, 5, 101) ** 2 - 0.9189385,
+                                                                    torch.linspace(-5, 5, 101)),
+    "divergences.isotropic_gaussian_mle": lambda m: m.isotropic_gaussian_mle(_x()),
+    "divergences.isotropic_gaussian_nll": lambda m: m.isotropic_gaussian_nll(_x(), torch.zeros(2), 1.0),
+    "divergences.fit_forward_kl": lambda m: m.fit_forward_kl(-0.5 * torch.linspace(-5, 5, 101) ** 2 - 0.9189385,
+                                                            torch.linspace(-5, 5, 101)),
+    "divergences.kl_gaussian_to_density": lambda m: m.kl_gaussian_to_density(
+        0.0, 1.0, lambda x: m.mixture_log_pdf(x, W2, [-1.0, 1.0], V2)),
+    "divergences.fit_reverse_kl": lambda m: m.fit_reverse_kl(lambda x: m.mixture_log_pdf(x, W2, [-1.0, 1.0], V2),
+                                                            [0.0], 1.0, steps=5),
+    "divergences.bimodal_fits": lambda m: m.bimodal_fits(3.0, steps=5),
+    # ebm (§14.3)
+    "ebm.gmm_energy": lambda m: m.gmm_energy(_x(), W2, M2, V2),
+    "ebm.gmm_score": lambda m: m.gmm_score(_x(), W2, M2, V2),
+    "ebm.gmm_sample": lambda m: m.gmm_sample(10, W2, M2, V2, g().manual_seed(0)),
+    "ebm.quadratic_energy": lambda m: m.quadratic_energy(_x(), torch.eye(2)),
+    "ebm.quadratic_log_partition": lambda m: m.quadratic_log_partition(torch.eye(2)),
+    "ebm.score": lambda m: m.score(_energy, _x()),
+    "ebm.grid_2d": lambda m: m.grid_2d(k=20),
+    "ebm.grid_log_density": lambda m: m.grid_log_density(_energy, k=20),
+    "ebm.log_partition_grid": lambda m: m.log_partition_grid(_energy, 2, k=10),
+    "ebm.langevin_step": lambda m: m.langevin_step(_x(), -_x(), 0.1, torch.randn(40, 2)),
+    "ebm.langevin": lambda m: m.langevin(lambda x: -x, _x(), 0.1, 5, g().manual_seed(0)),
+    "ebm.histogram_2d": lambda m: m.histogram_2d(_x(), bins=10),
+    "ebm.binned_probabilities": lambda m: m.binned_probabilities(_energy, bins=10, sub=2),
+    "ebm.total_variation": lambda m: m.total_variation(torch.full((4,), 0.25), torch.tensor([0.1, 0.2, 0.3, 0.4])),
+    "ebm.EnergyMLP": lambda m: m.EnergyMLP(2, 16, 2)(_x()),
+    "ebm.dsm_loss": lambda m: m.dsm_loss(m.EnergyMLP(2, 16, 2), _x(), 0.1, g().manual_seed(0)),
+    "ebm.grid_log_likelihood": lambda m: m.grid_log_likelihood(_energy, _x(), k=20),
+    "ebm.JointEnergy": lambda m: _joint_energy(),
+    # elbo (§14.4)
+    "elbo.check_simplex": lambda m: m.check_simplex(torch.tensor([[0.3, 0.7]])),
+    "elbo.categorical_entropy": lambda m: m.categorical_entropy(torch.tensor([[0.3, 0.7]])),
+    "elbo.log_evidence": lambda m: m.log_evidence(torch.tensor([[-1.0, -2.0]])),
+    "elbo.posterior": lambda m: m.posterior(torch.tensor([[-1.0, -2.0]])),
+    "elbo.discrete_elbo": lambda m: m.discrete_elbo(torch.tensor([[-1.0, -2.0]]), torch.tensor([[0.3, 0.7]])),
+    "elbo.kl_categorical": lambda m: m.kl_categorical(torch.tensor([[0.3, 0.7]]), torch.tensor([[-0.5, -0.9]])),
+    "elbo.elbo_gap": lambda m: m.elbo_gap(torch.tensor([[-1.0, -2.0]]), torch.tensor([[0.3, 0.7]])),
+    "elbo.gaussian_entropy": lambda m: m.gaussian_entropy(torch.eye(2)),
+    "elbo.gaussian_entropy_diag": lambda m: m.gaussian_entropy_diag(torch.zeros(2)),
+    "elbo.gaussian_kl": lambda m: m.gaussian_kl(torch.zeros(2), torch.eye(2), torch.ones(2), 2 * torch.eye(2)),
+    "elbo.LinearGaussian": lambda m: _linear_gaussian(),
+    "elbo.mixture_log_joint": lambda m: m.mixture_log_joint(_x(), W2, M2, COV2),
+    "elbo.mixture_elbo": lambda m: m.mixture_elbo(_x(), torch.full((40, 2), 0.5), W2, M2, COV2),
+    "elbo.em_elbo_trace": lambda m: m.em_elbo_trace(_x(), W2, M2, COV2, n_iter=2),
+    # vae (§14.5)
+    "vae.VAE": lambda m: (_vae().sample(3, g().manual_seed(0)), _vae().encode(torch.rand(3, 64))),
+    "vae.reparameterize": lambda m: m.reparameterize(torch.zeros(3, 2), torch.ones(3), torch.randn(3, 2)),
+    "vae.log_normal": lambda m: m.log_normal(torch.zeros(3, 2), torch.zeros(3, 2), torch.ones(3, 2)),
+    "vae.elbo_constant": lambda m: m.elbo_constant(64),
+    "vae.elbo_term": lambda m: m.elbo_term(torch.rand(3, 64), torch.rand(3, 64), torch.full((3,), 0.3),
+                                           torch.randn(3, 2), torch.zeros(3, 2), torch.ones(3)),
+    "vae.negative_elbo": lambda m: m.negative_elbo(_vae(), torch.rand(3, 64), torch.randn(3, 2)),
+    "vae.log_weights": lambda m: m.log_weights(_vae(), torch.rand(3, 64), 2, g().manual_seed(0)),
+    "vae.elbo_estimate": lambda m: m.elbo_estimate(_vae(), torch.rand(3, 64), 2, g().manual_seed(0)),
+    "vae.elbo_and_iwae": lambda m: m.elbo_and_iwae(_vae(), torch.rand(3, 64), k=4, generator=g().manual_seed(0)),
+    "vae.encoder_gradients": lambda m: m.encoder_gradients(_vae(), torch.rand(64), 2, 2, g().manual_seed(0)),
+    "vae.make_loss": lambda m: m.make_loss(g().manual_seed(0))(_vae(), LEVELS),
+    "vae.make_val_fn": lambda m: m.make_val_fn()(_vae(), LEVELS),
+    "vae.train_vae": lambda m: m.train_vae(LEVELS, LEVELS, latent_dims=2, hidden=8, depth=1, steps=3,
+                                           progress=False),
+    # metrics
+    "metrics.bits_per_dim": lambda m: m.bits_per_dim(torch.zeros(4), 64),
+    "metrics.nats_to_bits_per_dim": lambda m: m.nats_to_bits_per_dim(10.0, 64),
+    "metrics.chi_square_gof": lambda m: m.chi_square_gof(torch.tensor([10.0, 20.0, 30.0]),
+                                                         torch.tensor([0.2, 0.3, 0.5]), 1),
+    "metrics.heldout_bits_per_dim": lambda m: m.heldout_bits_per_dim(lambda y: torch.zeros(len(y))),
+    "metrics.nearest_train_distance": lambda m: m.nearest_train_distance(torch.rand(5, 64)),
+    "metrics.heldout_nearest_train_distance": lambda m: m.heldout_nearest_train_distance(),
+    "metrics.DigitJudge": lambda m: _judge(m),
+    # training
+    "training.train": lambda m: m.train(torch.nn.Linear(2, 1), lambda mm, x: mm(x).pow(2).mean(), _x(),
+                                        steps=4, val_data=_x(), ema_decay=0.9, warmup=2, cosine=True,
+                                        eval_every=2, progress=False),
+    "training.EMA": lambda m: m.EMA(torch.nn.Linear(2, 1), 0.9).update(torch.nn.Linear(2, 1)),
+    "training.lr_factor": lambda m: m.lr_factor(3, 10, 2, True),
+    # nets
+    "nets.mlp": lambda m: m.mlp(2, 8, 1, 2)(_x()),
+    "nets.time_embedding": lambda m: m.time_embedding(torch.arange(1, 5), 8),
+    # plots (float32 tensors in, as from run.device after .cpu())
+    "plots.image_grid": lambda m: m.image_grid(torch.rand(4, 64)),
+    "plots.training_curves": lambda m: m.training_curves({"step": [1, 2], "train": [1.0, 0.5], "val": [1.1, 0.6]}),
+    "plots.latent_scatter": lambda m: m.latent_scatter(torch.randn(10, 2), np.arange(10) % 3),
+    "plots.score_field": lambda m: m.score_field(torch.linspace(-1, 1, 5), torch.randn(5, 5), torch.randn(4, 2),
+                                                 torch.randn(4, 2)),
+    "plots.samples_vs_density": lambda m: m.samples_vs_density(torch.linspace(-1, 1, 5), torch.randn(5, 5),
+                                                               torch.randn(20, 2)),
+    "plots.energy_and_density": lambda m: m.energy_and_density(torch.linspace(-1, 1, 5), torch.rand(5, 5),
+                                                               torch.randn(5, 5)),
+    # widgets
+    "widgets.em_stepper": lambda m: m.em_stepper(np.zeros(30), np.linspace(-2, 2, 6), np.ones(5), _em_path()),
+    "widgets.latent_explorer_2d": lambda m: m.latent_explorer_2d(lambda z: torch.rand(len(z), 64)),
+    "widgets.elbo_q_slider": lambda m: m.elbo_q_slider(torch.tensor([-1.0, -2.0]))[1](0.3),
+    "widgets.langevin_explorer": lambda m: m.langevin_explorer(lambda x: -x, _x(), torch.full((40, 40), 1 / 1600),
+                                                               3.0)[1](0.1, 5),
+    "widgets.kl_asymmetry": lambda m: m.kl_asymmetry()[1](3.0, 0.4),
+    "widgets.forward_schedule_explorer": lambda m: m.forward_schedule_explorer(torch.rand(4, 64) * 2 - 1)[1](100),
+    "widgets.gaussian_overlap": lambda m: m.gaussian_overlap(),
+    "widgets.flow_layers": lambda m: m.flow_layers([torch.randn(20, 2), torch.randn(20, 2)])[1](1),
+}
+
+# Public names not called above, with the reason.
+NOT_CALLED = {
+    "mixture.GaussianMixture": "called through fit/predict/score/sample/bic above",
+    "training.TrainResult": "a dataclass returned by train (called above)",
+    "plots.mixture_density_1d": "float64 parameters from a cpu_float64 fit; drawn by widgets.em_stepper",
+    "plots.kl_fits": "drawn by widgets.kl_asymmetry",
+    "plots.elbo_sweep": "drawn by widgets.elbo_q_slider",
+    "plots.elbo_bars": "drawn by widgets.elbo_q_slider",
+    "plots.elbo_contour": "takes NumPy grids from the notebook",
+    "plots.em_staircase": "takes the dict of elbo.em_elbo_trace (called above)",
+    "plots.variance_vs_samples": "takes NumPy arrays of variances",
+    "moments.MomentFit": "a dataclass returned by method_of_moments (called above)",
+}
+
+
+def _public(module):
+    mod = importlib.import_module(f"companion_lib.{module}")
+    return sorted(f"{module}.{name}" for name, obj in vars(mod).items()
+                  if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+                  and getattr(obj, "__module__", "") == mod.__name__)
+
+
+def test_every_public_function_is_listed():
+    missing = [name for module in MODULES for name in _public(module)
+               if name not in CALLS and name not in NOT_CALLED]
+    assert not missing, f"add these to CALLS (or NOT_CALLED with a reason): {missing}"
+    stale = [name for name in CALLS if name.split(".")[0] not in MODULES]
+    assert not stale
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_runs_under_the_no_float64_stand_in(name):
+    module = importlib.import_module(f"companion_lib.{name.split('.')[0]}")
+    torch.manual_seed(0)
+    try:
+        with settings.no_float64():
+            CALLS[name](module)
+    finally:
+        plt.close("all")
