@@ -90,3 +90,66 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
+
+
+def check_weights(weights, name: str = "weights", *, K: int | None = None, dtype=None, device=None,
+                  positive: bool = False, atol: float = 1e-6) -> torch.Tensor:
+    """Mixture weights: a non-empty 1-D vector (of length ``K`` if given) of non-negative numbers
+    (``positive=True``: > 0) that sum to 1 within ``atol``. Never renormalised silently: a vector that
+    does not sum to 1 is a bug upstream. Returns the tensor (``dtype``/``device`` as in ``as_tensor``)."""
+    w = as_tensor(weights, name, ndim=1, min_rows=1, dtype=dtype, device=device,
+                  shape=(K,) if K is not None else None)
+    if positive and (w <= 0).any():
+        raise ValueError(f"{name} must be positive (mixture weights ρ_k > 0), got min {float(w.min()):.3g}")
+    if (w < 0).any():
+        raise ValueError(f"{name} must be non-negative (mixture weights), got min {float(w.min()):.3g}")
+    total = float(w.sum())
+    if abs(total - 1.0) > atol:
+        raise ValueError(f"{name} must sum to 1 (mixture weights, not renormalised for you), got sum {total:.6g}")
+    return w
+
+
+def check_labels(labels, name: str = "labels", *, n: int | None = None, n_classes: int | None = None,
+                 device=None) -> torch.Tensor:
+    """Class labels: a 1-D array or tensor of non-negative integers (floats that are whole numbers are
+    accepted), of length ``n`` and below ``n_classes`` if given. Returns a ``torch.long`` tensor."""
+    if isinstance(labels, torch.Tensor):
+        t = labels.detach()
+    else:
+        try:
+            arr = np.asarray(labels)
+        except Exception as err:
+            raise ValueError(f"{name} must be a 1-D array of integer class labels, got {_describe(labels)}") from err
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
+            raise ValueError(f"{name} must hold integer class labels, got {_describe(labels)}")
+        t = torch.from_numpy(np.array(arr, copy=True))
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name} must hold integer class labels, got {_describe(labels)}")
+    if t.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one label per row), got shape {tuple(t.shape)}")
+    if n is not None and t.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) (one label per row), got {tuple(t.shape)}")
+    if t.is_floating_point():
+        if not torch.isfinite(t).all() or (t != t.round()).any():
+            raise ValueError(f"{name} must hold whole numbers (class labels 0, 1, ...), got non-integer values")
+    if t.numel() and (t < 0).any():
+        raise ValueError(f"{name} must be >= 0 (class labels 0, 1, ...), got min {t.min().item():g}")
+    t = t.long()
+    if n_classes is not None and t.numel() and int(t.max()) >= n_classes:
+        raise ValueError(f"{name} must be < {n_classes} (the number of classes), got max {int(t.max())}")
+    return t.to(device) if device is not None else t
+
+
+def check_generator(generator, name: str = "generator"):
+    """``None`` or a ``torch.Generator`` (the companion draws noise on a CPU generator)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) "
+                        f"or None, got a {type(generator).__name__}")
+    return generator
+
+
+def check_bool(value, name: str) -> bool:
+    """A Python or NumPy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

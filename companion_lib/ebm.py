@@ -1,8 +1,9 @@
 """§14.3: energy-based models. Energies, the Gibbs distribution (eq. 14.3), its partition function
-by quadrature, the score −∇E (eq. 15.1), Langevin sampling, a learned energy network trained by
-denoising score matching, and a joint energy E(x, h) with a discrete h.
+by quadrature, a learned energy network, and a joint energy E(x, h) with a discrete h. The score
+−∇E (eq. 15.1), denoising score matching and Langevin sampling live in ``scores`` (re-exported here:
+``ebm.score``, ``ebm.dsm_loss``, ``ebm.langevin_step``, ``ebm.langevin``).
 
-Floor 2: torch only (no plotting, no grading). Every energy maps x of shape (n, d) to (n,).
+Floor 3: torch only (no plotting, no grading). Every energy maps x of shape (n, d) to (n,).
 
 * Gibbs distribution (eq. 14.3):   P(x) = exp(−E(x)) / Z,   Z = ∫ exp(−E(x)) dx.
 * Score (eq. 15.1):                s(x) = ∇_x log P(x) = −∇_x E(x)      (Z drops out).
@@ -18,36 +19,36 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import as_tensor, check_float, check_int
-from companion_lib.mixture import log_gaussian
-
-LOG_2PI = math.log(2 * math.pi)
+from companion_lib._checks import as_tensor, check_float, check_int, check_labels, check_weights
+from companion_lib.gaussian import LOG_2PI, log_normal_diag
+from companion_lib.nets import mlp
+from companion_lib.scores import dsm_loss, langevin, langevin_step, score  # noqa: F401  (re-exported)
+from companion_lib.settings import cpu_float64
 
 
 # ------------------------------------------------------------------------------ analytic energies
 def _check_gmm(x, weights, means, variances):
     x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
     d = x.shape[1]
-    weights = as_tensor(weights, "weights", ndim=1, dtype=x.dtype, device=x.device)
+    weights = check_weights(weights, "weights", dtype=x.dtype, device=x.device, positive=True)
     K = weights.shape[0]
-    if K < 1 or (weights <= 0).any():
-        raise ValueError("weights must be a non-empty (K,) vector of positive numbers")
     means = as_tensor(means, "means", shape=(K, d), dtype=x.dtype, device=x.device)
     variances = as_tensor(variances, "variances", shape=(K,), dtype=x.dtype, device=x.device)
     if (variances <= 0).any():
         raise ValueError("variances must be positive, shape (K,) (one isotropic σ_k² per component)")
-    return x, weights / weights.sum(), means, variances
+    return x, weights, means, variances
 
 
 def _gmm_log_joint(x, weights, means, variances):
     """log ρ_k + log N(x; μ_k, σ_k² I) for x (n, d) → (n, K) (the §14.1 mixture's log p(h, x))."""
-    return torch.log(weights) + log_gaussian(x, means, variances, "spherical")
+    return torch.log(weights) + log_normal_diag(x[:, None, :], means[None], variances[None, :, None],
+                                                check=False)
 
 
 def gmm_energy(x, weights, means, variances) -> torch.Tensor:
     """Energy of an isotropic Gaussian mixture, E(x) = −log Σ_k ρ_k N(x; μ_k, σ_k² I).
 
-    x (n, d); weights (K,) (normalised here); means (K, d); variances (K,). Returns (n,).
+    x (n, d); weights (K,) positive, summing to 1; means (K, d); variances (K,). Returns (n,).
     With this energy Z = 1 exactly (eq. 14.3); E + c has Z = exp(−c).
     """
     x, weights, means, variances = _check_gmm(x, weights, means, variances)
@@ -87,113 +88,107 @@ def quadratic_energy(x, precision, mean=None) -> torch.Tensor:
 
 def quadratic_log_partition(precision) -> float:
     """log Z of the quadratic energy in closed form: log Z = (d/2) log 2π − ½ log det A."""
-    A = as_tensor(precision, "precision", ndim=2)
-    if A.shape[0] != A.shape[1]:
-        raise ValueError(f"precision must be square (d, d), got {tuple(A.shape)}")
-    sign, logdet = torch.linalg.slogdet(A)
-    if sign <= 0 or not torch.allclose(A, A.T):
-        raise ValueError("precision must be symmetric positive definite")
-    return float(0.5 * A.shape[0] * LOG_2PI - 0.5 * logdet)
-
-
-# ------------------------------------------------------------------------------ the score
-def score(energy_fn: Callable, x, create_graph: bool = False) -> torch.Tensor:
-    """The score −∇_x E(x) by autograd (eq. 15.1). x (n, d) → (n, d). Z never appears.
-
-    ``create_graph=True`` keeps the graph so that a loss of the score can be differentiated
-    again with respect to the energy's parameters (score matching).
-    """
-    x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        energy = energy_fn(x)
-        if energy.shape != (x.shape[0],):
-            raise ValueError(f"energy_fn must map (n, d) to (n,), got shape {tuple(energy.shape)}")
-        (grad,) = torch.autograd.grad(energy.sum(), x, create_graph=create_graph)
-    return -grad if create_graph else -grad.detach()
+    if isinstance(precision, torch.Tensor):
+        precision = precision.detach().cpu()
+    with cpu_float64():
+        A = as_tensor(precision, "precision", ndim=2)
+        if A.shape[0] != A.shape[1] or A.shape[0] == 0:
+            raise ValueError(f"precision must be square (d, d), got {tuple(A.shape)}")
+        sign, logdet = torch.linalg.slogdet(A)
+        if sign <= 0 or not torch.allclose(A, A.T):
+            raise ValueError("precision must be symmetric positive definite")
+        return float(0.5 * A.shape[0] * LOG_2PI - 0.5 * logdet)
 
 
 # ------------------------------------------------------------------------------ Z on a grid
-def grid_2d(lim: float = 3.0, k: int = 200, device=None, dtype=torch.float64):
+def _grid_device_dtype(device, dtype):
+    """The dtype rule for quadratures: float64 on the CPU (exact), float32 on an accelerator."""
+    device = torch.device("cpu") if device is None else torch.device(device)
+    if dtype is None:
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if dtype == torch.float64 and device.type != "cpu":
+        raise ValueError(f"float64 only on the CPU (MPS has none; see settings' dtype rule): "
+                         f"pass dtype=torch.float32 for device {device}")
+    return device, dtype
+
+
+def grid_2d(lim: float = 3.0, k: int = 200, device=None, dtype=None):
     """A k×k grid of cell centres on [−lim, lim]²: ``points`` (k², 2) in row-major (y, x) order,
-    ``centres`` (k,), and the cell area ``(2 lim / k)²``."""
+    ``centres`` (k,), and the cell area ``(2 lim / k)²``. Default dtype: float64 on the CPU (computed
+    inside ``settings.cpu_float64()``), float32 on an accelerator."""
     lim = check_float(lim, "lim", low=0.0, low_open=True)
     k = check_int(k, "k", low=2)
+    device, dtype = _grid_device_dtype(device, dtype)
     h = 2 * lim / k
-    c = torch.linspace(-lim + h / 2, lim - h / 2, k, dtype=dtype, device=device)
-    yy, xx = torch.meshgrid(c, c, indexing="ij")
-    return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1), c, h * h
+    with cpu_float64():
+        c = torch.linspace(-lim + h / 2, lim - h / 2, k, dtype=dtype, device=device)
+        yy, xx = torch.meshgrid(c, c, indexing="ij")
+        return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1), c, h * h
+
+
+def _callable(fn, name: str = "energy_fn"):
+    if not callable(fn):
+        raise TypeError(f"{name} must be a function mapping x (n, d) to energies (n,), "
+                        f"got a {type(fn).__name__}")
+    return fn
+
+
+def _neg_energy(energy_fn, pts) -> torch.Tensor:
+    """−E at the points, checked, as float64 on the CPU (call inside ``cpu_float64()``)."""
+    e = energy_fn(pts)
+    if not isinstance(e, torch.Tensor) or e.shape != (pts.shape[0],):
+        got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        raise ValueError(f"energy_fn must map (n, d) to (n,), got {got}")
+    return -e.detach().cpu().double()
 
 
 @torch.no_grad()
 def grid_log_density(energy_fn: Callable, lim: float = 3.0, k: int = 200, device=None,
-                     dtype=torch.float64, chunk: int = 65536):
+                     dtype=None, chunk: int = 65536):
     """Normalise exp(−E) on a k×k midpoint grid over [−lim, lim]² (eq. 14.3).
 
-    Returns ``log_p`` (k, k) indexed [y, x], ``centres`` (k,), ``log_Z`` (float) with
-    Z ≈ Σ_cells exp(−E(centre)) · cell area. Mass outside the box is ignored.
+    The energy is evaluated on ``device`` (float64 on the CPU, float32 on an accelerator); the
+    normalisation runs in float64 on the CPU. Returns ``log_p`` (k, k) float64 on the CPU, indexed
+    [y, x], ``centres`` (k,), ``log_Z`` (float) with Z ≈ Σ_cells exp(−E(centre)) · cell area. Mass
+    outside the box is ignored.
     """
+    _callable(energy_fn)
+    chunk = check_int(chunk, "chunk", low=1)
     pts, c, area = grid_2d(lim, k, device=device, dtype=dtype)
-    neg_e = torch.cat([-energy_fn(p).to(dtype) for p in pts.split(chunk)])
-    log_Z = float(torch.logsumexp(neg_e, 0) + math.log(area))
-    return (neg_e - log_Z).reshape(k, k), c, log_Z
+    with cpu_float64():
+        neg_e = torch.cat([_neg_energy(energy_fn, p) for p in pts.split(chunk)])
+        log_Z = float(torch.logsumexp(neg_e, 0) + math.log(area))
+        return (neg_e - log_Z).reshape(k, k), c, log_Z
 
 
 @torch.no_grad()
 def log_partition_grid(energy_fn: Callable, d: int, lim: float = 5.0, k: int = 16,
-                       chunk: int = 2 ** 18, device=None, dtype=torch.float64) -> float:
+                       chunk: int = 2 ** 18, device=None, dtype=None) -> float:
     """log Z by the midpoint rule on a k^d grid over [−lim, lim]^d, evaluated in chunks.
 
     The cost is k^d energy evaluations: the reason Z is intractable beyond a handful of
-    dimensions (d = 64 for 8×8 digits gives k^64 points).
+    dimensions (d = 64 for 8×8 digits gives k^64 points). Energies on ``device`` (float64 on the
+    CPU, float32 on an accelerator), sums in float64 on the CPU.
     """
+    _callable(energy_fn)
     d = check_int(d, "d", low=1)
     k = check_int(k, "k", low=2)
     lim = check_float(lim, "lim", low=0.0, low_open=True)
     chunk = check_int(chunk, "chunk", low=1)
+    device, dtype = _grid_device_dtype(device, dtype)
     h = 2 * lim / k
-    c = torch.linspace(-lim + h / 2, lim - h / 2, k, dtype=dtype, device=device)
     n = k ** d
-    powers = k ** torch.arange(d - 1, -1, -1, device=device)
-    acc = torch.tensor(-math.inf, dtype=dtype, device=device)
-    for start in range(0, n, chunk):
-        idx = torch.arange(start, min(n, start + chunk), device=device)
-        pts = c[(idx[:, None] // powers) % k]                                   # (m, d)
-        acc = torch.logaddexp(acc, torch.logsumexp(-energy_fn(pts).to(dtype), 0))
-    return float(acc + d * math.log(h))
-
-
-# ------------------------------------------------------------------------------ Langevin dynamics
-def langevin_step(x, score, step_size, noise) -> torch.Tensor:
-    """One unadjusted Langevin step x + (η/2)·score + √η·ξ with the noise ξ given: all (n, d)."""
-    x = as_tensor(x, "x", ndim=2, dtype=None)
-    score = as_tensor(score, "score", shape=tuple(x.shape), dtype=x.dtype, device=x.device)
-    noise = as_tensor(noise, "noise", shape=tuple(x.shape), dtype=x.dtype, device=x.device)
-    eta = check_float(float(step_size), "step_size", low=0.0, low_open=True)
-    return x + 0.5 * eta * score + math.sqrt(eta) * noise
-
-
-def langevin(score_fn: Callable, x0, step_size: float, n_steps: int,
-             generator: torch.Generator | None = None, record: tuple | list = ()):
-    """Run ``n_steps`` of unadjusted Langevin dynamics from x0 (n, d) with score_fn (n, d) → (n, d).
-
-    Noise is drawn on the CPU ``generator`` (reproducible on any device) and moved to x0's device.
-    Returns the final (n, d) samples, or with ``record`` (step numbers) a dict {step: samples}
-    that also holds the final step.
-    """
-    x = as_tensor(x0, "x0", ndim=2, min_rows=1, dtype=None).detach()
-    eta = check_float(step_size, "step_size", low=0.0, low_open=True)
-    n_steps = check_int(n_steps, "n_steps", low=0)
-    kept = {0: x.clone()} if 0 in record else {}
-    for t in range(1, n_steps + 1):
-        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        x = (x + 0.5 * eta * score_fn(x) + math.sqrt(eta) * xi).detach()
-        if t in record:
-            kept[t] = x.clone()
-    if record:
-        kept[n_steps] = x
-        return kept
-    return x
+    with cpu_float64():
+        c = torch.linspace(-lim + h / 2, lim - h / 2, k, dtype=dtype, device=device)
+        powers = k ** torch.arange(d - 1, -1, -1, device=device)
+        acc = torch.tensor(-math.inf, dtype=torch.float64)
+        for start in range(0, n, chunk):
+            idx = torch.arange(start, min(n, start + chunk), device=device)
+            pts = c[(idx[:, None] // powers) % k]                                   # (m, d)
+            acc = torch.logaddexp(acc, torch.logsumexp(_neg_energy(energy_fn, pts), 0))
+        return float(acc + d * math.log(h))
 
 
 # ------------------------------------------------------------------------------ comparing densities
@@ -202,14 +197,17 @@ def histogram_2d(x, lim: float = 3.0, bins: int = 40) -> torch.Tensor:
 
     Points outside the box count in the total, so the shares sum to the fraction inside.
     """
-    x = as_tensor(x, "x", shape=(None, 2), min_rows=1, dtype=torch.float64).cpu()
     bins = check_int(bins, "bins", low=1)
     lim = check_float(lim, "lim", low=0.0, low_open=True)
-    ij = torch.floor((x + lim) / (2 * lim) * bins).long()
-    inside = ((ij >= 0) & (ij < bins)).all(1)
-    flat = ij[inside, 1] * bins + ij[inside, 0]
-    counts = torch.bincount(flat, minlength=bins * bins).double()
-    return (counts / x.shape[0]).reshape(bins, bins)
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+    with cpu_float64():
+        x = as_tensor(x, "x", shape=(None, 2), min_rows=1, dtype=torch.float64)
+        ij = torch.floor((x + lim) / (2 * lim) * bins).long()
+        inside = ((ij >= 0) & (ij < bins)).all(1)
+        flat = ij[inside, 1] * bins + ij[inside, 0]
+        counts = torch.bincount(flat, minlength=bins * bins).double()
+        return (counts / x.shape[0]).reshape(bins, bins)
 
 
 def binned_probabilities(energy_fn: Callable, lim: float = 3.0, bins: int = 40, sub: int = 8,
@@ -221,19 +219,26 @@ def binned_probabilities(energy_fn: Callable, lim: float = 3.0, bins: int = 40, 
     """
     sub = check_int(sub, "sub", low=1)
     bins = check_int(bins, "bins", low=1)
+    lim = check_float(lim, "lim", low=0.0, low_open=True)
     log_p, _, _ = grid_log_density(energy_fn, lim, bins * sub, device=device)
     area = (2 * lim / (bins * sub)) ** 2
-    p = log_p.exp().cpu() * area
-    return p.reshape(bins, sub, bins, sub).sum((1, 3))
+    with cpu_float64():
+        p = log_p.exp() * area
+        return p.reshape(bins, sub, bins, sub).sum((1, 3))
 
 
 def total_variation(p, q) -> float:
     """Total-variation distance ½ Σ |p − q| between two binned distributions of the same shape."""
-    p = as_tensor(p, "p", dtype=torch.float64).cpu()
-    q = as_tensor(q, "q", shape=tuple(p.shape), dtype=torch.float64).cpu()
-    if (p < 0).any() or (q < 0).any():
-        raise ValueError("p and q must be non-negative (binned probabilities)")
-    return float(0.5 * (p - q).abs().sum())
+    p = p.detach().cpu() if isinstance(p, torch.Tensor) else p
+    q = q.detach().cpu() if isinstance(q, torch.Tensor) else q
+    with cpu_float64():
+        p = as_tensor(p, "p", dtype=torch.float64)
+        q = as_tensor(q, "q", shape=tuple(p.shape), dtype=torch.float64)
+        if p.numel() == 0:
+            raise ValueError("p and q must not be empty (binned probabilities)")
+        if (p < 0).any() or (q < 0).any():
+            raise ValueError("p and q must be non-negative (binned probabilities)")
+        return float(0.5 * (p - q).abs().sum())
 
 
 # ------------------------------------------------------------------------------ a learned energy
@@ -249,12 +254,7 @@ class EnergyMLP(nn.Module):
         hidden = check_int(hidden, "hidden", low=1)
         depth = check_int(depth, "depth", low=1)
         self.confine = check_float(confine, "confine", low=0.0)
-        layers, width = [], dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(dim, hidden, 1, depth)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -264,25 +264,14 @@ class EnergyMLP(nn.Module):
         return self.net(x).squeeze(-1) + 0.5 * self.confine * (x ** 2).sum(-1)
 
 
-def dsm_loss(energy_fn: Callable, x, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Denoising score matching for an energy: x̃ = x + σε, loss = mean ‖σ·(−∇E_θ(x̃)) + ε‖² / 2.
-
-    Its minimiser is the score of the data blurred by N(0, σ²I); the graph is kept
-    (create_graph) so the loss can be back-propagated into θ. x (n, d) → scalar.
-    """
-    sigma = check_float(sigma, "sigma", low=0.0, low_open=True)
-    x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
-    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    s = score(energy_fn, x + sigma * eps, create_graph=True)
-    return 0.5 * ((sigma * s + eps) ** 2).sum(1).mean()
-
-
 @torch.no_grad()
 def grid_log_likelihood(energy_fn: Callable, x, lim: float = 3.0, k: int = 200) -> torch.Tensor:
-    """log P(x) = −E(x) − log Z with Z from the k×k grid on [−lim, lim]² (eq. 14.3). x (n, 2) → (n,)."""
+    """log P(x) = −E(x) − log Z with Z from the k×k grid on [−lim, lim]² (eq. 14.3). x (n, 2) → (n,),
+    float64 on the CPU (the energy runs on x's device)."""
     x = as_tensor(x, "x", shape=(None, 2), min_rows=1, dtype=None)
     _, _, log_Z = grid_log_density(energy_fn, lim, k, device=x.device)
-    return -energy_fn(x).double() - log_Z
+    with cpu_float64():
+        return _neg_energy(energy_fn, x) - log_Z
 
 
 # ------------------------------------------------------------------------------ E(x, h), h discrete
@@ -291,7 +280,8 @@ class JointEnergy:
 
     With b_h = −log ρ_h + (d/2) log(2πσ²) this is exactly −log p(x, h) of a Gaussian mixture with
     shared variance σ², so Z = 1 (eq. 14.3 summed over h, integrated over x).
-    ``fit(X, labels)`` sets c_h, σ², b_h by maximum likelihood from labelled data.
+    ``fit(X, labels)`` sets c_h, σ², b_h by maximum likelihood from labelled data (computed in
+    float64 on the CPU, stored in X's dtype on X's device).
     """
 
     def __init__(self, centres, sigma2: float, biases):
@@ -303,20 +293,24 @@ class JointEnergy:
 
     @classmethod
     def fit(cls, X, labels, n_classes: int | None = None) -> "JointEnergy":
-        X = as_tensor(X, "X", ndim=2, min_rows=2, dtype=torch.float64)
-        labels = torch.as_tensor(labels, device=X.device).long()
-        if labels.shape != (X.shape[0],):
-            raise ValueError(f"labels must have shape ({X.shape[0]},), got {tuple(labels.shape)}")
-        K = int(labels.max()) + 1 if n_classes is None else check_int(n_classes, "n_classes", low=1)
-        counts = torch.bincount(labels, minlength=K).double()
-        if (counts == 0).any():
-            raise ValueError("every class 0..K-1 needs at least one labelled point")
-        centres = torch.zeros(K, X.shape[1], dtype=X.dtype, device=X.device).index_add_(0, labels, X)
-        centres = centres / counts[:, None]
-        sigma2 = float(((X - centres[labels]) ** 2).sum() / X.numel())
-        d = X.shape[1]
-        biases = -torch.log(counts / counts.sum()) + 0.5 * d * math.log(2 * math.pi * sigma2)
-        return cls(centres, sigma2, biases)
+        X = as_tensor(X, "X", ndim=2, min_rows=2, dtype=None)
+        K = None if n_classes is None else check_int(n_classes, "n_classes", low=1)
+        labels = check_labels(labels, "labels", n=X.shape[0], n_classes=K, device="cpu")
+        K = int(labels.max()) + 1 if K is None else K
+        dtype, device = X.dtype, X.device
+        X = X.detach().cpu()
+        with cpu_float64():                          # maximum likelihood, exactly, on the CPU
+            X = X.double()
+            counts = torch.bincount(labels, minlength=K).double()
+            if (counts == 0).any():
+                raise ValueError("every class 0..K-1 needs at least one labelled point")
+            centres = torch.zeros(K, X.shape[1], dtype=X.dtype).index_add_(0, labels, X)
+            centres = centres / counts[:, None]
+            sigma2 = float(((X - centres[labels]) ** 2).sum() / X.numel())
+            d = X.shape[1]
+            biases = -torch.log(counts / counts.sum()) + 0.5 * d * (LOG_2PI + math.log(sigma2))
+            centres, biases = centres.to(dtype), biases.to(dtype)
+        return cls(centres.to(device), sigma2, biases.to(device))
 
     @property
     def n_classes(self) -> int:

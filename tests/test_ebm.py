@@ -54,46 +54,11 @@ def test_grid_log_likelihood_matches_exact_log_density():
     assert torch.allclose(ll, -energy(x), atol=1e-5)
 
 
-def test_score_autograd_matches_analytic_and_ignores_constants():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(200, 2, generator=g, dtype=F64) * 2
-    s = ebm.score(energy, x)
-    assert torch.allclose(s, ebm.gmm_score(x, W, MU, VAR), atol=1e-10)
-    assert torch.equal(s, ebm.score(lambda z: energy(z) - 123.0, x))
-    # finite differences of E as an independent oracle
-    h = 1e-6
-    fd = torch.stack([(energy(x + h * e) - energy(x - h * e)) / (2 * h) for e in torch.eye(2, dtype=F64)], 1)
-    assert torch.allclose(-fd, s, atol=1e-6)
-
-
 def test_gmm_score_of_one_gaussian_is_linear():
     x = torch.randn(10, 3, dtype=F64)
     m = torch.tensor([[1.0, 2.0, 3.0]], dtype=F64)
     s = ebm.gmm_score(x, torch.tensor([1.0], dtype=F64), m, torch.tensor([0.5], dtype=F64))
     assert torch.allclose(s, (m - x) / 0.5)
-
-
-def test_langevin_step_formula_and_langevin_reproducible():
-    x, s, xi = torch.ones(3, 2), torch.full((3, 2), 2.0), torch.full((3, 2), -1.0)
-    out = ebm.langevin_step(x, s, 0.25, xi)
-    assert torch.allclose(out, torch.full((3, 2), 1 + 0.25 - 0.5))
-    sc = lambda z: ebm.gmm_score(z, W, MU, VAR)  # noqa: E731
-    x0 = torch.zeros(50, 2, dtype=F64)
-    a = ebm.langevin(sc, x0, 0.05, 20, generator=torch.Generator().manual_seed(1))
-    b = ebm.langevin(sc, x0, 0.05, 20, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(a, b)
-    rec = ebm.langevin(sc, x0, 0.05, 20, generator=torch.Generator().manual_seed(1), record=(0, 10))
-    assert set(rec) == {0, 10, 20} and torch.equal(rec[20], a) and torch.equal(rec[0], x0)
-
-
-def test_langevin_stationary_variance_on_a_gaussian():
-    # unadjusted Langevin on N(0, v): stationary variance v / (1 − η/(4v)), checked by Monte Carlo
-    v, eta = 0.5, 0.2
-    x = ebm.langevin(lambda z: -z / v, torch.zeros(20000, 2, dtype=F64), eta, 200,
-                     generator=torch.Generator().manual_seed(2))
-    predicted = v / (1 - eta / (4 * v))
-    assert float(x.var()) == pytest.approx(predicted, rel=0.03)          # ~5 standard errors
-    assert abs(float(x.var()) - v) > 0.05                               # and the bias is visible
 
 
 def test_langevin_reaches_the_mixture_in_total_variation():
@@ -116,20 +81,6 @@ def test_histogram_and_total_variation():
     p = torch.tensor([0.5, 0.5, 0.0])
     assert ebm.total_variation(p, torch.tensor([0.0, 0.5, 0.5])) == pytest.approx(0.5)
     assert ebm.total_variation(p, p) == 0.0
-
-
-def test_dsm_loss_is_smallest_at_the_blurred_data_score():
-    # data N(0, s²I); the DSM optimum is the score of N(0, (s² + σ²) I)
-    g = torch.Generator().manual_seed(4)
-    s2, sigma = 0.5, 0.3
-    x = torch.randn(40000, 2, generator=g, dtype=F64) * math.sqrt(s2)
-
-    def loss(v):
-        return float(ebm.dsm_loss(lambda z: (z ** 2).sum(1) / (2 * v), x, sigma,
-                                  generator=torch.Generator().manual_seed(5)).detach())
-
-    best = s2 + sigma ** 2
-    assert loss(best) < loss(0.8 * best) and loss(best) < loss(1.25 * best) and loss(best) < loss(s2)
 
 
 def test_energy_mlp_trains_by_dsm_gradients():
