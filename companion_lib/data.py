@@ -22,7 +22,8 @@ from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib._checks import (as_tensor, check_bool, check_choice, check_float, check_generator,
+                                   check_int)
 from companion_lib.settings import cpu_float64
 
 #: Number of grey levels of the digits (pixels take the integer values 0..16).
@@ -73,6 +74,7 @@ def load_leptograpsus_crabs(log: bool = False) -> Bunch:
     ``feature_names`` (FL, RW, CL, CW, BD), ``species`` (200,) of 'B'/'O', ``sex`` (200,) of 'M'/'F',
     ``group`` (200,) ints 0..3 for the four species×sex groups, ``group_names`` and ``DESCR``.
     """
+    log = check_bool(log, "log")
     rows = _read_csv("leptograpsus_crabs.csv")
     names = ["FL", "RW", "CL", "CW", "BD"]
     data = np.array([[float(r[k]) for k in names] for r in rows])
@@ -102,6 +104,7 @@ def load_digits_split(validation: bool = True) -> Bunch:
     Pixels are the raw integer levels 0..16 as float64 arrays of shape (n, 64); labels are ints.
     Use ``dequantize`` to turn levels into continuous values in [0, 1) for density models.
     """
+    validation = check_bool(validation, "validation")
     digits = load_digits()
     X, y = digits.data.astype(np.float64), digits.target.astype(int)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -121,12 +124,14 @@ def dequantize(x, generator: torch.Generator | None = None, levels: int = DIGIT_
     """Uniform dequantisation, the convention behind every bits/dim in the companion.
 
     ``y = (x + u) / levels`` with ``u ~ U[0, 1)`` per pixel, for integer levels ``x`` in
-    ``0..levels-1``. Input (n, d) levels (array or tensor); output (n, d) float tensor in [0, 1).
+    ``0..levels-1``. Input (n, d) levels (array or tensor); output (n, d) float tensor in [0, 1), of
+    the input's float dtype (integer input gives float32), on its device.
     A density p on [0, 1)^d then gives bits/dim ``log2(levels) - E[log p(y)] / (d ln 2)``
     (``companion_lib.metrics.bits_per_dim``).
     """
     levels = check_int(levels, "levels", low=2)
-    t = as_tensor(x, "x", ndim=2, dtype=None)
+    check_generator(generator)
+    t = as_tensor(x, "x", ndim=2, dtype=None, min_rows=1)
     if (t < 0).any() or (t > levels - 1).any() or (t != t.round()).any():
         raise ValueError(f"x must hold integer levels in 0..{levels - 1}")
     u = torch.rand(t.shape, generator=generator, dtype=t.dtype).to(t.device)
@@ -209,7 +214,11 @@ def dequantized_bits_per_dim(log_p: torch.Tensor, n_dims: int, levels: int | Non
     training loss can use it. ``levels=None``: continuous data, no discretisation term.
     ``companion_lib.metrics.bits_per_dim`` is its validated mean, as a float.
     """
-    base = 0.0 if levels is None else math.log2(levels)
+    if not isinstance(log_p, torch.Tensor):
+        raise TypeError(f"log_p must be a torch.Tensor of log-densities (it keeps autograd), got a "
+                        f"{type(log_p).__name__}; metrics.bits_per_dim takes arrays")
+    n_dims = check_int(n_dims, "n_dims", low=1)
+    base = 0.0 if levels is None else math.log2(check_int(levels, "levels", low=2))
     return base - log_p / (n_dims * math.log(2))
 
 
@@ -221,6 +230,7 @@ def make_toy_2d(name: str, n_samples: int, noise: float = 0.05, seed: int = 0) -
     check_choice(name, "name", ("moons", "rings", "8gaussians"))
     n_samples = check_int(n_samples, "n_samples", low=1)
     noise = check_float(noise, "noise", low=0.0)
+    seed = check_int(seed, "seed", low=0)
     rng = np.random.default_rng(seed)
     if name == "moons":
         X, _ = make_moons(n_samples, noise=noise, random_state=seed)

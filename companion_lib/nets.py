@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from companion_lib._checks import check_int
+from companion_lib._checks import check_float, check_int
 
 __all__ = ["mlp", "time_embedding"]
 
@@ -47,6 +47,7 @@ def time_embedding(t, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     Steps follow the text: integers 1..T (the embedding itself accepts any integer ≥ 0).
     """
     dim = check_int(dim, "dim", low=2)
+    max_period = check_float(max_period, "max_period", low=0.0, low_open=True)
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be an integer torch.Tensor of shape (batch,), got {type(t).__name__}")
     if t.ndim != 1:
