@@ -1,8 +1,19 @@
 # Two commands on a fresh machine:  make lab  |  make test
+# Options:  PYTHON=python3.12 (an interpreter >= 3.11)
+#           TORCH=cpu  install torch from PyPI's CPU-only wheel index of PyTorch
+#                      (https://download.pytorch.org/whl/cpu): about 0.2 GB instead of the default
+#                      Linux wheel with its CUDA libraries (several GB). Any other build name there
+#                      works the same way (TORCH=cu126, ...). Default: plain `pip install torch==...`.
+#                      To switch an existing .venv: make clean, then make lab TORCH=cpu.
 PYTHON ?= python3
+TORCH  ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.companion-installed
+TEST_STAMP := $(VENV)/.companion-test-installed
+TORCH_PIN   = $(shell grep -E '^torch==' requirements.txt)
+TORCH_INDEX = https://download.pytorch.org/whl/$(TORCH)
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # One torch thread per notebook kernel and two kernels at a time (one per core): see README.
 JOBS   ?= 2
 
@@ -11,23 +22,31 @@ JOBS   ?= 2
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(if $(TORCH),$(PIP) "$(TORCH_PIN)" --index-url $(TORCH_INDEX))
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --user --name companion --display-name "Python 3 (companion)" >/dev/null
 	touch $(STAMP)
+
+# Test-only pins (diffusers: an outside reference for the DDPM step), on top of the course environment.
+$(TEST_STAMP): requirements-test.txt $(STAMP)
+	$(PIP) -r requirements-test.txt
+	touch $(TEST_STAMP)
 
 env: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-# The whole suite: unit tests of companion_lib, then nbval over every notebook (quick mode).
-test: $(STAMP)
-	COMPANION_MODE=$${COMPANION_MODE:-quick} COMPANION_THREADS=1 \
+# The whole suite: unit tests of companion_lib, then nbval over every notebook (quick mode), the
+# notebooks under the no-float64 stand-in of Apple's MPS (COMPANION_NO_FLOAT64=1; the unit tests
+# unset it, see tests/conftest.py).
+test: $(TEST_STAMP)
+	COMPANION_MODE=$${COMPANION_MODE:-quick} COMPANION_THREADS=1 COMPANION_NO_FLOAT64=1 \
 	  $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
 	  -p no:cacheprovider tests chapters solutions
 
-unit: $(STAMP)
+unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
 
 # Re-pair every notebook (.py is the source) and re-execute it in quick mode, saving outputs.

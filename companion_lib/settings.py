@@ -149,6 +149,15 @@ def _f64_off_cpu(obj, depth: int = 0):
 class _NoFloat64Mode(torch.overrides.TorchFunctionMode):
     """Raise ``TypeError`` on float64 torch calls outside ``cpu_float64()`` (see the module docstring)."""
 
+    def __enter__(self):
+        out = super().__enter__()
+        _F64.modes = getattr(_F64, "modes", 0) + 1
+        return out
+
+    def __exit__(self, *exc):
+        _F64.modes -= 1
+        return super().__exit__(*exc)
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
@@ -175,12 +184,7 @@ _GLOBAL_MODE: _NoFloat64Mode | None = None
 
 def no_float64_active() -> bool:
     """True when the no-float64 stand-in checks this thread's torch calls."""
-    return any(isinstance(m, _NoFloat64Mode) for m in _mode_stack())
-
-
-def _mode_stack():
-    from torch.overrides import _get_current_function_mode_stack
-    return _get_current_function_mode_stack()
+    return getattr(_F64, "modes", 0) > 0
 
 
 @contextlib.contextmanager
