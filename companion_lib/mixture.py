@@ -7,10 +7,18 @@ EM alternates
   M-step  the weighted maximum-likelihood estimates (eq. 14.2 with the responsibilities as weights),
 and never decreases the log-likelihood (14.2): it is coordinate ascent on the ELBO of Lemma 14.4.1
 (§14.4 makes this exact). Everything is computed in log space.
+
+Covariance types (scikit-learn's names): 'full' (one Σ_k per component), 'tied' (one Σ shared by
+all), 'diag' (diagonal Σ_k) and 'spherical' (Σ_k = σ_k² I).
+
+The dtype rule: :class:`GaussianMixture` computes in float64 on the CPU by default, where its EM
+equals scikit-learn's to round-off (its methods run inside ``settings.cpu_float64()``); on a GPU
+or MPS it computes in float32.
 """
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import numpy as np
@@ -21,10 +29,56 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from companion_lib import settings
 from companion_lib._checks import as_tensor, check_choice, check_float, check_int
 
-COVARIANCE_TYPES = ("full", "diag", "spherical")
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 LOG_2PI = math.log(2 * math.pi)
+
+# scikit-learn's wording, so that code catching its errors keeps working with this class
+_ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined empirical "
+                "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+                "number of components, increase reg_covar, or scale the input data.")
+_NOT_POSITIVE_DEFINITE = ("covariances must be symmetric positive-definite (a singular or collapsed "
+                          "component, e.g. zero variance); add a small ridge to the diagonal")
+
+
+# ---------------------------------------------------------------- input checks shared by this module
+def _check_weights(weights, K: int | None = None, name: str = "weights") -> torch.Tensor:
+    """Mixing weights ρ (K,): probabilities, so in [0, 1] and summing to 1 (no silent renormalising).
+
+    Messages follow scikit-learn's for ``weights_init``; the sum is checked to 1e-8 for float64
+    input and to 1e-6 otherwise (a float32 ρ cannot sum closer).
+    """
+    exact = (isinstance(weights, torch.Tensor) and weights.dtype == torch.float64) or \
+        (not isinstance(weights, torch.Tensor) and np.asarray(weights).dtype != np.float32)
+    w = as_tensor(weights, name, dtype=torch.float64, device=torch.device("cpu"))
+    if K is not None and tuple(w.shape) != (K,):
+        raise ValueError(f"The parameter 'weights' should have the shape of {(K,)}, but got "
+                         f"{tuple(w.shape)} ({name}: one mixing weight ρ_k per component)")
+    if w.ndim != 1 or w.shape[0] < 1:
+        raise ValueError(f"{name} must be a non-empty 1-D vector (K,) of mixing weights, got shape "
+                         f"{tuple(w.shape)}")
+    if (w < 0).any() or (w > 1).any():
+        raise ValueError(f"The parameter 'weights' should be in the range [0, 1], but got min value "
+                         f"{float(w.min()):.5f}, max value {float(w.max()):.5f} ({name} are the "
+                         "probabilities ρ_k = p(h = k): pass non-negative weights that sum to 1)")
+    if abs(float(w.sum()) - 1) > (1e-8 if exact else 1e-6):
+        raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = "
+                         f"{float(w.sum()):.5f} ({name} are probabilities ρ_k = p(h = k); divide by "
+                         "their sum yourself if that is what you mean)")
+    return w
+
+
+def _check_shape(t: torch.Tensor, shape: tuple, name: str, hint: str) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"The parameter '{name}' should have the shape of {tuple(shape)}, but got "
+                         f"{tuple(t.shape)} ({hint})")
+
+
+def _cov_shape(covariance_type: str, K: int, d: int) -> tuple:
+    return {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[covariance_type]
 
 
 # ---------------------------------------------------------------- the equations, as small functions
@@ -40,39 +94,53 @@ def gaussian_mle(X):
     return mean, diff.T @ diff / X.shape[0]
 
 
-def _precision_cholesky(covariances: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    """Cholesky factor of each precision: full (K, d, d) with P_k = L_k L_kᵀ; diag/spherical 1/σ."""
-    if covariance_type == "full":
-        chol, info = torch.linalg.cholesky_ex(covariances)
-        if (info > 0).any():
-            raise ValueError(
-                "a component's covariance is singular (a collapsed component, e.g. too many components "
-                "for the data or duplicated points); increase reg_covar, use fewer components, "
-                "or rescale X")
-        eye = torch.eye(covariances.shape[-1], dtype=covariances.dtype, device=covariances.device)
-        return torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False).transpose(-1, -2)
+def _cholesky_upper_inverse(covariances: torch.Tensor, message: str) -> torch.Tensor:
+    """For Σ = L Lᵀ (L lower), U = L⁻ᵀ: upper triangular with Σ⁻¹ = U Uᵀ. (.., d, d) → (.., d, d)."""
+    chol, info = torch.linalg.cholesky_ex(covariances)
+    if (info > 0).any():
+        raise ValueError(message)
+    eye = torch.eye(covariances.shape[-1], dtype=covariances.dtype, device=covariances.device)
+    return torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False).transpose(-1, -2)
+
+
+def _precision_cholesky(covariances: torch.Tensor, covariance_type: str,
+                        message: str = _NOT_POSITIVE_DEFINITE) -> torch.Tensor:
+    """Cholesky factor of each precision P = Σ⁻¹: full (K, d, d) / tied (d, d) upper U with P = U Uᵀ;
+    diag (K, d) / spherical (K,) 1/σ."""
+    if covariance_type in ("full", "tied"):
+        return _cholesky_upper_inverse(covariances, message)
     if (covariances <= 0).any():
-        raise ValueError("a component's variance is <= 0 (a collapsed component); increase reg_covar, "
-                         "use fewer components, or rescale X")
+        raise ValueError(message)
     return covariances.rsqrt()
 
 
-def log_gaussian(X, means, covariances, covariance_type: str = "full") -> torch.Tensor:
-    """log N(x_i; μ_k, Σ_k) for every point and component: X (n, d) → (n, K).
+def _precision_cholesky_from_precisions(precisions: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """The same factor from P itself: with J the flip, J P J = L Lᵀ gives P = (J L J)(J L J)ᵀ, J L J upper."""
+    if covariance_type in ("full", "tied"):
+        flipped = torch.linalg.cholesky(precisions.flip(-1, -2))
+        return flipped.flip(-1, -2)
+    return precisions.sqrt()
 
-    means (K, d); covariances (K, d, d) for 'full', (K, d) for 'diag', (K,) for 'spherical'.
-    """
-    prec_chol = _precision_cholesky(covariances, covariance_type)
-    return _log_gaussian_prec(X, means, prec_chol, covariance_type)
+
+def _precisions(prec_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    """P = U Uᵀ (full, tied) or (1/σ)² (diag, spherical)."""
+    if covariance_type in ("full", "tied"):
+        return prec_chol @ prec_chol.transpose(-1, -2)
+    return prec_chol ** 2
 
 
 def _log_gaussian_prec(X, means, prec_chol, covariance_type):
+    """log N(x_i; μ_k, Σ_k) from the precision factors: (n, K)."""
     d = X.shape[1]
     if covariance_type == "full":
-        # y_ik = L_kᵀ (x_i - μ_k), so (x-μ)ᵀ Σ⁻¹ (x-μ) = |y|²;  log det Σ_k^{-1/2} = Σ log diag L_k
+        # y_ik = U_kᵀ (x_i - μ_k), so (x-μ)ᵀ Σ⁻¹ (x-μ) = |y|²;  log det Σ_k^{-1/2} = Σ log diag U_k
         y = torch.einsum("nd,kde->nke", X, prec_chol) - torch.einsum("kd,kde->ke", means, prec_chol)
         maha = (y ** 2).sum(-1)
         half_logdet = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
+    elif covariance_type == "tied":
+        y = (X @ prec_chol)[:, None, :] - (means @ prec_chol)[None]      # one U for every component
+        maha = (y ** 2).sum(-1)
+        half_logdet = torch.log(torch.diagonal(prec_chol)).sum()
     elif covariance_type == "diag":
         maha = (((X[:, None, :] - means[None]) * prec_chol[None]) ** 2).sum(-1)
         half_logdet = torch.log(prec_chol).sum(-1)
@@ -82,21 +150,39 @@ def _log_gaussian_prec(X, means, prec_chol, covariance_type):
     return -0.5 * (d * LOG_2PI + maha) + half_logdet
 
 
+def log_gaussian(X, means, covariances, covariance_type: str = "full") -> torch.Tensor:
+    """log N(x_i; μ_k, Σ_k) for every point and component: X (n, d) → (n, K).
+
+    means (K, d); covariances (K, d, d) for 'full', (d, d) for 'tied' (shared by all components),
+    (K, d) for 'diag', (K,) for 'spherical'.
+    """
+    prec_chol = _precision_cholesky(covariances, covariance_type)
+    return _log_gaussian_prec(X, means, prec_chol, covariance_type)
+
+
+def _bayes(log_joint: torch.Tensor):
+    """From log p(h = k, x_i) (n, K): log p(x_i) (n,) and log p(h = k | x_i) (n, K), in log space."""
+    log_px = torch.logsumexp(log_joint, dim=1)                                            # log p(x)
+    return log_px, log_joint - log_px[:, None]                                             # log p(h|x)
+
+
 def e_step(X, weights, means, covariances, covariance_type: str = "full"):
     """E-step, Bayes' rule on p(h, x) = ρ_h N(x; μ_h, Σ_h), in log space.
 
     Returns ``log_px`` (n,) = log p(x_i) (the summands of eq. 14.2) and ``log_resp`` (n, K) =
     log p(h = k | x_i).
     """
-    log_joint = log_gaussian(X, means, covariances, covariance_type) + torch.log(weights)  # log p(h, x)
-    log_px = torch.logsumexp(log_joint, dim=1)                                            # log p(x)
-    return log_px, log_joint - log_px[:, None]                                             # log p(h|x)
+    return _bayes(log_gaussian(X, means, covariances, covariance_type) + torch.log(weights))  # log p(h, x)
 
 
+@settings.cpu_float64()
 def responsibilities(x, weights, means, variances):
-    """The E-step for a 1-D mixture: p(h = k | x_i) for x (n,), weights/means/variances (K,) → (n, K)."""
+    """The E-step for a 1-D mixture: p(h = k | x_i) for x (n,), weights/means/variances (K,) → (n, K).
+
+    Computed in float64 on the CPU (an exact reference); weights must be probabilities (≥ 0, sum 1).
+    """
     x = as_tensor(x, "x", ndim=1, min_rows=1)
-    weights = as_tensor(weights, "weights", ndim=1)
+    weights = _check_weights(weights).to(x.device)
     K = weights.shape[0]
     means = as_tensor(means, "means", shape=(K,))
     variances = as_tensor(variances, "variances", shape=(K,))
@@ -104,16 +190,24 @@ def responsibilities(x, weights, means, variances):
     return log_resp.exp()
 
 
+def _scatter(X, resp, means, nk):
+    """Σ_k^ML = Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k for every component: (K, d, d)."""
+    diff = X[None] - means[:, None]                                       # (K, n, d)
+    return torch.einsum("nk,knd,kne->kde", resp, diff, diff) / nk[:, None, None]
+
+
 def m_step(X, resp, covariance_type: str = "full", reg_covar: float = 0.0):
     """M-step: responsibility-weighted maximum likelihood. X (n, d), resp (n, K) →
     ``weights`` (K,) ρ_k = N_k / n, ``means`` (K, d) μ_k = Σ_i r_ik x_i / N_k, ``covariances``
-    Σ_k = Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k + reg_covar·I (shape by covariance_type).
+    Σ_k = Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k + reg_covar·I (shape by covariance_type; 'tied'
+    is the pooled Σ = Σ_k N_k Σ_k / n, (d, d)).
     """
     nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps                  # N_k
     means = resp.T @ X / nk[:, None]                                      # μ_k
-    if covariance_type == "full":
-        diff = X[None] - means[:, None]                                   # (K, n, d)
-        cov = torch.einsum("nk,knd,kne->kde", resp, diff, diff) / nk[:, None, None]
+    if covariance_type in ("full", "tied"):
+        cov = _scatter(X, resp, means, nk)
+        if covariance_type == "tied":
+            cov = (nk[:, None, None] * cov).sum(0) / nk.sum()             # pooled over components
         cov = cov + reg_covar * torch.eye(X.shape[1], dtype=X.dtype, device=X.device)
     else:
         avg_x2 = resp.T @ (X * X) / nk[:, None]
@@ -124,25 +218,63 @@ def m_step(X, resp, covariance_type: str = "full", reg_covar: float = 0.0):
 
 
 # ---------------------------------------------------------------- the estimator
-class GaussianMixture(DensityMixin, BaseEstimator):
-    """Gaussian mixture fitted by EM in PyTorch, with scikit-learn's estimator API.
+class _Fitted:
+    """A fitted parameter, kept as a tensor on the estimator's device and read as a NumPy array.
 
-    Parameters mirror ``sklearn.mixture.GaussianMixture`` (same defaults, same k-means
-    initialisation for the same ``random_state``), plus ``device`` and ``dtype``.
-    ``reg_covar`` is added to the covariance diagonals; with ``reg_covar > 0`` the M-step is no
-    longer the exact maximiser, so the history may dip by ~1e-7: use ``reg_covar=0`` to see EM's
-    monotonicity exactly.
-
-    Fitted attributes: ``weights_`` (K,), ``means_`` (K, d), ``covariances_``, ``n_iter_``,
-    ``converged_``, ``lower_bound_`` (mean log-likelihood at the last iteration),
-    ``log_likelihood_history_`` (list: mean log-likelihood per sample at the start of each EM
-    iteration of the best initialisation, i.e. before its M-step, as scikit-learn counts).
-    Results are NumPy arrays; ``score_samples`` etc. accept NumPy or torch input.
+    Setting it (``gm.means_ = ...``) stores a tensor, as one sets scikit-learn's arrays by hand.
     """
+
+    def __init__(self, slot: str):
+        self.slot = slot
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.slot].detach().cpu().numpy()
+        except KeyError:
+            raise AttributeError(f"'{type(obj).__name__}' object has no attribute '{self.name}' "
+                                 "(call fit first)") from None
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = obj._tensor(value, self.name)
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM in PyTorch, a drop-in for ``sklearn.mixture.GaussianMixture``.
+
+    Parameters are scikit-learn's (same names, defaults, k-means initialisation for the same
+    ``random_state``, the same messages for bad ``weights_init`` / ``means_init`` /
+    ``precisions_init``), plus ``device`` (default: X's device, the CPU for NumPy input) and
+    ``dtype`` ('float64', 'float32', or None: float64 on the CPU, where the EM equals
+    scikit-learn's to round-off, float32 on a GPU or MPS). ``covariance_type``: 'full', 'tied',
+    'diag' or 'spherical'. ``warm_start=True`` continues EM from the last fit (one initialisation,
+    ``n_init`` ignored). ``verbose`` 1 prints each initialisation and every ``verbose_interval``-th
+    iteration, 2 also the change of the log-likelihood and the time. ``reg_covar`` is added to the
+    covariance diagonals; with ``reg_covar > 0`` the M-step is no longer the exact maximiser, so
+    the history may dip by ~1e-7: use ``reg_covar=0`` to see EM's monotonicity exactly.
+
+    Fitted attributes (NumPy arrays, scikit-learn's shapes): ``weights_`` (K,), ``means_`` (K, d),
+    ``covariances_``, ``precisions_`` (Σ⁻¹) and ``precisions_cholesky_`` (upper U with Σ⁻¹ = U Uᵀ),
+    each (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical; ``n_iter_``, ``converged_``,
+    ``lower_bound_`` (mean log-likelihood at the last iteration of the best initialisation),
+    ``lower_bounds_`` (list: the mean log-likelihood per sample, (14.2)/n, at the start of each EM
+    iteration, before its M-step, as scikit-learn counts; also named ``log_likelihood_history_``).
+    ``score_samples`` etc. accept NumPy or torch input.
+    """
+
+    weights_ = _Fitted("_weights")
+    means_ = _Fitted("_means")
+    covariances_ = _Fitted("_cov")
+    precisions_cholesky_ = _Fitted("_prec_chol")
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
-                 random_state=None, device=None, dtype="float64"):
+                 precisions_init=None, random_state=None, warm_start=False, verbose=0,
+                 verbose_interval=10, device=None, dtype=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -152,14 +284,36 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.init_params = init_params
         self.weights_init = weights_init
         self.means_init = means_init
+        self.precisions_init = precisions_init
         self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.device = device
         self.dtype = dtype
 
-    # -- helpers
-    def _torch_dtype(self):
-        check_choice(self.dtype, "dtype", ("float64", "float32"))
-        return getattr(torch, self.dtype)
+    # -- where and in what precision the EM runs (the dtype rule)
+    def _placement(self, X=None):
+        """(device, dtype): ``device`` or X's device (CPU for NumPy); ``dtype`` or the rule's default."""
+        check_choice(self.dtype, "dtype", ("float64", "float32", None))
+        if self.device is not None:
+            try:
+                device = torch.device(self.device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"device must be a torch device such as 'cpu', 'cuda' or 'mps', "
+                                 f"got {self.device!r}") from err
+        else:
+            device = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        dtype = self.dtype or ("float64" if device.type == "cpu" else "float32")
+        if dtype == "float64" and device.type == "mps":
+            raise ValueError("MPS has no float64: use dtype='float32' on device='mps', or "
+                             "device='cpu' for the float64 EM that equals scikit-learn's")
+        return device, getattr(torch, dtype)
+
+    def _tensor(self, value, name):
+        """A parameter set by hand, on the fitted device/dtype (or the default placement)."""
+        device, dtype = getattr(self, "_where", None) or self._placement(value)
+        return as_tensor(value, name, dtype=dtype, device=device)
 
     def _validate_X(self, X, *, reset: bool) -> torch.Tensor:
         if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
@@ -178,11 +332,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if X.ndim != 2:
             hint = " Reshape your data with X.reshape(-1, 1) if it has a single feature." if X.ndim == 1 else ""
             raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}.{hint}")
-        dev = torch.device(self.device) if self.device is not None else None
-        if reset:
-            X = as_tensor(X, "X", ndim=2, dtype=self._torch_dtype(), device=dev)
-        else:
-            X = as_tensor(X, "X", ndim=2, dtype=self._torch_dtype(), device=self._device)
+        if reset or not hasattr(self, "_where"):      # (or parameters that were set by hand)
+            self._where = self._placement(X)
+        device, dtype = self._where
+        X = as_tensor(X, "X", ndim=2, dtype=dtype, device=device)
         n, d = X.shape
         if d < 1:
             raise ValueError(f"X has 0 feature(s) (shape={(n, d)}) while a minimum of 1 is required.")
@@ -190,12 +343,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if n < 2:
                 raise ValueError(f"X needs at least 2 samples to fit, got {n} sample (shape {(n, d)})")
             if n < self.n_components:
-                raise ValueError(f"X has n_samples = {n}, fewer than n_components = {self.n_components}; "
-                                 "expected n_samples >= n_components")
+                raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                                 f"{self.n_components}, n_samples = {n}: X has fewer rows than components")
             self.n_features_in_ = d
-        elif d != self.n_features_in_:
+        elif d != getattr(self, "n_features_in_", self._means.shape[1]):
             raise ValueError(f"X has {d} features, but GaussianMixture is expecting "
-                             f"{self.n_features_in_} features as input")
+                             f"{self._means.shape[1]} features as input")
         return X
 
     def _check_parameters(self):
@@ -205,7 +358,37 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         check_float(self.reg_covar, "reg_covar", low=0.0)
         check_int(self.max_iter, "max_iter", low=0)
         check_int(self.n_init, "n_init", low=1)
-        check_choice(self.init_params, "init_params", ("kmeans", "k-means++", "random", "random_from_data"))
+        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        check_choice(self.warm_start, "warm_start", (True, False))
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            check_int(self.verbose, "verbose", low=0)
+        check_int(self.verbose_interval, "verbose_interval", low=1)
+
+    def _initial_values(self, d: int, dtype, device):
+        """``weights_init``, ``means_init``, ``precisions_init`` validated (None where not given)."""
+        K, ct = self.n_components, self.covariance_type
+        w = m = p = None
+        if self.weights_init is not None:
+            w = _check_weights(self.weights_init, K, "weights_init").to(dtype=dtype, device=device)
+        if self.means_init is not None:
+            m = as_tensor(self.means_init, "means_init", dtype=dtype, device=device)
+            _check_shape(m, (K, d), "means", "means_init holds one mean μ_k per component: "
+                         "(n_components, n_features)")
+        if self.precisions_init is not None:
+            p = as_tensor(self.precisions_init, "precisions_init", dtype=dtype, device=device)
+            _check_shape(p, _cov_shape(ct, K, d), f"{ct} precision",
+                         f"precisions_init holds the inverse covariances Σ_k⁻¹ of covariance_type='{ct}'")
+            if ct in ("full", "tied"):
+                mats = p.reshape(-1, d, d)
+                for k, P in enumerate(mats):
+                    if not torch.allclose(P, P.T) or torch.linalg.cholesky_ex(P).info > 0:
+                        which = f" (component {k})" if ct == "full" else ""
+                        raise ValueError(f"'{ct} precision' should be symmetric, positive-definite"
+                                         f"{which}: a precision matrix is the inverse of a covariance")
+            elif (p <= 0).any():
+                raise ValueError(f"'{ct} precision' should be positive: precisions_init holds "
+                                 "inverse variances 1/σ²")
+        return w, m, p
 
     def _initial_resp(self, Xn: np.ndarray, rs) -> np.ndarray:
         n, K = Xn.shape[0], self.n_components
@@ -223,132 +406,254 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             resp[idx, np.arange(K)] = 1
         return resp
 
-    def _initialise(self, X, rs):
-        resp = torch.as_tensor(self._initial_resp(X.cpu().numpy().astype(np.float64), rs),
-                               dtype=X.dtype, device=X.device)
-        weights, means, cov = m_step(X, resp, self.covariance_type, self.reg_covar)
-        if self.weights_init is not None:
-            weights = as_tensor(self.weights_init, "weights_init", shape=(self.n_components,),
-                                dtype=X.dtype, device=X.device)
-            if (weights < 0).any() or abs(float(weights.sum()) - 1) > 1e-6:
-                raise ValueError("weights_init must be non-negative and sum to 1")
-        if self.means_init is not None:
-            means = as_tensor(self.means_init, "means_init", shape=(self.n_components, X.shape[1]),
-                              dtype=X.dtype, device=X.device)
-        return weights, means, cov
+    def _initialize_parameters(self, X: torch.Tensor, rs) -> None:
+        """The starting point: the M-step of responsibilities drawn by ``init_params``, replaced by
+        whatever ``weights_init`` / ``means_init`` / ``precisions_init`` give (all three: no draw)."""
+        if self.weights_init is None or self.means_init is None or self.precisions_init is None:
+            resp = self._initial_resp(X.cpu().numpy().astype(np.float64), rs)
+            self._initialize(X, resp)
+        else:
+            self._initialize(X, None)
+
+    @settings.cpu_float64()
+    def _initialize(self, X, resp) -> None:
+        """Set the parameters from responsibilities ``resp`` (n, K) (an M-step) and the ``*_init``
+        (as given: ``fit`` has checked them)."""
+        if not hasattr(self, "_where"):
+            self._where = self._placement(X)
+        device, dtype = self._where
+        X = as_tensor(X, "X", ndim=2, dtype=dtype, device=device)
+        given = [None if v is None else as_tensor(v, name, dtype=dtype, device=device) for v, name in
+                 ((self.weights_init, "weights_init"), (self.means_init, "means_init"),
+                  (self.precisions_init, "precisions_init"))]
+        weights = means = cov = None
+        if resp is not None:
+            resp = as_tensor(resp, "resp", shape=(X.shape[0], None), dtype=dtype, device=device)
+            weights, means, cov = m_step(X, resp, self.covariance_type, self.reg_covar)   # ρ, μ, Σ
+        self._weights = weights if given[0] is None else given[0]
+        self._means = means if given[1] is None else given[1]
+        precisions = given[2]
+        if precisions is None:
+            self._cov = cov
+            self._prec_chol = _precision_cholesky(cov, self.covariance_type, self._ill_defined())
+        else:
+            self._prec_chol = _precision_cholesky_from_precisions(precisions, self.covariance_type)
+            self._cov = (torch.linalg.inv(precisions) if self.covariance_type in ("full", "tied")
+                         else 1 / precisions)
+
+    def _ill_defined(self) -> str:
+        if self._where[1] == torch.float32:
+            return _ILL_DEFINED + " The numerical accuracy can also be improved by dtype='float64' (on the CPU)."
+        return _ILL_DEFINED
+
+    def _log_joint(self, X: torch.Tensor) -> torch.Tensor:
+        """log p(h = k, x_i) = log ρ_k + log N(x_i; μ_k, Σ_k): (n, K)."""
+        return _log_gaussian_prec(X, self._means, self._prec_chol, self.covariance_type) + torch.log(self._weights)
+
+    def _e_step(self, X: torch.Tensor):
+        """E-step: (mean log p(x_i), i.e. (14.2)/n, as a float; log p(h = k | x_i) (n, K))."""
+        log_px, log_resp = _bayes(self._log_joint(X))
+        return log_px.mean().item(), log_resp
+
+    def _m_step(self, X: torch.Tensor, log_resp: torch.Tensor) -> None:
+        """M-step: weighted maximum likelihood from the responsibilities exp(log_resp)."""
+        weights, self._means, self._cov = m_step(X, log_resp.exp(), self.covariance_type, self.reg_covar)
+        self._weights = weights / weights.sum()
+        self._prec_chol = _precision_cholesky(self._cov, self.covariance_type, self._ill_defined())
+
+    def _get_parameters(self):
+        return self._weights, self._means, self._cov, self._prec_chol
+
+    @settings.cpu_float64()
+    def _set_parameters(self, params) -> None:
+        """Set (weights, means, covariances, precisions_cholesky), NumPy arrays or tensors."""
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+
+    @property
+    @settings.cpu_float64()
+    def precisions_(self) -> np.ndarray:
+        check_is_fitted(self, "_prec_chol")
+        return _precisions(self._prec_chol, self.covariance_type).cpu().numpy()
+
+    @precisions_.setter
+    @settings.cpu_float64()
+    def precisions_(self, value) -> None:
+        self._prec_chol = _precision_cholesky_from_precisions(self._tensor(value, "precisions_"),
+                                                              self.covariance_type)
+
+    @property
+    def log_likelihood_history_(self) -> list:
+        """The companion's name for ``lower_bounds_``."""
+        check_is_fitted(self, "lower_bounds_")
+        return self.lower_bounds_
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return "_weights" in self.__dict__
+
+    # -- verbose output, in scikit-learn's format
+    def _say_init(self, init: int) -> None:
+        if self.verbose >= 1:
+            print(f"Initialization {init}")
+            self._t_init = self._t_iter = time.time()
+
+    def _say_iter(self, n_iter: int, change: float) -> None:
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            elif self.verbose >= 2:
+                now = time.time()
+                print(f"  Iteration {n_iter}\t time lapse {now - self._t_iter:.5f}s\t ll change {change:.5f}")
+                self._t_iter = now
+
+    def _say_done(self, lower_bound: float, converged: bool) -> None:
+        status = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {status}.")
+        elif self.verbose >= 2:
+            print(f"Initialization {status}. time lapse {time.time() - self._t_init:.5f}s\t "
+                  f"lower bound {lower_bound:.5f}.")
 
     # -- API
+    @settings.cpu_float64()
     def fit(self, X, y=None):
-        """Run EM ``n_init`` times from ``init_params`` and keep the best. X: (n_samples, n_features)."""
+        """Run EM ``n_init`` times from ``init_params`` and keep the best. X: (n_samples, n_features).
+
+        With ``warm_start=True`` and a previous fit, EM continues from the fitted parameters.
+        """
         self._check_parameters()
+        warm = self.warm_start and hasattr(self, "converged_")
+        previous = self._get_parameters() if warm else None
         X = self._validate_X(X, reset=True)
-        self._device = X.device
+        self._initial_values(X.shape[1], X.dtype, X.device)          # bad *_init fail before any work
+        if warm:
+            if previous[1].shape[1] != X.shape[1]:
+                raise ValueError(f"warm_start: X has {X.shape[1]} features but the previous fit had "
+                                 f"{previous[1].shape[1]}; refit with warm_start=False")
+            self._weights, self._means, self._cov, self._prec_chol = (
+                t.to(dtype=X.dtype, device=X.device) for t in previous)
         rs = check_random_state(self.random_state)
-        best = None
-        for _ in range(self.n_init):
-            weights, means, cov = self._initialise(X, rs)
-            history, converged, lower_bound = [], False, -math.inf
+        best, self.converged_ = None, False
+        for init in range(self.n_init if not warm else 1):
+            self._say_init(init)
+            if not warm:
+                self._initialize_parameters(X, rs)
+            lower_bound = self.lower_bound_ if warm else -math.inf
+            history, converged, n_iter = [], False, 0
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
-                log_px, log_resp = e_step(X, weights, means, cov, self.covariance_type)   # E-step
-                weights, means, cov = m_step(X, log_resp.exp(), self.covariance_type,      # M-step
-                                             self.reg_covar)
-                lower_bound = log_px.mean().item()                 # (14.2)/n before this M-step
+                lower_bound, log_resp = self._e_step(X)          # E-step; (14.2)/n before this M-step
+                self._m_step(X, log_resp)                         # M-step
                 history.append(lower_bound)
+                self._say_iter(n_iter, lower_bound - prev)
                 if abs(lower_bound - prev) < self.tol:
                     converged = True
                     break
             if self.max_iter == 0:
-                n_iter = 0
+                best = (-math.inf, self._get_parameters(), [], False, 0)  # the initialisation itself
+                continue
+            self._say_done(lower_bound, converged)
             if best is None or lower_bound > best[0]:
-                best = (lower_bound, weights, means, cov, history, converged, n_iter)
-        self.lower_bound_, w, m, c, self.log_likelihood_history_, self.converged_, self.n_iter_ = best
-        self._weights, self._means, self._cov = w, m, c
-        self._prec_chol = _precision_cholesky(c, self.covariance_type)
+                best = (lower_bound, self._get_parameters(), history, converged, n_iter)
+        self.lower_bound_, params, self.lower_bounds_, self.converged_, self.n_iter_ = best
+        self._weights, self._means, self._cov, self._prec_chol = params
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations (last change above "
-                f"tol={self.tol}). Increase max_iter, loosen tol, or standardise X.",
-                ConvergenceWarning, stacklevel=2)
+                "Best performing initialization did not converge. Try different init parameters, or "
+                "increase max_iter, tol, or check for degenerate data. (EM stopped at "
+                f"max_iter={self.max_iter} with the mean log-likelihood still changing by more than "
+                f"tol={self.tol}: raise max_iter, loosen tol, or standardise X.)",
+                ConvergenceWarning, stacklevel=3)
         return self
 
     def fit_predict(self, X, y=None):
+        """Fit, then the most probable component of each row of X (as ``fit(X).predict(X)``)."""
         return self.fit(X).predict(X)
 
-    @property
-    def weights_(self):
+    @settings.cpu_float64()
+    def _checked_joint(self, X) -> torch.Tensor:
         check_is_fitted(self, "_weights")
-        return self._weights.cpu().numpy()
+        return self._log_joint(self._validate_X(X, reset=False))
 
-    @property
-    def means_(self):
-        check_is_fitted(self, "_means")
-        return self._means.cpu().numpy()
-
-    @property
-    def covariances_(self):
-        check_is_fitted(self, "_cov")
-        return self._cov.cpu().numpy()
-
-    def _joint(self, X):
-        check_is_fitted(self, "_weights")
-        X = self._validate_X(X, reset=False)
-        return _log_gaussian_prec(X, self._means, self._prec_chol, self.covariance_type) + torch.log(self._weights)
-
+    @settings.cpu_float64()
     def score_samples(self, X) -> np.ndarray:
         """log p(x_i) for each row of X: (n,)."""
-        return torch.logsumexp(self._joint(X), 1).cpu().numpy()
+        return torch.logsumexp(self._checked_joint(X), 1).cpu().numpy()
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample, (14.2) divided by n."""
         return float(self.score_samples(X).mean())
 
+    @settings.cpu_float64()
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities p(h = k | x_i): (n, K)."""
-        return torch.softmax(self._joint(X), 1).cpu().numpy()
+        return _bayes(self._checked_joint(X))[1].exp().cpu().numpy()
 
+    @settings.cpu_float64()
     def predict(self, X) -> np.ndarray:
         """Most probable component for each row: (n,) ints."""
-        return self._joint(X).argmax(1).cpu().numpy()
+        return self._checked_joint(X).argmax(1).cpu().numpy()
 
     def _n_parameters(self) -> int:
+        """Free parameters: K - 1 weights, K·d means, and the covariances' free entries."""
+        check_is_fitted(self, "_means")
         K, d = self._means.shape
-        cov = {"full": K * d * (d + 1) // 2, "diag": K * d, "spherical": K}[self.covariance_type]
+        cov = {"full": K * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": K * d,
+               "spherical": K}[self.covariance_type]
         return int(cov + K * d + K - 1)
 
     def bic(self, X) -> float:
         """Bayesian information criterion, -2 log L + p log n (lower is better)."""
-        n = np.asarray(X.shape[0] if hasattr(X, "shape") else len(X))
+        n = X.shape[0] if hasattr(X, "shape") else len(X)
         return float(-2 * self.score(X) * n + self._n_parameters() * np.log(n))
 
     def aic(self, X) -> float:
+        """Akaike information criterion, -2 log L + 2 p (lower is better)."""
         n = X.shape[0] if hasattr(X, "shape") else len(X)
         return float(-2 * self.score(X) * n + 2 * self._n_parameters())
 
+    @settings.cpu_float64()
     def sample(self, n_samples: int = 1, generator: torch.Generator | None = None):
         """Ancestral sampling from p(h, x): h ~ Categorical(ρ), then x ~ N(μ_h, Σ_h).
 
-        Returns ``(X, h)``: (n_samples, d) array and (n_samples,) component labels (sorted by h,
-        as scikit-learn does). Seeded by ``generator`` (else by ``random_state``).
+        Returns ``(X, h)``: (n_samples, d) array and (n_samples,) component labels, sorted by h.
+        With a torch ``generator``: drawn by torch on the model's device. Without one: drawn by
+        NumPy from ``random_state`` exactly as scikit-learn draws them (the same samples for the
+        same ``random_state`` and parameters).
         """
         check_is_fitted(self, "_weights")
-        n_samples = check_int(n_samples, "n_samples", low=1)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at "
+                             "least one sample (an integer >= 1).")
+        n_samples = int(n_samples)
         if generator is None:
-            seed = check_random_state(self.random_state).randint(2**31 - 1)
-            generator = torch.Generator().manual_seed(int(seed))
-        w = self._weights.cpu()
-        h = torch.multinomial(w, n_samples, replacement=True, generator=generator).sort().values
+            return self._sample_numpy(n_samples)
+        h = torch.multinomial(self._weights.cpu(), n_samples, replacement=True, generator=generator)
+        h = h.sort().values
         eps = torch.randn(n_samples, self._means.shape[1], generator=generator, dtype=self._means.dtype)
-        eps = eps.to(self._means.device)
-        hd = h.to(self._means.device)
-        if self.covariance_type == "full":
+        eps, hd = eps.to(self._means.device), h.to(self._means.device)
+        if self.covariance_type in ("full", "tied"):
             chol = torch.linalg.cholesky(self._cov)
-            x = self._means[hd] + torch.einsum("nde,ne->nd", chol[hd], eps)
+            chol = chol[hd] if self.covariance_type == "full" else chol.expand(n_samples, -1, -1)
+            x = self._means[hd] + torch.einsum("nde,ne->nd", chol, eps)
         elif self.covariance_type == "diag":
             x = self._means[hd] + self._cov[hd].sqrt() * eps
         else:
             x = self._means[hd] + self._cov[hd].sqrt()[:, None] * eps
         return x.cpu().numpy(), h.numpy()
+
+    def _sample_numpy(self, n_samples: int):
+        """scikit-learn's draw: component counts ~ Multinomial(n, ρ), then each block of points."""
+        rng = check_random_state(self.random_state)
+        means, cov = self.means_.astype(np.float64), self.covariances_.astype(np.float64)
+        counts = rng.multinomial(n_samples, self.weights_.astype(np.float64))
+        if self.covariance_type in ("full", "tied"):
+            covs = cov if self.covariance_type == "full" else [cov] * len(means)
+            blocks = [rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(means, covs, counts)]
+        else:
+            blocks = [m + rng.standard_normal(size=(int(s), means.shape[1])) * np.sqrt(c)
+                      for m, c, s in zip(means, cov, counts)]
+        h = np.concatenate([np.full(int(s), k, dtype=np.int64) for k, s in enumerate(counts)])
+        return np.vstack(blocks).astype(np.float64), h
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -356,13 +661,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return tags
 
 
+@settings.cpu_float64()
 def em_path(X, weights, means, covariances, n_iter: int, covariance_type: str = "full",
             reg_covar: float = 0.0):
-    """Run ``n_iter`` EM iterations from the given parameters and keep every step.
+    """Run ``n_iter`` EM iterations from the given parameters and keep every step (float64, CPU).
 
-    X (n, d); weights (K,), means (K, d), covariances as for ``log_gaussian``. Returns a list of
-    ``n_iter + 1`` dicts with ``weights``, ``means``, ``covariances`` (tensors) and
-    ``log_likelihood`` (mean log p(x_i) of those parameters, eq. 14.2 / n); entry 0 is the start.
+    X (n, d); weights (K,) probabilities, means (K, d), covariances as for ``log_gaussian``.
+    Returns a list of ``n_iter + 1`` dicts with ``weights``, ``means``, ``covariances`` (tensors)
+    and ``log_likelihood`` (mean log p(x_i) of those parameters, eq. 14.2 / n); entry 0 is the start.
     """
     X = as_tensor(X, "X", ndim=2, min_rows=2)
     n_iter = check_int(n_iter, "n_iter", low=0)
@@ -370,9 +676,12 @@ def em_path(X, weights, means, covariances, n_iter: int, covariance_type: str = 
     K, d = as_tensor(means, "means", ndim=2).shape
     if d != X.shape[1]:
         raise ValueError(f"means must have shape (K, {X.shape[1]}), got {(K, d)}")
-    w = as_tensor(weights, "weights", shape=(K,), device=X.device)
+    w = _check_weights(weights, K).to(X.device)
     m = as_tensor(means, "means", shape=(K, d), device=X.device)
     c = as_tensor(covariances, "covariances", device=X.device)
+    if tuple(c.shape) != _cov_shape(covariance_type, K, d):
+        raise ValueError(f"covariances must have shape {_cov_shape(covariance_type, K, d)} for "
+                         f"covariance_type='{covariance_type}', got {tuple(c.shape)}")
     path = []
     for it in range(n_iter + 1):
         log_px, log_resp = e_step(X, w, m, c, covariance_type)            # E-step
@@ -382,6 +691,7 @@ def em_path(X, weights, means, covariances, n_iter: int, covariance_type: str = 
     return path
 
 
+@settings.cpu_float64()
 def cdf_1d(x, weights, means, variances) -> np.ndarray:
     """P(X ≤ x) under a 1-D mixture Σ_k ρ_k N(μ_k, σ_k²): x (m,) → (m,). Parameters (K,) or (K, 1[, 1])."""
     from scipy.stats import norm
@@ -389,7 +699,7 @@ def cdf_1d(x, weights, means, variances) -> np.ndarray:
     x = as_tensor(x, "x", ndim=1, finite=False).cpu().numpy()   # ±inf allowed (open-ended bins)
     if np.isnan(x).any():
         raise ValueError("x must not contain NaN")
-    w = as_tensor(weights, "weights", ndim=1).cpu().numpy()
+    w = _check_weights(weights).numpy()
     mu = as_tensor(means, "means").cpu().numpy().reshape(-1)
     var = as_tensor(variances, "variances").cpu().numpy().reshape(-1)
     if not (len(w) == len(mu) == len(var)):

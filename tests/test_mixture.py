@@ -9,15 +9,29 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from companion_lib import mixture
+from threadpoolctl import threadpool_limits
+
+from companion_lib import mixture, settings
 from companion_lib.data import load_leptograpsus_crabs, load_pearson_crabs
 from companion_lib.mixture import GaussianMixture
 
 PEARSON = load_pearson_crabs().data
 LEPTO = load_leptograpsus_crabs(log=True).data
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch and one OpenMP/BLAS thread (k-means): oversubscribed threads on the shared 2-core
+    machine made these tests several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("X,k", [(PEARSON, 2), (LEPTO, 4)], ids=["pearson", "leptograpsus"])
 def test_matches_sklearn_log_likelihood(covariance_type, X, k):
     kw = dict(n_components=k, covariance_type=covariance_type, tol=1e-9, max_iter=3000, random_state=0)
@@ -29,6 +43,30 @@ def test_matches_sklearn_log_likelihood(covariance_type, X, k):
     np.testing.assert_allclose(ours.weights_[order_o], ref.weights_[order_r], atol=1e-5)
     np.testing.assert_allclose(ours.means_[order_o], ref.means_[order_r], atol=1e-5)
     assert ours.n_iter_ == pytest.approx(ref.n_iter_, abs=2)
+    if covariance_type == "tied":                       # one matrix shared by all components
+        order_o = order_r = slice(None)
+    for name in ("covariances_", "precisions_", "precisions_cholesky_"):
+        a, b = getattr(ours, name)[order_o], getattr(ref, name)[order_r]
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-8 * np.abs(b).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_same_iterates_as_sklearn_to_round_off(covariance_type):
+    """Same k-means start, same EM: every fitted array and the samples agree to ~1e-12."""
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.randn(100, 3), rng.randn(80, 3) * 0.5 + 3])
+    kw = dict(n_components=2, covariance_type=covariance_type, random_state=3, tol=1e-8)
+    ours, ref = GaussianMixture(**kw).fit(X), SKGaussianMixture(**kw).fit(X)
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=0, atol=1e-12)
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
+    assert ours._n_parameters() == ref._n_parameters()
+    xo, ho = ours.sample(50)           # no generator: NumPy draws from random_state, as scikit-learn
+    xr, hr = ref.sample(50)
+    np.testing.assert_array_equal(ho, hr)
+    np.testing.assert_allclose(xo, xr, rtol=0, atol=1e-9)
 
 
 def test_history_matches_sklearn_lower_bound():
@@ -127,7 +165,7 @@ def test_bad_input_raises_clear_value_error(bad, match):
 
 @pytest.mark.parametrize("params,match", [
     (dict(n_components=0), "n_components"),
-    (dict(covariance_type="tied"), "covariance_type"),
+    (dict(covariance_type="tide"), "covariance_type"),
     (dict(reg_covar=-1.0), "reg_covar"),
     (dict(means_init=np.zeros((3, 1))), "means_init"),
 ])
@@ -156,9 +194,183 @@ def test_float32_and_clone():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
-    a = GaussianMixture(4, random_state=0, device="cuda").fit(LEPTO)
     b = GaussianMixture(4, random_state=0).fit(LEPTO)
+    a = GaussianMixture(4, random_state=0, device="cuda", dtype="float64").fit(LEPTO)
     assert abs(a.score(LEPTO) - b.score(LEPTO)) < 1e-8
+    a32 = GaussianMixture(4, random_state=0, device="cuda").fit(LEPTO)   # the rule: float32 there
+    assert a32.weights_.dtype == np.float32 and a32._means.device.type == "cuda"
+    assert abs(a32.score(LEPTO) - b.score(LEPTO)) < 1e-3
+
+
+# ---------------------------------------------------------------- the drop-in: what scikit-learn's API adds
+RNG = np.random.RandomState(7)
+BLOBS = np.vstack([RNG.randn(60, 2) + [4, 0], RNG.randn(40, 2) * 0.5])
+
+
+@pytest.mark.parametrize("weights,match", [
+    (np.ones((2, 1)) / 2, r"'weights' should have the shape of \(2,\), but got \(2, 1\)"),
+    ([1.2, -0.2], r"in the range \[0, 1\], but got min value -0.20000, max value 1.20000"),
+    ([0.3, 0.3], r"should be normalized, but got sum\(weights\) = 0.60000"),
+])
+def test_bad_weights_init_named_as_sklearn_does(weights, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2, weights_init=weights).fit(BLOBS)
+
+
+@pytest.mark.parametrize("covariance_type,bad,match", [
+    ("full", np.ones((3, 2, 2)), r"'full precision' should have the shape of \(2, 2, 2\)"),
+    ("full", np.stack([np.eye(2), -np.eye(2)]), "'full precision' should be symmetric, positive-definite"),
+    ("full", np.stack([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]]), "symmetric, positive-definite"),
+    ("tied", np.ones((3, 3)), r"'tied precision' should have the shape of \(2, 2\)"),
+    ("diag", np.array([[1.0, 1.0], [0.0, 1.0]]), "'diag precision' should be positive"),
+    ("spherical", np.array([1.0, -1.0]), "'spherical precision' should be positive"),
+])
+def test_bad_precisions_init(covariance_type, bad, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2, covariance_type=covariance_type, precisions_init=bad).fit(BLOBS)
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+def test_bad_means_init_and_collapsed_component_messages():
+    with pytest.raises(ValueError, match=r"'means' should have the shape of \(2, 2\), but got \(2, 3\)"):
+        GaussianMixture(2, means_init=np.zeros((2, 3))).fit(BLOBS)
+    X = np.vstack([np.ones((5, 3)), np.zeros((5, 3))])
+    with pytest.raises(ValueError, match="ill-defined empirical covariance.*increase reg_covar"):
+        GaussianMixture(10, reg_covar=0, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_all_three_inits_skip_the_initial_m_step(covariance_type, monkeypatch):
+    """What scikit-learn's mocked test guards: with weights, means and precisions all given, no
+    responsibilities are drawn and the M-step runs once per EM iteration, never for the start."""
+    ref = SKGaussianMixture(2, covariance_type=covariance_type, random_state=0, tol=1e-10).fit(BLOBS)
+    calls = []
+    m_step = mixture.m_step
+    monkeypatch.setattr(mixture, "m_step", lambda *a, **k: calls.append(1) or m_step(*a, **k))
+    monkeypatch.setattr(GaussianMixture, "_initial_resp", lambda *a: pytest.fail("drew a start"))
+    gm = GaussianMixture(2, covariance_type=covariance_type, weights_init=ref.weights_,
+                         means_init=ref.means_, precisions_init=ref.precisions_, tol=1e-10).fit(BLOBS)
+    assert len(calls) == gm.n_iter_ >= 1
+    np.testing.assert_allclose(gm.means_, ref.means_, atol=1e-6)       # it starts at the optimum
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precisions_init_as_sklearn(covariance_type):
+    rng = np.random.RandomState(1)
+    P = {"full": np.stack([np.eye(2) * 2, [[1.0, 0.3], [0.3, 0.5]]]), "tied": np.array([[1.0, 0.2], [0.2, 2.0]]),
+         "diag": rng.uniform(0.5, 2, (2, 2)), "spherical": np.array([0.7, 3.0])}[covariance_type]
+    kw = dict(n_components=2, covariance_type=covariance_type, precisions_init=P, random_state=0,
+              max_iter=5, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, ref = GaussianMixture(**kw).fit(BLOBS), SKGaussianMixture(**kw).fit(BLOBS)
+    np.testing.assert_allclose(ours.precisions_cholesky_, ref.precisions_cholesky_, rtol=1e-9)
+    np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-11)
+    start = GaussianMixture(**{**kw, "max_iter": 0}).fit(BLOBS)       # max_iter=0: the start itself
+    np.testing.assert_allclose(start.precisions_, P, rtol=1e-12)
+    inv = np.linalg.inv(P) if covariance_type in ("full", "tied") else 1 / P
+    np.testing.assert_allclose(start.covariances_, inv, rtol=1e-12)
+
+
+def test_warm_start_continues_em():
+    cold = GaussianMixture(2, max_iter=6, tol=0, reg_covar=0, random_state=0)
+    warm = GaussianMixture(2, max_iter=2, tol=0, reg_covar=0, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cold.fit(BLOBS)
+        bounds = sum((warm.fit(BLOBS).lower_bounds_ for _ in range(3)), [])
+    np.testing.assert_allclose(bounds, cold.lower_bounds_, rtol=1e-13)
+    np.testing.assert_allclose(warm.precisions_, cold.precisions_, rtol=1e-12)
+    assert np.all(np.diff(bounds) > 0)
+
+
+def test_verbose_prints_progress(capsys):
+    GaussianMixture(2, verbose=2, verbose_interval=1, random_state=0, tol=1e-6).fit(BLOBS)
+    out = capsys.readouterr().out
+    assert out.startswith("Initialization 0\n  Iteration 1\t time lapse")
+    assert "ll change" in out and "Initialization converged." in out
+    GaussianMixture(2, random_state=0).fit(BLOBS)
+    assert capsys.readouterr().out == ""
+
+
+def test_parameters_set_by_hand_predict_as_sklearn():
+    ref = SKGaussianMixture(3, covariance_type="tied", random_state=0).fit(LEPTO)
+    gm = GaussianMixture(3, covariance_type="tied")
+    gm._set_parameters((ref.weights_, ref.means_, ref.covariances_, ref.precisions_cholesky_))
+    np.testing.assert_allclose(gm.score_samples(LEPTO), ref.score_samples(LEPTO), rtol=1e-12)
+    np.testing.assert_array_equal(gm.predict(LEPTO), ref.predict(LEPTO))
+    np.testing.assert_allclose(gm.precisions_, ref.precisions_, rtol=1e-12)
+    assert gm._n_parameters() == ref._n_parameters() == 3 * 5 + 5 * 6 // 2 + 2
+
+
+def test_dtype_rule():
+    gm = GaussianMixture(2, random_state=0).fit(torch.as_tensor(PEARSON, dtype=torch.float32))
+    assert gm.weights_.dtype == np.float64                      # the CPU default: float64, exact
+    with pytest.raises(ValueError, match="MPS has no float64"):
+        GaussianMixture(2, device="mps", dtype="float64").fit(PEARSON)
+    with pytest.raises(ValueError, match="dtype"):
+        GaussianMixture(2, dtype="float16").fit(PEARSON)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_runs_under_the_no_float64_stand_in(covariance_type):
+    """Its float64 work is inside settings.cpu_float64(): fine on a Mac, where MPS has no float64."""
+    X32 = torch.as_tensor(LEPTO, dtype=torch.float32)
+    ref = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(LEPTO)
+    with settings.no_float64():
+        gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X32)
+        score = gm.score(X32)
+        proba, labels = gm.predict_proba(X32), gm.predict(LEPTO)
+        x, _ = gm.sample(5, generator=torch.Generator().manual_seed(0))
+        p = gm.precisions_
+        path = mixture.em_path(PEARSON, [0.5, 0.5], [[0.6], [0.62]], [4e-4, 4e-4], 2, "spherical")
+    assert score == pytest.approx(ref.score(LEPTO), abs=1e-5)
+    assert proba.shape == (len(LEPTO), 3) and labels.shape == (len(LEPTO),) and x.shape == (5, 5)
+    assert p.shape == ref.precisions_.shape and len(path) == 3
+
+
+@pytest.mark.parametrize("call", [
+    lambda w: mixture.responsibilities(torch.tensor([0.6, 0.7]), w, torch.tensor([0.6, 0.7]),
+                                       torch.tensor([1e-3, 1e-3])),
+    lambda w: mixture.em_path(PEARSON, w, [[0.6], [0.62]], [4e-4, 4e-4], 2, "spherical"),
+    lambda w: mixture.cdf_1d(np.array([0.6]), w, [0.6, 0.62], [4e-4, 4e-4]),
+], ids=["responsibilities", "em_path", "cdf_1d"])
+@pytest.mark.parametrize("w,match", [([-0.5, 1.5], "range"), ([0.5, 0.7], "normalized"),
+                                     ([2.0, 3.0], "range")])
+def test_mixture_weights_must_be_probabilities(call, w, match):
+    with pytest.raises(ValueError, match=match):
+        call(torch.tensor(w))
+
+
+def test_em_path_checks_the_covariance_shape():
+    with pytest.raises(ValueError, match=r"covariances must have shape \(2, 1, 1\) for covariance_type='full'"):
+        mixture.em_path(PEARSON, [0.5, 0.5], [[0.6], [0.62]], [4e-4, 4e-4], 2)
+
+
+def test_sample_needs_a_positive_integer():
+    gm = GaussianMixture(2, random_state=0).fit(BLOBS)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
+            gm.sample(bad)
+
+
+def test_sklearn_test_file_is_a_verbatim_copy():
+    """tests/sklearn_gmm holds scikit-learn's test file with one import swapped: check the copy
+    against the installed scikit-learn when it is the version copied and ships its tests."""
+    import pathlib
+
+    import sklearn
+
+    installed = pathlib.Path(sklearn.__file__).parent / "mixture/tests/test_gaussian_mixture.py"
+    if sklearn.__version__ != "1.9.1" or not installed.exists():
+        pytest.skip("the copy is of scikit-learn 1.9.1's file")
+    copy = (pathlib.Path(__file__).parent / "sklearn_gmm/test_sklearn_gaussian_mixture.py").read_text()
+    lines = [ln for ln in copy.splitlines() if not ln.startswith("# ") and ln != "#"]
+    upstream = [ln for ln in installed.read_text().splitlines() if not ln.startswith("# ")]
+    changed = [(a, b) for a, b in zip(upstream, lines) if a != b]
+    assert len(lines) == len(upstream)
+    assert changed == [("from sklearn.mixture import GaussianMixture",
+                        "from companion_lib.mixture import GaussianMixture  # companion: was sklearn.mixture")]
 
 
 @parametrize_with_checks([GaussianMixture(random_state=0)])
