@@ -99,13 +99,12 @@ def check_weights(weights, name: str = "weights", *, K: int | None = None, dtype
     does not sum to 1 is a bug upstream. Returns the tensor (``dtype``/``device`` as in ``as_tensor``)."""
     w = as_tensor(weights, name, ndim=1, min_rows=1, dtype=dtype, device=device,
                   shape=(K,) if K is not None else None)
-    if positive and (w <= 0).any():
-        raise ValueError(f"{name} must be positive (mixture weights ρ_k > 0), got min {float(w.min()):.3g}")
-    if (w < 0).any():
-        raise ValueError(f"{name} must be non-negative (mixture weights), got min {float(w.min()):.3g}")
+    want = f"{name} must be {'> 0 (positive)' if positive else '>= 0'} and sum to 1 (mixture weights"
+    if (w <= 0).any() if positive else (w < 0).any():
+        raise ValueError(f"{want}), got min {float(w.min()):.3g}")
     total = float(w.sum())
     if abs(total - 1.0) > atol:
-        raise ValueError(f"{name} must sum to 1 (mixture weights, not renormalised for you), got sum {total:.6g}")
+        raise ValueError(f"{want}; never renormalised for you), got sum {total:.6g}")
     return w
 
 

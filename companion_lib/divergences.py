@@ -25,11 +25,9 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_float, check_int
-from companion_lib.mixture import log_gaussian
+from companion_lib._checks import as_tensor, check_float, check_int, check_weights
+from companion_lib.gaussian import LOG_2PI, log_normal, log_normal_diag
 from companion_lib.settings import cpu_float64
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 # ---------------------------------------------------------------- helpers
@@ -47,22 +45,15 @@ def _check_grid(grid) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- exact 1-D densities
-def log_normal(x, mean, var) -> torch.Tensor:
-    """log N(x; mean, var), elementwise with broadcasting. Returns a tensor of the broadcast shape."""
-    x = as_tensor(x, "x", dtype=None)
-    mean = as_tensor(mean, "mean", dtype=x.dtype, device=x.device)
-    var = _positive(as_tensor(var, "var", dtype=x.dtype, device=x.device), "var")
-    return -0.5 * (LOG_2PI + torch.log(var) + (x - mean) ** 2 / var)
+# ``log_normal(x, mean, var)``: log N(x; mean, var) elementwise, var the variance (``gaussian``'s, re-exported)
 
 
 def _mixture_params(weights, means, variances, dtype=torch.float64, device=None):
-    weights = as_tensor(weights, "weights", ndim=1, dtype=dtype, device=device)
+    weights = check_weights(weights, "weights", dtype=dtype, device=device)
     K = weights.shape[0]
     means = as_tensor(means, "means", shape=(K,), dtype=dtype, device=device)
     variances = _positive(as_tensor(variances, "variances", shape=(K,), dtype=dtype, device=device),
                           "variances")
-    if (weights < 0).any() or abs(float(weights.sum()) - 1) > 1e-6:
-        raise ValueError(f"weights must be >= 0 and sum to 1, got {weights.tolist()}")
     return weights, means, variances
 
 
@@ -70,7 +61,7 @@ def mixture_log_pdf(x, weights, means, variances) -> torch.Tensor:
     """Exact log-density of the 1-D mixture Σ_k w_k N(μ_k, σ_k²): x (n,) → (n,); params (K,)."""
     x = as_tensor(x, "x", ndim=1, dtype=None)
     w, m, v = _mixture_params(weights, means, variances, dtype=x.dtype, device=x.device)
-    return torch.logsumexp(torch.log(w) + log_gaussian(x[:, None], m[:, None], v, "spherical"), dim=1)
+    return torch.logsumexp(torch.log(w) + log_normal(x[:, None], m, v, check=False), dim=1)
 
 
 @cpu_float64()
@@ -174,7 +165,7 @@ def isotropic_gaussian_nll(X, mean, var) -> torch.Tensor:
     d = X.shape[1]
     mean = as_tensor(mean, "mean", shape=(d,), dtype=X.dtype, device=X.device)
     var = _positive(as_tensor(var, "var", ndim=0, dtype=X.dtype, device=X.device), "var")
-    return ((X - mean) ** 2).sum(1) / (2 * var) + 0.5 * d * (LOG_2PI + torch.log(var))
+    return -log_normal_diag(X, mean, var, check=False)
 
 
 # ---------------------------------------------------------------- fitting one Gaussian to a 1-D P
@@ -208,10 +199,10 @@ def kl_gaussian_to_density(mean, var, log_p_fn, n_points: int = 801, reach: floa
     mean = as_tensor(mean, "mean", ndim=(0, 1), dtype=None)
     var = _positive(as_tensor(var, "var", shape=tuple(mean.shape), dtype=mean.dtype, device=mean.device), "var")
     z = torch.linspace(-reach, reach, n_points, dtype=mean.dtype, device=mean.device)
-    phi = torch.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi)                   # N(0, 1) density
+    phi = torch.exp(log_normal(z, 0.0, 1.0, check=False))                    # N(0, 1) density
     x = mean[..., None] + var.sqrt()[..., None] * z                           # (..., g) points under Q
     log_p = log_p_fn(x.reshape(-1)).reshape(x.shape)
-    entropy_q = 0.5 * torch.log(2 * math.pi * math.e * var)                   # H(Q), closed form
+    entropy_q = 0.5 * (1 + LOG_2PI + torch.log(var))                          # H(Q), closed form
     return -entropy_q - torch.trapezoid(phi * log_p, z, dim=-1)               # E_Q[log q − log p]
 
 

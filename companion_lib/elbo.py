@@ -24,10 +24,9 @@ import math
 import torch
 
 from companion_lib import mixture
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib._checks import as_tensor, check_choice, check_float, check_int, check_weights
+from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.settings import cpu_float64
-
-LOG_2PI = math.log(2 * math.pi)
 
 __all__ = [
     "check_simplex", "categorical_entropy", "log_evidence", "posterior", "discrete_elbo",
@@ -225,9 +224,8 @@ class LinearGaussian:
         h = as_tensor(h, "h", device=self.W.device)
         if h.ndim < 2 or h.shape[-2:] != (x.shape[0], self.k):
             raise ValueError(f"h must have shape (..., {x.shape[0]}, {self.k}), got {tuple(h.shape)}")
-        log_prior = -0.5 * (self.k * LOG_2PI + (h ** 2).sum(-1))
-        resid = x - h @ self.W.T - self.b
-        log_lik = -0.5 * (self.d * math.log(2 * math.pi * self.sigma2) + (resid ** 2).sum(-1) / self.sigma2)
+        log_prior = log_normal_diag(h, 0.0, 1.0, check=False)                  # log N(h; 0, I)
+        log_lik = log_normal_diag(x, h @ self.W.T + self.b, self.sigma2, check=False)  # log N(x; Wh + b, σ²I)
         return log_prior + log_lik
 
     @cpu_float64()
@@ -255,7 +253,7 @@ class LinearGaussian:
         e_log_prior = -0.5 * (self.k * LOG_2PI + (m ** 2).sum(1) + trS)
         resid = x - m @ self.W.T - self.b
         trWSW = torch.einsum("dk,...kl,dl->...", self.W, S, self.W)
-        e_log_lik = -0.5 * (self.d * math.log(2 * math.pi * self.sigma2)
+        e_log_lik = -0.5 * (self.d * (LOG_2PI + math.log(self.sigma2))
                             + ((resid ** 2).sum(1) + trWSW) / self.sigma2)
         return e_log_prior + e_log_lik + gaussian_entropy(S)                # eq. 14.4
 
@@ -291,10 +289,8 @@ def _params(X, weights, means, covariances, covariance_type):
     X = as_tensor(X, "X", ndim=2, min_rows=1)
     check_choice(covariance_type, "covariance_type", mixture.COVARIANCE_TYPES)
     n, d = X.shape
-    weights = as_tensor(weights, "weights", ndim=1, device=X.device)
+    weights = check_weights(weights, "weights", device=X.device, positive=True)
     K = weights.shape[0]
-    if (weights <= 0).any() or abs(float(weights.sum()) - 1) > 1e-6:
-        raise ValueError("weights (K,) must be positive and sum to 1")
     means = as_tensor(means, "means", shape=(K, d), device=X.device)
     cov_shape = {"full": (K, d, d), "diag": (K, d), "spherical": (K,)}[covariance_type]
     covariances = as_tensor(covariances, "covariances", shape=cov_shape, device=X.device)
