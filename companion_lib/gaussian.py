@@ -28,9 +28,7 @@ LOG_2PI = math.log(2 * math.pi)
 def _inputs(x, mean, var, check: bool):
     if not isinstance(x, torch.Tensor) and not check:
         raise TypeError(f"x must be a torch.Tensor when check=False, got {type(x).__name__}")
-    x = as_tensor(x, "x", dtype=None, finite=check)
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
+    x = as_tensor(x, "x", dtype=None, finite=check)          # integers become float32
     mean = as_tensor(mean, "mean", dtype=x.dtype, device=x.device, finite=check)
     var = as_tensor(var, "var", dtype=x.dtype, device=x.device, finite=check)
     try:
