@@ -103,8 +103,8 @@ def at_least(margin: float = 0.0) -> Callable:
 def _threshold(sign: int, margin: float) -> Callable:
     def compare(expected, got):
         value = _to_array(got, "")
-        if value.size != 1:
-            return f"expected one number, got shape {value.shape}"
+        if value.ndim != 0:
+            return f"expected one number, got shape {value.shape} (use .item() or float(...))"
         value = float(value.reshape(()))
         limit = float(_to_array(expected, "").reshape(())) + sign * margin
         if not np.isfinite(value):
@@ -178,7 +178,9 @@ class Problem:
             return []
         if rng is None or not self.fresh_inputs:
             return list(self.cases())
-        return list(self.cases(rng))
+        with torch.random.fork_rng(devices=[]):  # a case that draws from torch's global RNG stays
+            torch.manual_seed(int(rng.integers(0, 2**31 - 1)))  # reproducible from the grader's seed
+            return list(self.cases(rng))
 
     def grading_rng(self, seed: int) -> np.random.Generator:
         """The generator the instructor's grader hands to ``cases`` for a notebook's ``seed``."""
@@ -209,6 +211,11 @@ def register(problem: Problem) -> Problem:
         raise ValueError(f"problem id {problem.id!r} is registered twice")
     PROBLEMS[problem.id] = problem
     return problem
+
+
+def _id_key(pid: str) -> tuple:
+    """Sort problem ids by section number, then name: 14.2.x < 14.10.y, 15.2.1 < 15.2.coupling."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in pid.split("."))
 
 
 def problems_for_section(section: str) -> list[Problem]:
@@ -524,7 +531,7 @@ def main() -> None:  # python -m companion_lib.grading
     """List every registered problem: id, section, title."""
     from companion_lib.grading import PROBLEMS as registry  # the imported module's registry, not __main__'s
 
-    for pid in sorted(registry, key=lambda s: [int(t) if t.isdigit() else t for t in s.split(".")]):
+    for pid in sorted(registry, key=_id_key):
         p = registry[pid]
         fixed = "" if p.kind == "value" or p.fresh_inputs else "  (grader reuses the fixed inputs)"
         print(f"{pid:<32} §{p.section:<6} {p.title}{fixed}")

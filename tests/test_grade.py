@@ -1,49 +1,248 @@
-"""The instructor's grader: runs a submission, re-grades the recorded answers, tolerates errors."""
-import csv
+"""The instructor's grader (issue 9), on synthetic submissions: only the right answer earns credit,
+every notebook gets a row, a hang, a crash, a flood or a kernel that kills its parent stops nothing.
 
-import nbformat
+One class of 16 tiny notebooks is graded once (``--jobs 2``) and the tests read its results; each
+notebook costs a kernel start and a torch import, so this module takes about a minute.
+"""
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
 import pytest
 
-from companion_lib import grade
+from companion_lib import _grade_transport, grade
+from companion_lib.grading import PROBLEMS, STATUSES
 
-STUDENT = [
-    "from companion_lib.grading import check, HISTORY\nfrom companion_lib import mixture\nimport torch",
-    # a right answer
-    "r1 = check('14.1.e_step', mixture.responsibilities)",
-    # a wrong answer (the unbiased covariance), then the student tampers with the recorded status
-    "def gaussian_mle(X):\n    X = torch.as_tensor(X)\n    return X.mean(0), torch.cov(X.T).reshape(X.shape[1], -1)\n"
-    "r2 = check('14.1.gaussian_mle', gaussian_mle)\nHISTORY[-1].status = 'passed'",
-    # a cell that raises must not stop grading
-    "1 / 0",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent / "grading_fixtures"))
+import fixture_problems  # noqa: E402,F401  (registers 0.9.scale, 0.9.threshold in this process too)
+import submissions  # noqa: E402
+
+SECTIONS = ["14.1", "0.9"]
+COLUMNS = ["14.1.e_step", "14.1.gaussian_mle", "0.9.scale", "0.9.threshold"]  # the order of the expectations
+CELL_TIMEOUT = 25  # generous: the first cell imports torch on a shared machine
 
 
-def _write(tmp_path, name, sources):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = tmp_path / name
-    nbformat.write(nb, path)
-    return path
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    subs = root / "submissions"
+    subs.mkdir()
+    cases = submissions.class_of(str(subs / "right.ipynb"))
+    for name, (cells, _, _) in cases.items():
+        submissions.write_notebook(subs / name, cells)
+    (subs / "broken.ipynb").write_text("this is not a notebook")
+    right_bytes = (subs / "right.ipynb").read_bytes()
+    students = root / "students.csv"
+    students.write_text("file,student\n" + "".join(f"{n},s{i:03d}\n" for i, n in enumerate(sorted(cases))))
+    out = root / "grades.csv"
+    paths = sorted(str(p) for p in subs.glob("*.ipynb"))
+    code = grade.main([*paths, "--csv", str(out), "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT),
+                       "--sections", *SECTIONS, "--seed", "7", "--students", str(students)])
+    rows = {r["notebook"]: r for r in csv.DictReader(out.open())}
+    return {"root": root, "subs": subs, "cases": cases, "rows": rows, "csv": out, "code": code,
+            "right_bytes": right_bytes, "results": root / "grades-results",
+            "feedback": root / "grades-feedback"}
 
 
-def test_grade_notebook_regrades_answers_and_counts_errors(tmp_path):
-    report = grade.grade_notebook(_write(tmp_path, "alice.ipynb", STUDENT), timeout=120)
-    assert report["grades"] == {"14.1.e_step": "passed", "14.1.gaussian_mle": "failed"}
-    assert report["error_cells"] == 1
+def test_every_notebook_gets_a_row_with_every_problem_column(graded):
+    assert graded["code"] == 0
+    assert set(graded["rows"]) == set(graded["cases"]) | {"broken.ipynb"}
+    header = next(csv.reader(graded["csv"].open()))
+    assert header[:2] == ["student", "notebook"] and header[2:6] == grade.assignment(SECTIONS)
+    assert sorted(header[2:6]) == sorted(COLUMNS)
+    for row in graded["rows"].values():
+        assert all(row[c] in STATUSES for c in COLUMNS)
+        assert row["run"] in grade.RUN_STATUSES
+    assert graded["rows"]["broken.ipynb"]["run"] == "unreadable"
+    assert graded["rows"]["right.ipynb"]["student"] != ""
 
 
-def test_main_writes_a_csv_with_missing_and_unsolved(tmp_path, capsys):
-    alice = _write(tmp_path, "alice.ipynb", STUDENT)
-    bob = _write(tmp_path, "bob.ipynb", [STUDENT[0], "check('14.1.e_step', None)"])
-    out = tmp_path / "grades.csv"
-    assert grade.main([str(alice), str(bob), "--csv", str(out)]) == 0
-    rows = list(csv.DictReader(out.open()))
-    assert [r["passed"] for r in rows] == ["1", "0"]
-    assert rows[1]["14.1.e_step"] == "unsolved" and rows[1]["14.1.gaussian_mle"] == "missing"
-    assert "1/2 passed" in capsys.readouterr().out
+@pytest.mark.parametrize("name", sorted(submissions.class_of("x")))
+def test_each_submission_gets_exactly_the_grades_it_deserves(graded, name):
+    _, expected, run = graded["cases"][name]
+    row = graded["rows"][name]
+    got = tuple("-" if row[c] == "missing" else row[c] for c in COLUMNS)
+    assert got == expected, f"{name}: {got} (feedback: {(graded['feedback'] / (row['student'] + '.txt')).read_text()})"
+    assert row["run"] == run, f"{name}: run {row['run']}"
+
+
+def test_only_the_right_notebook_earns_full_credit(graded):
+    full = [n for n, r in graded["rows"].items() if r["passed"] == str(len(COLUMNS))]
+    assert full == ["right.ipynb"]
+
+
+def test_a_classmate_overwriting_a_file_changes_nothing_in_this_run(graded):
+    # the kernel of classmate.ipynb did overwrite right.ipynb on disk ...
+    assert (graded["subs"] / "right.ipynb").read_bytes() != graded["right_bytes"]
+    # ... but every submission was read before any kernel ran, and its own folder held only itself
+    assert graded["rows"]["right.ipynb"]["passed"] == "4"
+    assert graded["rows"]["classmate.ipynb"]["error_cells"] == "0"
+
+
+def test_results_are_per_notebook_atomic_files_with_hash_and_seed(graded):
+    files = sorted(p.name for p in graded["results"].glob("*.json") if not p.name.startswith("_"))
+    assert len(files) == len(graded["rows"])
+    r = json.loads(next(graded["results"].glob("right-*.json")).read_text())
+    assert r["sha256"] == graded["rows"]["right.ipynb"]["sha256"] and r["base_seed"] == 7
+    assert r["seed"] == grade.notebook_seed(7, r["sha256"])
+    assert json.loads((graded["results"] / "_run.json").read_text()) == {"seed": 7}
+    assert not list((graded["results"] / "_started").iterdir())
+
+
+def test_feedback_files_say_what_failed_and_why(graded):
+    by_student = {r["notebook"]: r["student"] for r in graded["rows"].values()}
+    text = (graded["feedback"] / f"{by_student['forge_wrapper.ipynb']}.txt").read_text()
+    assert "no-credit" in text and "mixture.responsibilities" in text and "PROBLEMS" in text
+    text = (graded["feedback"] / f"{by_student['hang.ipynb']}.txt").read_text()
+    assert "killed-after-timeout" in text and "ignored the interrupt" in text
+    text = (graded["feedback"] / f"{by_student['forge_allclose.ipynb']}.txt").read_text()
+    assert "values differ from the reference" in text and "a passing result is at most 3.05" in text
+
+
+def test_resume_regrades_only_what_is_missing_and_gives_the_same_grades(graded, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(graded["results"], results)
+    right = tmp_path / "right.ipynb"
+    right.write_bytes(graded["right_bytes"])
+    untouched = tmp_path / "untouched.ipynb"
+    shutil.copy(graded["subs"] / "untouched.ipynb", untouched)
+    old = json.loads(next(results.glob("right-*.json")).read_text())
+    next(results.glob("right-*.json")).unlink()
+    out = tmp_path / "g.csv"
+    assert grade.main([str(right), str(untouched), "--results", str(results), "--resume", "--csv", str(out),
+                       "--sections", *SECTIONS, "--cell-timeout", str(CELL_TIMEOUT)]) == 0
+    assert "untouched.ipynb: already graded" in capsys.readouterr().out
+    new = json.loads(next(results.glob("right-*.json")).read_text())
+    assert new["seed"] == old["seed"] and new["grades"] == old["grades"]
+    assert [r["notebook"] for r in csv.DictReader(out.open())] == ["right.ipynb", "untouched.ipynb"]
+    with pytest.raises(ValueError, match="seed 7"):
+        grade.main([str(right), "--results", str(results), "--seed", "8"])
+
+
+def test_shards_merge_into_one_csv(graded, tmp_path):
+    shard_a, shard_b = tmp_path / "a", tmp_path / "b"
+    shard_a.mkdir(), shard_b.mkdir()
+    for i, p in enumerate(sorted(graded["results"].glob("[!_]*.json"))):
+        shutil.copy(p, (shard_a, shard_b)[i % 2])
+    out = tmp_path / "merged.csv"
+    assert grade.main(["merge", str(shard_a), str(shard_b), "--csv", str(out), "--sections", *SECTIONS]) == 0
+    merged = {r["notebook"]: r for r in csv.DictReader(out.open())}
+    assert set(merged) == set(graded["rows"])
+    for name, row in merged.items():
+        assert [row[c] for c in COLUMNS] == [graded["rows"][name][c] for c in COLUMNS]
+    assert (tmp_path / "merged-feedback" / "right.txt").exists()
+
+
+def test_shard_selection_is_a_partition():
+    subs = [grade.Submission(f"n{i}.ipynb", b"", f"{i:064x}") for i in range(7)]
+    parts = [grade._shard(subs, f"{i}/3") for i in range(3)]
+    assert sorted(s.name for p in parts for s in p) == sorted(s.name for s in subs)
+    with pytest.raises(ValueError, match="I/N"):
+        grade._shard(subs, "3/3")
+
+
+def test_notebook_timeout_stops_the_notebook_and_keeps_a_row(tmp_path):
+    nb = submissions.write_notebook(tmp_path / "slow.ipynb", ["x = 1", "import time\ntime.sleep(10**6)", "y = 2"])
+    r = grade.grade_notebook(nb, timeout=600, notebook_timeout=3, sections=["14.1"])
+    assert r["run"] == "notebook-timeout" and r["cells_run"] == 1
+    assert {g["status"] for g in r["grades"].values()} == {"missing"}
 
 
 def test_bad_path_is_reported(tmp_path):
     with pytest.raises(ValueError, match=".ipynb"):
         grade.grade_notebook(tmp_path / "nope.txt")
+
+
+def test_unknown_section_is_a_clear_error():
+    with pytest.raises(ValueError, match="sections with problems"):
+        grade.assignment(["99.9"])
+
+
+# --------------------------------------------------------------------------------------------------
+# The transport and the reading of defining cells (no kernel needed)
+def test_transport_round_trip_keeps_types_and_never_unpickles(tmp_path):
+    import numpy as np
+    import torch
+
+    value = ({"w": torch.arange(3.0, dtype=torch.float64), 2: [np.int64(4), 1.5, None, "s", True]},
+             torch.zeros(2, 2, dtype=torch.bfloat16), object())
+    stem = tmp_path / "x"
+    _grade_transport.write_inputs(stem, {"p": [value]})
+    (back,) = _grade_transport.read_inputs(stem)["p"]
+    assert back[0]["w"].dtype == torch.float64 and torch.equal(back[0]["w"], value[0]["w"])
+    assert back[0][2] == [4, 1.5, None, "s", True] and back[1].dtype == torch.bfloat16
+    assert type(back[2]).__name__ == "object" and not isinstance(back[2], (int, float, str))
+    # an .npz holding a pickled object array is refused, not loaded
+    np.savez(stem.with_suffix(".npz"), a0=np.array([object()], dtype=object))
+    with pytest.raises(Exception):
+        _grade_transport.read_inputs(stem)
+
+
+def test_exports_folder_replaced_by_a_link_is_not_followed(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "answers").symlink_to(target)
+    exports, notes = _grade_transport.read_exports(tmp_path / "answers")
+    assert exports == {} and "link" in notes[0]
+
+
+CHAPTER_STYLE = [
+    "from companion_lib import mixture\nfrom companion_lib.grading import check",
+    "def e_step(x, w, m, v):\n    return torch.softmax(torch.log(w) - (x[:, None] - m) ** 2 / v, 1)\n\n\n"
+    "result = check('14.1.e_step', e_step)\nresult",
+    "e_step = result.or_reference()",
+]
+
+
+@pytest.mark.parametrize("cells, uses", [
+    (CHAPTER_STYLE, None),
+    (["from companion_lib.mixture import responsibilities as r",
+      "def e_step(*a):\n    return r(*a)\ncheck('14.1.e_step', e_step)"], "companion_lib.mixture.responsibilities"),
+    (["import companion_lib.mixture as mx", "check('14.1.e_step', lambda *a: mx.responsibilities(*a))"],
+     "companion_lib.mixture.responsibilities"),
+    (["import companion_lib", "f = companion_lib.grading.PROBLEMS['14.1.e_step'].expected()\n"
+      "def e_step(*a):\n    return f(*a)\ncheck('14.1.e_step', e_step)"], "PROBLEMS"),
+    (["%matplotlib inline\nfrom companion_lib.mixture import responsibilities as e_step",
+      "!ls\ncheck('14.1.e_step', e_step)"],
+     "companion_lib.mixture.responsibilities"),
+    # using another library function (not the reference) is fine
+    (["from companion_lib import mixture", "def e_step(x, w, m, v):\n"
+      "    return mixture.e_step(x[:, None], w, m[:, None], v, 'spherical')[1].exp()\n"
+      "check('14.1.e_step', e_step)"], None),
+])
+def test_reference_use_reads_the_defining_cell(cells, uses):
+    reason = grade.reference_use(cells, -1, PROBLEMS["14.1.e_step"], {})
+    assert (reason is None) if uses is None else (uses in reason)
+
+
+def test_worked_solutions_are_never_refused_credit():
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "solutions").glob("*.ipynb")):
+        cells = grade.code_cells(path.read_bytes())
+        for pid, problem in PROBLEMS.items():
+            if problem.kind == "function" and any(pid in c for c in cells):
+                assert grade.reference_use(cells, -1, problem, {}) is None, (path.name, pid)
+
+
+@pytest.mark.parametrize("pid", sorted(PROBLEMS))
+def test_every_problem_survives_the_transport(pid, tmp_path):
+    """What a kernel would export for the reference passes, for each wrong answer fails, when judged
+    against the grader's own inputs (fresh ones where the problem takes an rng)."""
+    from companion_lib import grading
+
+    problem = PROBLEMS[pid]
+    cases = problem.cases_for(problem.grading_rng(12345))
+    if problem.kind == "function":
+        _grade_transport.write_inputs(tmp_path / "in", {pid: cases})
+        kernel_cases = _grade_transport.read_inputs(tmp_path / "in")[pid]
+    else:
+        kernel_cases = []
+    for answer, want in [(problem.expected(), "passed")] + [(w, "failed") for w in problem.wrong_answers]:
+        arrays = {}
+        skeleton = _grade_transport.encode(
+            [[k, p] for k, p in grading._evaluate(problem, answer, kernel_cases)], arrays)
+        outcomes = [(k, p) for k, p in _grade_transport.decode(skeleton, arrays)]
+        status, message = grading.judge(problem, cases, outcomes)
+        assert status == want, f"{pid}: {want} expected, got {status}: {message}"

@@ -127,3 +127,65 @@ def test_every_problem_is_posed_in_a_chapter_and_solved_in_solutions():
     assert in_chapters <= set(PROBLEMS), f"unregistered ids in chapters: {in_chapters - set(PROBLEMS)}"
     assert set(PROBLEMS) <= in_chapters, f"problems never posed in chapters/: {set(PROBLEMS) - in_chapters}"
     assert set(PROBLEMS) <= in_solutions, f"problems without a worked solution: {set(PROBLEMS) - in_solutions}"
+
+
+def _leaves(x):
+    if isinstance(x, dict):
+        return [a for v in x.values() for a in _leaves(v)]
+    if isinstance(x, (tuple, list)):
+        return [a for v in x for a in _leaves(v)]
+    return [np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)]
+
+
+@pytest.mark.parametrize("pid", [pid for pid in IDS if PROBLEMS[pid].fresh_inputs])
+def test_the_graders_inputs_are_not_the_ones_the_student_saw(pid):
+    p = PROBLEMS[pid]
+    shown = _leaves(p.cases_for(None))
+    fresh = [_leaves(p.cases_for(p.grading_rng(seed))) for seed in (1, 2)]
+    differs = lambda a, b: len(a) != len(b) or any(x.shape != y.shape or not np.array_equal(x, y)
+                                                   for x, y in zip(a, b))
+    assert differs(shown, fresh[0]) and differs(fresh[0], fresh[1])
+    assert not differs(fresh[0], _leaves(p.cases_for(p.grading_rng(1))))  # same seed, same inputs
+
+
+def test_case_seed_and_thresholds():
+    assert grading.case_seed(None, 5) == 5
+    assert grading.case_seed(np.random.default_rng(0), 5) == grading.case_seed(np.random.default_rng(0), 5)
+    with pytest.raises(TypeError, match="Generator"):
+        grading.case_seed(3, 5)
+    assert grading.at_most(0.1)(1.0, 1.05) is None and "at most 1.1" in grading.at_most(0.1)(1.0, 1.2)
+    assert grading.at_least(0.0)(2.0, 2.5) is None and "at least 2" in grading.at_least(0.0)(2.0, 1.0)
+    assert "NaN" in grading.at_most()(1.0, float("nan")) and "one number" in grading.at_most()(1.0, [1.0, 2.0])
+
+
+def test_progress_is_one_line_per_section(monkeypatch):
+    monkeypatch.setattr(grading, "HISTORY", [])
+    section = PROBLEMS[IDS[0]].section
+    ids = [p.id for p in grading.problems_for_section(section)]
+    check(ids[0], PROBLEMS[ids[0]].expected())
+    line = str(grading.progress(section))
+    assert line.startswith(f"{section}: 1/{len(ids)} problems pass") and "\n" not in line
+    if len(ids) > 1:
+        assert ids[1] in line
+    with pytest.raises(ValueError, match="sections with problems"):
+        grading.progress("99.9")
+
+
+def test_a_class_answer_runs_through_its_harness():
+    class Twice:
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, x):
+            return self.k * x
+
+    p = Problem(id="0.0.cls", section="0.0", title="t", statement="s", kind="function", reference=Twice,
+                hint="h", wrong_answers=(1, 2, 3), cases=lambda rng=None: [(2.0, np.arange(3.0))],
+                harness=lambda cls, k, x: cls(k)(x))
+    grading.register(p)
+    try:
+        assert check("0.0.cls", Twice)
+        assert not check("0.0.cls", lambda k: (lambda x: x))
+        assert "raised" in check("0.0.cls", lambda: None).message
+    finally:
+        del PROBLEMS["0.0.cls"]

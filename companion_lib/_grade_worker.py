@@ -1,0 +1,149 @@
+"""One submission's sacrificial worker (private): ``python -m companion_lib._grade_worker``.
+
+The instructor's grader (``companion_lib.grade``) starts one worker per notebook, in a session of its
+own, and writes the job to its stdin as JSON: the code cells to run, the kernel's working folder and
+environment, a control folder, the time limits. The worker starts a kernel there, runs the cells one
+by one (outputs are read and thrown away, so a flood costs nothing), interrupts a cell that runs past
+its limit, kills the kernel if it ignores the interrupt, and records its progress in
+``<control>/status.json`` after every cell. It grades nothing and reads nothing the kernel writes: if
+the kernel kills it, the grader notices, kills what is left and grades the answers already exported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import time
+from pathlib import Path
+
+import zmq
+from jupyter_client import KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+KERNEL_NAME = "companion-grader"
+
+
+class _Worker:
+    def __init__(self, job: dict):
+        self.job = job
+        self.ctl = Path(job["ctl"])
+        self.status = {"state": "starting", "kernel_pid": None, "cells": len(job["cells"]), "cells_run": 0,
+                       "error_cells": 0, "timed_out_cells": 0, "run": None, "detail": ""}
+        self.km = None
+        self.kc = None
+
+    def save(self, **changes) -> None:
+        self.status.update(changes)
+        tmp = self.ctl / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status))
+        os.replace(tmp, self.ctl / "status.json")
+
+    # ----------------------------------------------------------------------------------------------
+    def start_kernel(self) -> None:
+        spec_dir = self.ctl / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        (spec_dir / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "companion grader", "language": "python"}))
+        ksm = KernelSpecManager(kernel_dirs=[str(self.ctl / "kernels")], ensure_native_kernel=False)
+        self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
+                                connection_file=str(self.ctl / "connection.json"))
+        devnull = os.open(os.devnull, os.O_RDWR)
+        self.km.start_kernel(env=self.job["env"], cwd=self.job["work"], stdin=devnull, stdout=devnull,
+                             stderr=devnull)
+        self.save(state="kernel started", kernel_pid=getattr(self.km.provisioner, "pid", None))
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=max(1.0, self.job["startup_deadline"] - time.time()))
+        self.job["deadline"] = time.time() + float(self.job["notebook_timeout"])
+
+    def drain(self) -> None:
+        """Read and drop whatever the kernel published (outputs, status): bounded work per call."""
+        sock = self.kc.iopub_channel.socket
+        for _ in range(10_000):
+            try:
+                sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+
+    def wait_reply(self, msg_id: str, deadline: float) -> str:
+        """"ok", "error", "timeout" or "kernel-died", for the execute request ``msg_id``."""
+        while True:
+            self.drain()
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return "timeout"
+            try:
+                reply = self.kc.get_shell_msg(timeout=min(0.2, remaining))
+            except queue.Empty:
+                if not self.km.is_alive():
+                    return "kernel-died"
+                continue
+            if reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            return "ok" if reply.get("content", {}).get("status") == "ok" else "error"
+
+    def run_cells(self) -> None:
+        cell_timeout = float(self.job["cell_timeout"])
+        grace = float(self.job["interrupt_grace"])
+        for i, code in enumerate(self.job["cells"]):
+            if time.time() >= self.job["deadline"]:
+                self.save(run="notebook-timeout", detail=f"stopped before cell {i + 1}")
+                return
+            deadline = min(time.time() + cell_timeout, self.job["deadline"])
+            msg_id = self.kc.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+            outcome = self.wait_reply(msg_id, deadline)
+            if outcome == "timeout":
+                notebook_over = time.time() >= self.job["deadline"]
+                self.km.interrupt_kernel()
+                after = self.wait_reply(msg_id, time.time() + grace)
+                self.save(timed_out_cells=self.status["timed_out_cells"] + 1)
+                if after in ("timeout", "kernel-died"):
+                    self.km.shutdown_kernel(now=True)
+                    self.save(run="killed-after-timeout",
+                              detail=f"cell {i + 1} ignored the interrupt; the kernel was killed")
+                    return
+                if notebook_over:
+                    self.save(run="notebook-timeout", detail=f"cell {i + 1} interrupted at the notebook limit")
+                    return
+                outcome = "error"
+            if outcome == "kernel-died":
+                self.save(run="kernel-died", detail=f"the kernel exited during cell {i + 1}")
+                return
+            self.save(state="running", cells_run=i + 1,
+                      error_cells=self.status["error_cells"] + (outcome == "error"))
+        self.save(run="cell-timeout" if self.status["timed_out_cells"] else "completed")
+
+    def close(self) -> None:
+        try:
+            if self.kc is not None:
+                self.kc.stop_channels()
+            if self.km is not None and self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
+        except Exception:
+            pass
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    worker = _Worker(job)
+    worker.save()
+    try:
+        try:
+            worker.start_kernel()
+        except Exception as err:
+            worker.save(run="kernel-start-failed", detail=f"{type(err).__name__}: {err}"[:500])
+            return 1
+        worker.run_cells()
+    except Exception as err:  # a bug here must still leave a status behind
+        worker.save(run=worker.status["run"] or "worker-died", detail=f"{type(err).__name__}: {err}"[:500])
+        return 1
+    finally:
+        worker.close()
+        worker.save(state="done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
