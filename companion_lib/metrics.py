@@ -5,6 +5,8 @@
 * ``DigitJudge``            a classifier that labels a sample image with a digit and a confidence:
                             the share of confident samples and the class histogram (sample quality)
 * ``nearest_train_distance`` distance of each sample to its nearest training digit (is it a copy?)
+* ``record_heldout_result`` write a model's held-out bits/dim to ``results/heldout_bits_per_dim.json``
+                            (only when ``COMPANION_RECORD=1``), the source of README's table
 * ``chi_square_gof``        Pearson's (1900) χ² goodness-of-fit test
 
 Convention (see ``companion_lib.data.dequantize``): a model density p on y = (x + u) / L in [0, 1)^d,
@@ -17,7 +19,10 @@ Results are plain floats and NumPy arrays on the CPU, whatever device the model 
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,10 +31,10 @@ import torch
 from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.data import (DIGIT_LEVELS, dequantized_bits_per_dim, heldout_digits,
                                 load_digits_split)
-from companion_lib.settings import cpu_float64
+from companion_lib.settings import cpu_float64, get_mode
 
-__all__ = ["bits_per_dim", "nats_to_bits_per_dim", "heldout_bits_per_dim", "DigitJudge",
-           "nearest_train_distance", "heldout_nearest_train_distance", "chi_square_gof"]
+__all__ = ["bits_per_dim", "nats_to_bits_per_dim", "heldout_bits_per_dim", "record_heldout_result",
+           "DigitJudge", "nearest_train_distance", "heldout_nearest_train_distance", "chi_square_gof"]
 
 #: Pixels of one digit image (8 × 8).
 DIGIT_DIMS = 64
@@ -89,6 +94,56 @@ def heldout_bits_per_dim(log_prob_fn: Callable, batch_size: int = 360, device=No
             raise ValueError(f"log_prob_fn returned {int((~torch.isfinite(lp)).sum())} NaN or infinite "
                              "log-densities on the held-out digits; expected finite values in nats")
     return bits_per_dim(lp, DIGIT_DIMS, DIGIT_LEVELS)
+
+
+# ------------------------------------------------------------------------------------ the results file
+#: Where ``record_heldout_result`` writes (``COMPANION_RESULTS_FILE`` overrides it).
+RESULTS_FILE = Path(__file__).resolve().parents[1] / "results" / "heldout_bits_per_dim.json"
+
+
+def _results_file() -> Path:
+    env = os.environ.get("COMPANION_RESULTS_FILE", "").strip()
+    return Path(env) if env else RESULTS_FILE
+
+
+def _recording() -> bool:
+    value = os.environ.get("COMPANION_RECORD", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"COMPANION_RECORD={value!r}; expected 1 (write results) or 0 (do not)")
+
+
+def record_heldout_result(key: str, model: str, bits_per_dim, notebook: str, *, order: int = 0,
+                          note: str = "") -> dict:
+    """A row of README's table of held-out bits/dim: written to the results file only when
+    ``COMPANION_RECORD=1`` (``tools/execute_notebooks.py`` sets it; nbval and students' runs leave
+    the repository untouched). Returns the row either way.
+
+    key: a stable id (``"14_2/full_gaussian"``), so a re-run replaces its row; model: the table's text;
+    bits_per_dim: a float, or a tuple of floats shown as "a / b" (e.g. a VAE's ELBO and IWAE
+    bounds), measured on ``data.heldout_digits()`` (``heldout_bits_per_dim``); notebook: e.g.
+    ``"14_2"``; order: position among the notebook's rows. Rows are kept per run mode (quick, full).
+    ``python tools/readme_table.py`` turns the file into README's table.
+    """
+    for name, value in (("key", key), ("model", model), ("notebook", notebook), ("note", note)):
+        if not isinstance(value, str) or (name != "note" and not value.strip()):
+            raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+    values = bits_per_dim if isinstance(bits_per_dim, (tuple, list)) else (bits_per_dim,)
+    if not values:
+        raise ValueError("bits_per_dim must be a number or a non-empty tuple of numbers")
+    values = [check_float(v.item() if isinstance(v, (torch.Tensor, np.ndarray)) else v, "bits_per_dim")
+              for v in values]
+    row = {"model": model, "bits_per_dim": values, "notebook": notebook,
+           "order": check_int(order, "order"), "note": note}
+    if _recording():
+        path = _results_file()
+        table = json.loads(path.read_text()) if path.exists() else {}
+        table.setdefault(get_mode(), {})[key] = row
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return row
 
 
 # ------------------------------------------------------------------------------------ samples
@@ -275,6 +330,7 @@ class DigitJudge:
 
 
 # ------------------------------------------------------------------------------------ χ²
+@cpu_float64()
 def chi_square_gof(counts, probs, n_params: int, min_expected: float = 5.0):
     """Pearson's (1900) chi-square goodness-of-fit test of binned counts against a fitted model.
 

@@ -143,3 +143,63 @@ def test_heldout_reference_distance_is_far_from_copies():
     assert d.shape == (360,)
     # real held-out digits are new: far further from the training set than a dequantised copy (4/17)
     assert np.median(d) > 3 * 4 / 17
+
+
+# ------------------------------------------------------------------ README's table from recorded results
+def _readme_table_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "readme_table.py"
+    spec = importlib.util.spec_from_file_location("readme_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_record_writes_only_when_asked(tmp_path, monkeypatch):
+    out = tmp_path / "r.json"
+    monkeypatch.setenv("COMPANION_RESULTS_FILE", str(out))
+    monkeypatch.setenv("COMPANION_MODE", "quick")
+    monkeypatch.delenv("COMPANION_RECORD", raising=False)
+    row = metrics.record_heldout_result("14_2/iso", "N(μ, σ²I)", 4.1234, "14_2", order=1)
+    assert row["bits_per_dim"] == [4.1234] and not out.exists()          # nbval / students: no file
+    monkeypatch.setenv("COMPANION_RECORD", "1")
+    metrics.record_heldout_result("14_2/iso", "N(μ, σ²I)", 4.1234, "14_2", order=1)
+    metrics.record_heldout_result("14_5/vae", "VAE", (3.31, torch.tensor(3.08)), "14_5")
+    metrics.record_heldout_result("14_2/iso", "N(μ, σ²I)", 4.2, "14_2", order=1)   # a re-run replaces
+    import json
+    table = json.loads(out.read_text())
+    assert set(table) == {"quick"} and table["quick"]["14_2/iso"]["bits_per_dim"] == [4.2]
+    assert table["quick"]["14_5/vae"]["bits_per_dim"] == pytest.approx([3.31, 3.08])
+    with pytest.raises(ValueError, match="finite"):
+        metrics.record_heldout_result("k", "m", float("nan"), "14_2")
+    with pytest.raises(TypeError, match="model"):
+        metrics.record_heldout_result("k", None, 1.0, "14_2")
+
+
+def test_readme_table_tool_rewrites_between_markers(tmp_path, monkeypatch):
+    tool = _readme_table_tool()
+    results = tmp_path / "r.json"
+    monkeypatch.setenv("COMPANION_RESULTS_FILE", str(results))
+    monkeypatch.setenv("COMPANION_RECORD", "1")
+    monkeypatch.setenv("COMPANION_MODE", "quick")
+    metrics.record_heldout_result("b", "mixture", 2.704, "14_2", order=2)
+    metrics.record_heldout_result("a", "uniform", math.log2(17), "14_2", order=0)
+    metrics.record_heldout_result("c", "VAE", (3.316, 3.094), "14_5")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{tool.START}\n| old |\n{tool.END}\noutro\n")
+    args = ["--results", str(results), "--readme", str(readme)]
+    assert tool.main(args + ["--check"]) == 1
+    assert tool.main(args) == 0
+    text = readme.read_text()
+    assert "| old |" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    body = text.split(tool.START)[1].split(tool.END)[0].strip().splitlines()
+    assert body[2:] == ["| uniform | 4.09 | 14_2 |", "| mixture | 2.70 | 14_2 |", "| VAE | 3.32 / 3.09 | 14_5 |"]
+    assert tool.main(args + ["--check"]) == 0
+
+
+def test_readme_has_the_table_markers():
+    tool = _readme_table_tool()
+    text = (tool.ROOT / "README.md").read_text()
+    assert text.count(tool.START) == 1 and text.count(tool.END) == 1

@@ -2,7 +2,10 @@
 
 Usage: python tools/execute_notebooks.py chapters/*.ipynb solutions/*.ipynb
 Prints the wall-clock seconds of each notebook (the numbers in README's budget table).
+Runs the kernels with COMPANION_RECORD=1, so notebooks write their held-out results to
+results/heldout_bits_per_dim.json (then: python tools/readme_table.py rewrites README's table).
 """
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ from nbclient import NotebookClient
 
 
 def main(paths):
+    os.environ.setdefault("COMPANION_RECORD", "1")   # kernels inherit it: metrics.record_heldout_result writes
     for path in map(Path, paths):
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
