@@ -26,7 +26,8 @@ from companion_lib.settings import cpu_float64
 
 __all__ = ["NoiseSchedule", "q_sample", "forward_chain", "terminal_kl",
            "posterior_mean_variance", "predict_x0", "reverse_mean",
-           "reverse_variance", "ddpm_step", "ddpm_loss", "timesteps", "respace", "sample", "variational_bound"]
+           "reverse_variance", "ddpm_step", "ddpm_loss", "timesteps", "respace", "sample", "variational_bound",
+           "noisy_mixture"]
 
 
 class NoiseSchedule:
@@ -442,11 +443,7 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
     def steps(value):
         return torch.full((b,), value, dtype=torch.long, device=dev)
 
-    # L_T: q(x_T | x_0) = N(√ᾱ_T x_0, (1 − ᾱ_T) I) against N(0, I)
-    tT = steps(schedule.T)
-    mT = schedule.at("alpha_bars", tT, x0).sqrt() * x0
-    vT = schedule.at("one_minus_alpha_bars", tT, x0).expand_as(x0)
-    total = _gaussian_kl(mT, vT, torch.zeros_like(mT), torch.ones_like(vT)).flatten(1).sum(1)
+    total = terminal_kl(schedule, x0)                                   # L_T
     # L_0: the Gaussian decoder with variance β_1
     t1 = steps(1)
     x1 = q_sample(schedule, x0, t1, randn())
@@ -462,3 +459,21 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
         v_p = reverse_variance(schedule, t, x0, sigma).expand_as(x0)
         total = total + width * _gaussian_kl(m_q, v_q, m_p, v_p).flatten(1).sum(1)
     return total
+
+
+def noisy_mixture(alpha_bar, weights, means, variances):
+    """The forward process applied to an isotropic Gaussian mixture: if x_0 ~ Σ_k ρ_k N(μ_k, σ_k² I) then
+    by (15.8) x_t ~ Σ_k ρ_k N(√ᾱ_t μ_k, (ᾱ_t σ_k² + 1 − ᾱ_t) I), again a mixture, with an exact score
+    (``ebm.gmm_score``) and so an exact optimal ε* (eq. 15.13, ``scores.eps_from_score``).
+
+    alpha_bar: ᾱ_t, a number in (0, 1]; weights (K,), means (K, d), variances (K,) tensors.
+    Returns (weights, means_t, variances_t) in the means' dtype and device.
+    """
+    ab = check_float(alpha_bar, "alpha_bar", low=0.0, high=1.0, low_open=True)
+    means = _check_data(means, "means")
+    if means.ndim != 2:
+        raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
+    variances = _check_data(variances, "variances")
+    if variances.shape != (means.shape[0],) or (variances <= 0).any():
+        raise ValueError(f"variances must be positive, shape ({means.shape[0]},) (one σ_k² per component)")
+    return weights, math.sqrt(ab) * means, ab * variances.to(means.dtype) + (1.0 - ab)

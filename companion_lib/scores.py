@@ -7,6 +7,7 @@ Floor 3 (torch only; no plotting, no grading). x has shape (n, d) throughout.
                     minimise E‖σ·s_θ(x̃) + ε‖² / 2 (the score of N(x̃; x, σ²I) at x̃ is −ε/σ)
 * ``langevin_step`` one unadjusted Langevin move  x ← x + (η/2)·s(x) + √η·ξ,  ξ ~ N(0, I)
 * ``langevin``      a chain of such moves, reproducible on any device
+* ``eps_from_score``, ``score_from_eps``  ε*(x_t, t) = −√(1 − ᾱ_t) ∇ log p(x_t)              (eq. 15.13)
 
 ``ebm`` (§14.3) uses and re-exports all four; eq. 15.13 of §15.3 (below) lives here too.
 """
@@ -19,7 +20,7 @@ import torch
 
 from companion_lib._checks import as_tensor, check_float, check_int
 
-__all__ = ["score", "dsm_loss", "langevin_step", "langevin"]
+__all__ = ["score", "dsm_loss", "langevin_step", "langevin", "eps_from_score", "score_from_eps"]
 
 
 def _callable(fn, name: str, contract: str):
@@ -111,3 +112,34 @@ def langevin(score_fn: Callable, x0, step_size: float, n_steps: int,
 # ------------------------------------------------------------------------------ §15.3: eq. 15.13
 # The denoising view of diffusion (the score of q(x_t) from the noise predictor, eq. 15.13) is added
 # here by the §15.3 work: keep it in this section, built on ``score`` / ``dsm_loss`` above.
+def _noise_level(one_minus_alpha_bar, like: torch.Tensor) -> torch.Tensor:
+    """√(1 − ᾱ_t) as a tensor broadcasting against ``like`` (a number, or (n,) / (n, 1) values in (0, 1])."""
+    if isinstance(one_minus_alpha_bar, torch.Tensor):
+        v = one_minus_alpha_bar.to(dtype=like.dtype, device=like.device)
+        if v.ndim == 1:
+            v = v[:, None]
+    else:
+        v = torch.tensor(check_float(one_minus_alpha_bar, "one_minus_alpha_bar", low=0.0, high=1.0, low_open=True),
+                         dtype=like.dtype, device=like.device)
+    if not torch.isfinite(v).all() or (v <= 0).any() or (v > 1).any():
+        raise ValueError("one_minus_alpha_bar (1 − ᾱ_t) must lie in (0, 1]")
+    return v.sqrt()
+
+
+def eps_from_score(score_xt, one_minus_alpha_bar) -> torch.Tensor:
+    """Eq. 15.13: the optimal noise prediction from the score of the noisy marginal,
+    ε*(x_t, t) = −√(1 − ᾱ_t) ∇_{x_t} log p(x_t).
+
+    score_xt (n, d); one_minus_alpha_bar: 1 − ᾱ_t, a number or (n,) per row. Returns (n, d).
+    """
+    s = as_tensor(score_xt, "score_xt", ndim=2, dtype=None)
+    return -_noise_level(one_minus_alpha_bar, s) * s
+
+
+def score_from_eps(eps, one_minus_alpha_bar) -> torch.Tensor:
+    """Eq. 15.13 read the other way: a noise predictor's implied score, −ε_θ(x_t, t) / √(1 − ᾱ_t).
+
+    eps (n, d); one_minus_alpha_bar: a number or (n,) per row. Returns (n, d).
+    """
+    e = as_tensor(eps, "eps", ndim=2, dtype=None)
+    return -e / _noise_level(one_minus_alpha_bar, e)
