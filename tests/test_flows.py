@@ -1,0 +1,187 @@
+"""§15.2 flows: the coupling layer against autograd (float64), invertibility, identity at
+initialisation, no overflow far from the data, (15.2) normalised, the logit transform, bad input."""
+import math
+
+import pytest
+import torch
+
+from companion_lib import flows, settings, training
+
+torch.set_num_threads(1)
+F64 = torch.float64
+
+
+def _perturb(module, scale=0.5, seed=0):
+    """Random non-zero weights, so the layer is far from the identity it starts as."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+@pytest.fixture
+def layer():
+    torch.manual_seed(0)
+    mask = torch.tensor([False, True, False, True, True])
+    return _perturb(flows.AffineCoupling(5, mask, hidden=12).double())
+
+
+@pytest.fixture
+def z():
+    return torch.randn(64, 5, generator=torch.Generator().manual_seed(1), dtype=F64)
+
+
+def test_coupling_forward_inverse_and_shapes(layer, z):
+    z_next, log_det = layer(z)
+    assert z_next.shape == (64, 5) and log_det.shape == (64,)
+    assert torch.equal(z_next[:, layer.mask], z[:, layer.mask])          # (15.3): A passes through
+    assert not torch.allclose(z_next, z)
+    assert (layer.inverse(z_next) - z).abs().max() < 1e-12
+
+
+def test_coupling_log_det_equals_autograd_and_jacobian_is_triangular(layer, z):
+    mask = layer.mask
+    order = torch.cat([mask.nonzero().flatten(), (~mask).nonzero().flatten()])
+    n_a = int(mask.sum())
+    _, log_det = layer(z[:6])
+    for i in range(6):
+        J = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], z[i])
+        Jo = J[order][:, order]
+        assert torch.equal(Jo[:n_a, n_a:], torch.zeros_like(Jo[:n_a, n_a:]))    # upper-right block
+        assert torch.allclose(Jo[:n_a, :n_a], torch.eye(n_a, dtype=F64))
+        r, _ = layer.conditioner(z[i:i + 1, mask])
+        assert torch.allclose(torch.diagonal(Jo[n_a:, n_a:]), torch.exp(r[0]), atol=1e-12)
+        assert abs(torch.linalg.slogdet(J)[1] - log_det[i]) < 1e-10
+
+
+def test_new_layer_and_new_flow_are_the_identity(z):
+    layer = flows.AffineCoupling(5, torch.tensor([True, False, True, False, False])).double()
+    z_next, log_det = layer(z)
+    assert torch.equal(z_next, z) and torch.equal(log_det, torch.zeros(64, dtype=F64))
+    model = flows.RealNVP(5, n_layers=4, hidden=8).double()
+    x_out, ld = model(z)
+    assert torch.equal(x_out, z) and torch.equal(ld, torch.zeros(64, dtype=F64))
+    # so log ρ is the standard normal's, exactly as torch.distributions computes it
+    ref = torch.distributions.Normal(torch.zeros(5, dtype=F64), 1.0).log_prob(z).sum(1)
+    assert torch.allclose(model.log_prob(z), ref, atol=1e-12)
+
+
+def test_realnvp_invertible_and_log_det_matches_autograd():
+    torch.manual_seed(1)
+    model = _perturb(flows.RealNVP(4, n_layers=6, hidden=16).double(), 0.3, seed=2)
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(3), dtype=F64)
+    z, log_det = model(x)
+    assert (model.inverse(z) - x).abs().max() < 1e-10
+    for i in range(4):
+        J = torch.autograd.functional.jacobian(lambda v: model(v[None])[0][0], x[i])
+        assert abs(torch.linalg.slogdet(J)[1] - log_det[i]) < 1e-9
+    samples = model.sample(10, torch.Generator().manual_seed(4))
+    assert samples.shape == (10, 4) and samples.dtype == F64
+
+
+def test_log_prob_is_a_normalised_density_in_2d():
+    """(15.2) with the log-det: ∫ρ = 1 by quadrature, for a random (untrained) 2-D flow."""
+    torch.manual_seed(2)
+    model = _perturb(flows.RealNVP(2, n_layers=4, hidden=16).double(), 0.15, seed=5)
+    c = torch.linspace(-12, 12, 1201, dtype=F64)
+    xx, yy = torch.meshgrid(c, c, indexing="ij")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    with torch.no_grad():
+        mass = model.log_prob(pts).exp().sum() * (c[1] - c[0]) ** 2
+    assert abs(mass.item() - 1) < 1e-4
+    # without the log-det it is not a density
+    with torch.no_grad():
+        z, _ = model(pts)
+        wrong = flows.standard_normal_log_prob(z).exp().sum() * (c[1] - c[0]) ** 2
+    assert abs(wrong.item() - 1) > 0.05
+
+
+def test_no_overflow_far_from_the_data():
+    torch.manual_seed(3)
+    model = _perturb(flows.RealNVP(3, n_layers=8, hidden=16), 1.0, seed=6)     # float32, big weights
+    x = torch.tensor([[1e4, -1e4, 3e3], [-5e3, 2e2, 1e4], [0.0, 0.0, 0.0]])
+    with torch.no_grad():
+        z, log_det = model(x)
+        lp = model.log_prob(x)
+    assert torch.isfinite(z).all() and torch.isfinite(log_det).all() and torch.isfinite(lp).all()
+    # the bounded log-scale: each layer's |log h| is at most its learned factor |c|
+    bound = sum(layer.scale.abs().sum().item() for layer in model.layers)
+    assert log_det.abs().max().item() <= bound + 1e-3
+
+
+def test_logit_transform_log_det_and_inverse():
+    with settings.cpu_float64():
+        t = flows.LogitTransform(6, alpha=0.05)
+        y = torch.rand(5, 6, generator=torch.Generator().manual_seed(7), dtype=F64)
+        u, log_det = t(y)
+        assert (t.inverse(u) - y).abs().max() < 1e-12
+        for i in range(5):
+            J = torch.autograd.functional.jacobian(lambda v: t(v[None])[0][0], y[i])
+            assert abs(torch.linalg.slogdet(J)[1] - log_det[i]) < 1e-10
+        model = flows.RealNVP(6, n_layers=2, hidden=8, logit_alpha=0.05).double()
+        # identity couplings: log ρ(y) = log N(logit) + the logit's log-det
+        assert torch.allclose(model.log_prob(y), flows.standard_normal_log_prob(u) + log_det)
+        s = model.sample(50, torch.Generator().manual_seed(8))
+        assert (s > -0.05 / 0.9).all() and (s < 1 + 0.05 / 0.9).all()
+
+
+def test_masks():
+    m = flows.alternating_masks(2, 4)
+    assert [x.tolist() for x in m] == [[True, False], [False, True], [True, False], [False, True]]
+    cb = flows.alternating_masks(64, 6, "checkerboard")
+    assert int(cb[0].sum()) == 32 and torch.equal(cb[1], ~cb[0]) and cb[0][0] and not cb[0][1] and not cb[0][8]
+    assert torch.equal(cb[4], torch.arange(64) < 32)
+    with pytest.raises(ValueError, match="square"):
+        flows.alternating_masks(10, 2, "checkerboard")
+
+
+def test_custom_coupling_functions_are_used():
+    calls = []
+
+    def fwd(z, mask, conditioner):
+        calls.append("f")
+        return flows.coupling_forward(z, mask, conditioner)
+
+    model = flows.RealNVP(2, n_layers=2, hidden=4, forward_fn=fwd)
+    model(torch.zeros(3, 2))
+    assert calls == ["f", "f"]
+
+
+def test_trains_on_moons_quickly():
+    from companion_lib import data
+    torch.manual_seed(0)
+    X = data.make_toy_2d("moons", 1000, seed=0)
+    model = flows.RealNVP(2, n_layers=4, hidden=32)
+    start = -model.log_prob(X).mean().item()
+    training.train(model, lambda m, b: -m.log_prob(b).mean(), X, steps=150, lr=3e-3, batch_size=256,
+                   generator=torch.Generator().manual_seed(0), progress=False)
+    assert -model.log_prob(X).mean().item() < start - 0.4
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda: flows.AffineCoupling(3, torch.tensor([1, 0, 1])), TypeError, "boolean"),
+    (lambda: flows.AffineCoupling(3, torch.tensor([True, True, True])), ValueError, "some coordinates"),
+    (lambda: flows.AffineCoupling(3, torch.tensor([True, False])), ValueError, r"shape \(3,\)"),
+    (lambda: flows.AffineCoupling(2, [True, False]), TypeError, "boolean"),
+    (lambda: flows.RealNVP(2, n_layers=0), ValueError, "n_layers"),
+    (lambda: flows.RealNVP(2, n_layers=2, masks="stripes"), ValueError, "parity"),
+    (lambda: flows.RealNVP(2, n_layers=2, masks=[torch.tensor([True, False])]), ValueError, "list of 2"),
+    (lambda: flows.RealNVP(2)(torch.zeros(3, 3)), ValueError, r"shape \(batch, 2\)"),
+    (lambda: flows.RealNVP(2)(torch.zeros(3)), ValueError, r"shape \(batch, 2\)"),
+    (lambda: flows.RealNVP(2)([[0.0, 1.0]]), TypeError, "torch.Tensor"),
+    (lambda: flows.RealNVP(2)(torch.zeros(3, 2, dtype=torch.long)), TypeError, "floating"),
+    (lambda: flows.RealNVP(2)(torch.zeros(3, 2, dtype=F64)), TypeError, "double"),
+    (lambda: flows.RealNVP(2).sample(0), ValueError, "n must be"),
+    (lambda: flows.LogitTransform(4, alpha=0.5), ValueError, "alpha"),
+    (lambda: flows.AffineCoupling(2, torch.tensor([True, False]), forward_fn=3), TypeError, "forward_fn"),
+])
+def test_bad_input_raises_clear_errors(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
+
+
+def test_standard_normal_log_prob():
+    z = torch.randn(7, 3, generator=torch.Generator().manual_seed(9), dtype=F64)
+    ref = -0.5 * (z**2).sum(1) - 1.5 * math.log(2 * math.pi)
+    assert torch.allclose(flows.standard_normal_log_prob(z), ref)
