@@ -37,6 +37,13 @@ def _positive(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
+def _check_log_p_fn(fn):
+    if not callable(fn):
+        raise TypeError(f"log_p_fn must be a function mapping a 1-D tensor of points to P's log-density "
+                        f"there, got a {type(fn).__name__}")
+    return fn
+
+
 def _check_grid(grid) -> torch.Tensor:
     grid = as_tensor(grid, "grid", ndim=1, dtype=None, min_rows=3)
     if not (grid[1:] > grid[:-1]).all():
@@ -194,6 +201,7 @@ def kl_gaussian_to_density(mean, var, log_p_fn, n_points: int = 801, reach: floa
     mean, var: tensors of one shape, 0-d or (r,) (several Q's at once), var > 0; ``log_p_fn`` maps a
     1-D tensor of points to P's log-density there. Differentiable in mean and var. Returns mean's shape.
     """
+    _check_log_p_fn(log_p_fn)
     n_points = check_int(n_points, "n_points", low=3)
     reach = check_float(reach, "reach", low=0.0, low_open=True)
     mean = as_tensor(mean, "mean", ndim=(0, 1), dtype=None)
@@ -215,6 +223,7 @@ def fit_reverse_kl(log_p_fn, inits, init_var, steps: int = 400, lr: float = 0.05
     grid that moves with Q). Returns a dict: ``mean``, ``var``, ``kl`` (0-d tensors, the best start) and
     ``runs`` (list of (mean, var, kl) floats, one per start: the local optima).
     """
+    _check_log_p_fn(log_p_fn)
     steps = check_int(steps, "steps", low=1)
     lr = check_float(lr, "lr", low=0.0, low_open=True)
     inits = as_tensor(inits, "inits", ndim=1, min_rows=1, dtype=None)

@@ -258,9 +258,16 @@ class EnergyMLP(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor (n, {self.dim}) on the model's device, got a "
+                            f"{type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
-        x = x.to(next(self.parameters()).dtype)
+        p = next(self.parameters())
+        if x.device != p.device:
+            raise ValueError(f"x is on {x.device} but the model on {p.device}; move one of them "
+                             "(e.g. x.to(run.device))")
+        x = x.to(p.dtype)
         return self.net(x).squeeze(-1) + 0.5 * self.confine * (x ** 2).sum(-1)
 
 

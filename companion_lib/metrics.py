@@ -147,6 +147,14 @@ def record_heldout_result(key: str, model: str, bits_per_dim, notebook: str, *, 
 
 
 # ------------------------------------------------------------------------------------ samples
+def _numpy64(x, name: str, **kw) -> np.ndarray:
+    """Validated float64 NumPy copy of an array or tensor (any device), computed on the CPU."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+    with cpu_float64():
+        return as_tensor(x, name, dtype=torch.float64, **kw).numpy()
+
+
 def _samples(samples, name: str = "samples") -> torch.Tensor:
     """(n, 64) images on the [0, 1) scale → float32 CPU tensor, clipped to [0, 1]."""
     if isinstance(samples, torch.Tensor):
@@ -341,8 +349,11 @@ def chi_square_gof(counts, probs, n_params: int, min_expected: float = 5.0):
     """
     from scipy.stats import chi2
 
-    counts = as_tensor(counts, "counts", ndim=1).cpu().numpy()
-    probs = as_tensor(probs, "probs", shape=(len(counts),)).cpu().numpy().copy()
+    counts = _numpy64(counts, "counts", ndim=1, min_rows=1)
+    probs = _numpy64(probs, "probs", shape=(len(counts),)).copy()
+    if (counts < 0).any():
+        raise ValueError(f"counts must be non-negative (observed counts per bin), got min {counts.min():g}")
+    min_expected = check_float(min_expected, "min_expected", low=0.0, low_open=True)
     if (probs < 0).any() or abs(probs.sum() - 1) > 1e-6:
         raise ValueError(f"probs must be non-negative and sum to 1 (open-ended outer bins), "
                          f"got sum {probs.sum():.6g}")

@@ -12,16 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from companion_lib._checks import as_tensor, check_int
+from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.settings import cpu_float64
 
 
 def normal_raw_moments(mean, sd, order: int) -> np.ndarray:
     """E[X^k] for X ~ N(mean, sd²), k = 0..order (recursion m_k = μ m_{k−1} + (k−1) σ² m_{k−2}).
 
-    mean, sd: scalars or arrays of one shape S; returns (order + 1, *S).
+    mean, sd: scalars or arrays of one shape S (sd > 0); returns (order + 1, *S).
     """
-    mean, sd = np.asarray(mean, float), np.asarray(sd, float)
+    order = check_int(order, "order", low=0)
+    mean = as_tensor(mean, "mean", dtype=None).cpu().numpy().astype(float)
+    sd = as_tensor(sd, "sd", dtype=None).cpu().numpy().astype(float)
+    if mean.shape != sd.shape:
+        raise ValueError(f"mean and sd must have one shape, got {mean.shape} and {sd.shape}")
+    if (sd <= 0).any():
+        raise ValueError("sd must be > 0 (standard deviations)")
     m = [np.ones_like(mean), mean]
     for k in range(2, order + 1):
         m.append(mean * m[k - 1] + (k - 1) * sd ** 2 * m[k - 2])
@@ -30,7 +36,10 @@ def normal_raw_moments(mean, sd, order: int) -> np.ndarray:
 
 def mixture_raw_moments(weight, means, sds, order: int) -> np.ndarray:
     """E[X^k], k = 0..order, of weight·N(means[0], sds[0]²) + (1−weight)·N(means[1], sds[1]²)."""
-    m = normal_raw_moments(np.asarray(means), np.asarray(sds), order)  # (order+1, 2)
+    weight = check_float(weight, "weight", low=0.0, high=1.0)
+    means = as_tensor(means, "means", shape=(2,), dtype=None).cpu().numpy().astype(float)
+    sds = as_tensor(sds, "sds", shape=(2,), dtype=None).cpu().numpy().astype(float)
+    m = normal_raw_moments(means, sds, order)  # (order+1, 2)
     return weight * m[:, 0] + (1 - weight) * m[:, 1]
 
 

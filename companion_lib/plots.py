@@ -8,17 +8,31 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from companion_lib._checks import check_int
 
-def _np(x) -> np.ndarray:
+
+def _np(x, name: str = "x", finite: bool = False) -> np.ndarray:
+    """Tensor (any device, any dtype) or array-like → NumPy, with a clear error for non-numbers."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+        x = x.detach().cpu()
+        x = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+        return x.numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as err:
+        raise ValueError(f"{name} must be an array or tensor of numbers, got a {type(x).__name__}") from err
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if finite and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
+    return arr
 
 
 def image_grid(images, nrow: int = 8, ax=None, title: str | None = None, shape=(8, 8),
                vmin: float | None = None, vmax: float | None = None, cmap: str = "gray_r"):
     """Tile images (n, h*w) or (n, h, w) into one picture with a thin gap; returns the Axes."""
-    imgs = _np(images)
+    imgs = _np(images, "images")
+    nrow = check_int(nrow, "nrow", low=1)
     h, w = shape
     if imgs.ndim == 2:
         if imgs.shape[1] != h * w:
@@ -26,6 +40,10 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None, shape=(
         imgs = imgs.reshape(-1, h, w)
     if imgs.ndim != 3 or imgs.shape[1:] != (h, w):
         raise ValueError(f"images must be (n, {h * w}) or (n, {h}, {w}), got {imgs.shape}")
+    if imgs.shape[0] == 0:
+        raise ValueError("images must hold at least one image, got none")
+    if not np.isfinite(imgs).all():
+        raise ValueError("images must be finite; they hold NaN or infinite values (a diverged model?)")
     n = imgs.shape[0]
     ncol = min(nrow, n)
     nrows = int(np.ceil(n / ncol))
@@ -48,6 +66,12 @@ def image_grid(images, nrow: int = 8, ax=None, title: str | None = None, shape=(
 
 def training_curves(history: dict, ax=None, ylabel: str = "loss", title: str | None = None):
     """Plot ``train`` and ``val`` from a ``companion_lib.training.TrainResult.history``."""
+    missing = [k for k in ("step", "train", "val") if not isinstance(history, dict) or k not in history]
+    if missing:
+        raise ValueError(f"history must be a dict with 'step', 'train' and 'val' lists "
+                         f"(TrainResult.history); missing {missing}")
+    if not len(history["train"]) == len(history["step"]) == len(history["val"]):
+        raise ValueError("history's 'step', 'train' and 'val' must have one entry each per evaluation")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
     steps = history["step"]
@@ -208,9 +232,12 @@ def em_staircase(trace: dict, axes=None, zoom_from: int = 2, optimum: float | No
 # ---------------------------------------------------------------- §14.5: variational autoencoder
 def latent_scatter(z, labels, ax=None, title: str | None = None, s: float = 10.0):
     """Scatter 2-D latent codes z (m, 2) coloured by integer labels (m,) 0..9, with a legend."""
-    z, labels = _np(z), _np(labels).astype(int)
+    z, labels = _np(z, "z", finite=True), _np(labels, "labels")
     if z.ndim != 2 or z.shape[1] != 2 or labels.shape != (z.shape[0],):
         raise ValueError(f"z must be (m, 2) and labels (m,), got {z.shape} and {labels.shape}")
+    if (labels != np.round(labels)).any() or (labels < 0).any():
+        raise ValueError("labels must be non-negative integers (digit classes)")
+    labels = labels.astype(int)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.2))
     cmap = plt.get_cmap("tab10")
