@@ -136,9 +136,17 @@ def test_isotropic_and_quadrature_reject_bad_input():
         dv.bimodal_fits(4.0, 1.0)
 
 
-def test_widget_update_redraws_and_depends_on_the_sliders():
-    from companion_lib import widgets
+def test_widget_update_redraws_and_depends_on_the_sliders(monkeypatch):
+    from companion_lib import divergences, widgets
 
+    calls = []
+    real = divergences.bimodal_fits
+
+    def spy(separation, weight, std=0.6, **kw):
+        calls.append((separation, weight))
+        return real(separation, weight, std, **kw)
+
+    monkeypatch.setattr(divergences, "bimodal_fits", spy)
     ui, update = widgets.kl_asymmetry(separation=4.0, weight=0.6)
     near = update(1.0, 0.6)
     far = update(6.0, 0.6)
@@ -146,4 +154,9 @@ def test_widget_update_redraws_and_depends_on_the_sliders():
     assert near["forward"][1] < far["forward"][1]                 # wider P → wider moment-matched fit
     assert abs(near["reverse"][0] - far["reverse"][0]) > 1.0     # the mode-seeking fit follows a mode
     assert far["reverse"][0] < 0                                 # ... the heavier (left) one
-    assert hasattr(ui, "children")
+    # the sliders start at the arguments and moving one refits with its value
+    sep, w = ui.children[0].children
+    assert (sep.value, w.value) == (4.0, 0.6)
+    sep.value = 2.0
+    plt.close("all")
+    assert calls[-1] == (2.0, 0.6)

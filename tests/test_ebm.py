@@ -156,3 +156,5 @@ def test_langevin_widget_update_redraws_and_changes():
     assert long["tv"] < short["tv"]
     again = update(0.05, 200)
     assert torch.equal(again["samples"], long["samples"])                # fixed seed: same picture
+    eta, steps = ui.children[0].children                                 # sliders start at the arguments
+    assert eta.value == pytest.approx(0.05) and steps.value == 10

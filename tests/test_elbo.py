@@ -184,11 +184,21 @@ def test_em_trace_is_a_monotone_staircase(crabs_fit):
 
 
 # ---------------------------------------------------------------- the widget and figures
-def test_widget_draw_changes_with_the_slider(crabs_fit):
+def test_widget_draw_changes_with_the_slider(crabs_fit, monkeypatch):
+    from companion_lib import plots
+
+    titles = []
+    real_bars = plots.elbo_bars
+
+    def spy(log_px, elbo_value, ax=None, title=None):
+        titles.append(title)
+        return real_bars(log_px, elbo_value, ax=ax, title=title)
+
+    monkeypatch.setattr(plots, "elbo_bars", spy)
     X, gm = crabs_fit
     lj = elbo.mixture_log_joint(np.array([[0.6475]]), gm.weights_, gm.means_, gm.covariances_)
     box, draw = widgets.elbo_q_slider(lj, q_init=0.3)
-    assert len(box.children) == 2
+    assert box.children[0].value == 0.3 and titles[-1].startswith("q(h=1|x) = 0.30")   # drawn at q_init
     heights = []
     for q1 in (0.1, 0.9):
         fig = draw(q1)
@@ -199,7 +209,8 @@ def test_widget_draw_changes_with_the_slider(crabs_fit):
     assert lp_a == pytest.approx(lp_b)                                       # log p(x) does not move with q
     assert e_a != pytest.approx(e_b) and gap_a != pytest.approx(gap_b)
     assert lp_a == pytest.approx(e_a + gap_a)
-    box.children[0].value = 0.5                                              # the slider callback runs
+    box.children[0].value = 0.5                                              # the slider redraws at its value
+    assert titles[-1].startswith("q(h=1|x) = 0.50")
     with pytest.raises(ValueError):
         draw(1.5)
     plt.close("all")

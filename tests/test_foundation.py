@@ -82,16 +82,6 @@ def test_toy_2d(name):
     assert torch.equal(X, data.make_toy_2d(name, 500))
 
 
-# ------------------------------------------------------------------ metrics
-def test_bits_per_dim_uniform_baseline():
-    # the uniform density on [0, 1)^64 has log p = 0: exactly log2(17) bits/dim
-    assert metrics.bits_per_dim(torch.zeros(10), 64) == pytest.approx(math.log2(17))
-    assert metrics.bits_per_dim(torch.full((4,), 64 * math.log(2)), 64, levels=None) == pytest.approx(-1.0)
-    assert metrics.nats_to_bits_per_dim(0.0, 64) == pytest.approx(math.log2(17))
-    with pytest.raises(ValueError, match="1-D"):
-        metrics.bits_per_dim(torch.zeros(2, 2), 64)
-
-
 # ------------------------------------------------------------------ plots
 def test_image_grid_layout_and_errors():
     ax = plots.image_grid(np.random.default_rng(0).random((10, 64)), nrow=5)
