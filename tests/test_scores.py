@@ -7,22 +7,7 @@ import torch
 
 from companion_lib import ebm, scores
 
-F64 = torch.float64
-W = torch.tensor([0.3, 0.3, 0.4], dtype=F64)
-MU = torch.tensor([[-1.0, -0.5], [1.0, -0.5], [0.0, 0.9]], dtype=F64)
-VAR = torch.tensor([0.25, 0.15, 0.2], dtype=F64)
-
-
-def energy(x):
-    return ebm.gmm_energy(x, W, MU, VAR)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_ebm import F64, MU, VAR, W, _one_thread, energy  # noqa: E402,F401  (one mixture, one fixture)
 
 
 def test_score_autograd_matches_analytic_and_ignores_constants():
