@@ -354,6 +354,63 @@ def _kill_tagged(token: str, pids=()) -> None:
                 pass
 
 
+class _Reaper:
+    """On Linux, make this process the "child subreaper" of everything it starts, so a process a
+    kernel detaches (double fork, setsid, a scrubbed environment) is re-parented here, not to init,
+    and ``sweep`` can kill it before a grade is written. Children that existed before are left alone."""
+
+    def __init__(self):
+        self.baseline = set(self.children())
+        self.enabled = self._prctl(1)
+
+    @staticmethod
+    def _prctl(flag: int) -> bool:
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            import ctypes
+
+            return ctypes.CDLL(None, use_errno=True).prctl(36, flag, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            return False
+
+    @staticmethod
+    def children() -> list[int]:
+        me, found = os.getpid(), []
+        proc = Path("/proc")
+        for entry in proc.iterdir() if proc.is_dir() else ():
+            if entry.name.isdigit():
+                try:
+                    stat_line = (entry / "stat").read_text()
+                    if int(stat_line.rsplit(")", 1)[1].split()[1]) == me:
+                        found.append(int(entry.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+        return found
+
+    def sweep(self, keep=()) -> None:
+        """Kill (and reap) every child that is neither older than this grading run nor in ``keep``."""
+        for _ in range(20):  # a killed orphan's own children are re-parented here in turn
+            victims = [pid for pid in self.children() if pid not in self.baseline and pid not in keep]
+            if not victims:
+                return
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+            for pid in victims:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+    def close(self) -> None:
+        if self.enabled:
+            self._prctl(0)
+
+
 class NotebookRun:
     """One submission from start to result: start(), poll() until True, then finish()."""
 
@@ -421,7 +478,8 @@ class NotebookRun:
             return True
         return False
 
-    def kill(self) -> None:
+    def kill(self, reaper: _Reaper | None = None, keep=()) -> None:
+        """Kill the worker, the kernel and whatever they started (``reaper``: orphans too)."""
         if self.proc is None:
             return
         status = self._status()
@@ -430,6 +488,8 @@ class NotebookRun:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        if reaper is not None:
+            reaper.sweep(keep)
 
     def _status(self) -> dict:
         try:
@@ -438,8 +498,9 @@ class NotebookRun:
         except (OSError, ValueError, AttributeError):
             return {}
 
-    def finish(self) -> dict:
-        """Kill what is left, read the exports as data, judge them here; the notebook's result."""
+    def finish(self, reaper: _Reaper | None = None, keep=()) -> dict:
+        """Kill what is left, read the exports as data, judge them here; the notebook's result.
+        ``keep``: the workers of other notebooks still running (the reaper spares them)."""
         result = {"file": self.sub.path, "name": self.sub.name, "sha256": self.sub.sha256,
                   "base_seed": self.base_seed, "seed": self.seed, "problems": self.problem_ids,
                   "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -448,7 +509,7 @@ class NotebookRun:
             result.update(run="unreadable", detail=self.unreadable, error_cells=0, cells_run=0, notes=[],
                           seconds=0.0, grades=judge_exports(self.problem_ids, {}, {}, []))
             return result
-        self.kill()
+        self.kill(reaper, keep)
         status = self._status()
         run = status.get("run")
         if run not in RUN_STATUSES:
@@ -473,12 +534,14 @@ def grade_notebook(path, timeout: float = 600, notebook_timeout: float = 1800, s
     """Grade one notebook (serially); returns its result dict (see ``NotebookRun.finish``)."""
     sub = read_submissions([path])[0]
     run = NotebookRun(sub, assignment(sections), seed, timeout, notebook_timeout)
+    reaper = _Reaper()
     run.start()
     try:
         while not run.poll():
             time.sleep(0.1)
     finally:
-        result = run.finish()
+        result = run.finish(reaper)
+        reaper.close()
     return result
 
 
@@ -605,6 +668,7 @@ def grade_class(subs, problem_ids, results: Path, base_seed: int, jobs: int = 1,
         (suspects if (started_dir / sub.key).exists() else todo).append(sub)
     todo += suspects  # in flight when an earlier run was killed: graded last
     running: list[NotebookRun] = []
+    reaper = _Reaper()
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -615,7 +679,7 @@ def grade_class(subs, problem_ids, results: Path, base_seed: int, jobs: int = 1,
             time.sleep(0.1)
             for run in [r for r in running if r.poll()]:
                 running.remove(run)
-                result = run.finish()
+                result = run.finish(reaper, keep={r.proc.pid for r in running if r.proc is not None})
                 _write_json(results / f"{run.sub.key}.json", result)
                 (started_dir / run.sub.key).unlink(missing_ok=True)
                 print(_summary_line(result, problem_ids), flush=True)
@@ -625,6 +689,8 @@ def grade_class(subs, problem_ids, results: Path, base_seed: int, jobs: int = 1,
             if hasattr(run, "tmp"):
                 shutil.rmtree(run.tmp, ignore_errors=True)
             (started_dir / run.sub.key).unlink(missing_ok=True)
+        reaper.sweep()
+        reaper.close()
 
 
 def _shard(subs, spec):

@@ -64,7 +64,7 @@ check("0.9.threshold", ...)"""
 RIGHT = [HEADER, E_STEP, MLE, SCALE, THRESHOLD, 'print(progress("14.1"))']
 
 
-def class_of(right_path: str) -> dict:
+def class_of(right_path: str, pid_file: str = "/nonexistent") -> dict:
     """name -> (cells, expected statuses of e_step, mle, scale, threshold, expected run status)."""
     wrong_checked = E_STEP_WRONG + '\ncheck("14.1.e_step", e_step)'
     return {
@@ -78,6 +78,11 @@ def class_of(right_path: str) -> dict:
                         ("passed", "-", "-", "-"), "completed"),
         "kill_parent.ipynb": ([HEADER, E_STEP, "os.kill(os.getppid(), 9)\ntime.sleep(5)", MLE],
                               ("passed", "-", "-", "-"), "worker-died"),
+        # leaves a detached process behind (own session, empty environment): it must not outlive grading
+        "escape.ipynb": ([HEADER, "import subprocess\np = subprocess.Popen([sys.executable, '-c', "
+                          "'import time; time.sleep(600)'], env={}, start_new_session=True)\n"
+                          f"open({pid_file!r}, 'w').write(str(p.pid))", E_STEP], ("passed", "-", "-", "-"),
+                         "completed"),
         # ---- forgeries: each hands in a wrong answer (or none) and tries to be credited
         "forge_patch_grader.ipynb": ([HEADER, E_STEP_WRONG,
                                       "ok = lambda pid, a: Result(pid, 'passed', 'ok')\n"
