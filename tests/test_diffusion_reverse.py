@@ -263,3 +263,31 @@ def test_reverse_process_runs_in_float32_under_the_no_float64_stand_in():
         b = diffusion.variational_bound(s, lambda x, t: net(x, t), x.clamp(-1, 1), n_t=8)
         loss = diffusion.ddpm_loss(s, net, x, torch.randint(1, 101, (6,)), torch.randn(6, 4))
     assert x.dtype == b.dtype == loss.dtype == torch.float32 and torch.isfinite(b).all()
+
+
+# ------------------------------------------------------------------------------ eq. 15.13 on a mixture
+def test_noisy_mixture_matches_the_forward_process_and_eps_star_is_the_conditional_mean():
+    from companion_lib import ebm, scores
+    s = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    w, m, v = torch.tensor([0.6, 0.4]), torch.tensor([[-1.0, 0.0], [1.5, 0.5]]), torch.tensor([0.05, 0.2])
+    g = torch.Generator().manual_seed(0)
+    n, t = 400_000, 250
+    ab = s.alpha_bars[t - 1].item()
+    x0 = ebm.gmm_sample(n, w, m, v, generator=g)
+    eps = torch.randn(n, 2, generator=g)
+    xt = diffusion.q_sample(s, x0, torch.full((n,), t), eps)
+    wt, mt, vt = diffusion.noisy_mixture(ab, w, m, v)
+    assert torch.allclose(xt.mean(0), (wt[:, None] * mt).sum(0), atol=0.01)
+    second = (wt * (vt * 2 + (mt ** 2).sum(1))).sum()                  # E‖x_t‖² of the mixture
+    assert float(xt.pow(2).sum(1).mean()) == pytest.approx(float(second), rel=0.01)
+    # ε* = E[ε | x_t] (15.13): the regression of ε on x_t within a small disc
+    probe = torch.tensor([[-0.5, 0.1]])
+    near = (xt - probe).norm(dim=1) < 0.05
+    star = scores.eps_from_score(ebm.gmm_score(probe, wt, mt, vt), 1 - ab)
+    assert torch.allclose(eps[near].mean(0), star[0], atol=0.05)
+    back = scores.score_from_eps(star, torch.tensor([1 - ab]))
+    assert torch.allclose(back, ebm.gmm_score(probe, wt, mt, vt), rtol=1e-5)
+    with pytest.raises(ValueError, match="one_minus_alpha_bar"):
+        scores.eps_from_score(star, 0.0)
+    with pytest.raises(ValueError, match="variances"):
+        diffusion.noisy_mixture(0.5, w, m, torch.tensor([0.1, -0.1]))
