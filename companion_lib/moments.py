@@ -16,6 +16,7 @@ from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.settings import cpu_float64
 
 
+@cpu_float64()
 def normal_raw_moments(mean, sd, order: int) -> np.ndarray:
     """E[X^k] for X ~ N(mean, sd²), k = 0..order (recursion m_k = μ m_{k−1} + (k−1) σ² m_{k−2}).
 
@@ -34,6 +35,7 @@ def normal_raw_moments(mean, sd, order: int) -> np.ndarray:
     return np.stack(m[: order + 1])
 
 
+@cpu_float64()
 def mixture_raw_moments(weight, means, sds, order: int) -> np.ndarray:
     """E[X^k], k = 0..order, of weight·N(means[0], sds[0]²) + (1−weight)·N(means[1], sds[1]²)."""
     weight = check_float(weight, "weight", low=0.0, high=1.0)

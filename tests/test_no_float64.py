@@ -100,8 +100,8 @@ CALLS = {
     "mixture.em_path": lambda m: _em_path(),
     "mixture.cdf_1d": lambda m: m.cdf_1d(torch.linspace(-2, 2, 5), W2, torch.tensor([-1.0, 1.0]), V2),
     # moments (Pearson 1894)
-    "moments.normal_raw_moments": lambda m: m.normal_raw_moments(0.5, 1.0, 4),
-    "moments.mixture_raw_moments": lambda m: m.mixture_raw_moments(0.4, [0.0, 1.0], [1.0, 0.5], 4),
+    "moments.normal_raw_moments": lambda m: m.normal_raw_moments(np.float64(0.5), np.float64(1.0), 4),
+    "moments.mixture_raw_moments": lambda m: m.mixture_raw_moments(0.4, np.array([0.0, 1.0]), np.array([1.0, 0.5]), 4),
     "moments.method_of_moments": lambda m: m.method_of_moments(torch.randn(200, generator=g().manual_seed(0)), n_starts=5),
     # divergences (§14.2)
     "divergences.log_normal": lambda m: m.log_normal(torch.randn(5), 0.0, 1.0),
