@@ -210,3 +210,98 @@ def kl_asymmetry(separation: float = 4.0, weight: float = 0.5, std: float = 0.6)
                             continuous_update=False)
     out = widgets.interactive_output(update, {"separation": sep, "weight": w})
     return widgets.VBox([widgets.HBox([sep, w]), out]), update
+
+
+# ---------------------------------------------------------------- §15.3.1: the forward process
+def forward_schedule_explorer(x0, noise=None, T: int = 1000, beta_start: float = 1e-4,
+                              beta_end: float = 0.02, fractions=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0)):
+    """§15.3.1: sliders for T and the linear schedule's β_1 and β_T; each move redraws ᾱ_t and √ᾱ_t over
+    t/T and the first image of x0 noised by (15.8) at the given fractions of T, always with the same
+    ε, so only the schedule changes.
+
+    x0 (n, 64) images on the [−1, 1] scale (the mean KL(q(x_T | x_0) ‖ N(0, I)) is taken over all n);
+    noise: optional fixed ε of x0[:1]'s shape. Returns ``(ui, update)``; ``update(T, beta_start,
+    beta_end)`` draws the figure and returns ``{"alpha_bar_T", "terminal_kl", "t_half"}`` (t_half: the
+    first step with ᾱ_t ≤ ½, i.e. signal-to-noise ratio ≤ 1), callable without a browser.
+    """
+    from companion_lib import diffusion
+    from companion_lib.data import signed_to_unit
+    from companion_lib.plots import image_grid
+
+    x0 = torch.as_tensor(x0)
+    eps = torch.randn(x0[:1].shape, generator=torch.Generator().manual_seed(0)) if noise is None else noise
+    eps = torch.as_tensor(eps).to(x0)
+
+    def update(T=T, beta_start=beta_start, beta_end=beta_end):
+        sched = diffusion.NoiseSchedule.linear(int(T), float(beta_start), float(beta_end))
+        ab = sched.alpha_bars.numpy()
+        steps = sorted({max(1, int(round(f * sched.T))) for f in fractions})
+        t = torch.tensor(steps)
+        xt = diffusion.q_sample(sched, x0[:1].expand(len(steps), -1), t, eps.expand(len(steps), -1))
+        kl = float(diffusion.terminal_kl(sched, x0).mean())
+        below = np.nonzero(ab <= 0.5)[0]
+        t_half = int(below[0]) + 1 if below.size else None
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.3, 1]})
+        grid = np.arange(1, sched.T + 1) / sched.T
+        ax.plot(grid, ab, label=r"$\bar\alpha_t$")
+        ax.plot(grid, np.sqrt(ab), label=r"$\sqrt{\bar\alpha_t}$ (signal scale)")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("t / T")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+        ax.set_title(f"T = {sched.T}, β from {float(beta_start):.1e} to {float(beta_end):.1e}", fontsize=10)
+        image_grid(signed_to_unit(xt).clamp(0, 1), nrow=(len(steps) + 1) // 2, ax=bx, vmin=0, vmax=1)
+        bx.set_title("t = " + ", ".join(str(s) for s in steps), fontsize=9)
+        half = f"ᾱ_t ≤ ½ from t = {t_half} ({t_half / sched.T:.0%} of T)" if t_half else "ᾱ_t never reaches ½"
+        fig.suptitle(f"ᾱ_T = {ab[-1]:.2e};  mean KL(q(x_T|x_0) ‖ N(0, I)) = {kl:.3g} nats per image;  {half}",
+                     fontsize=10)
+        fig.tight_layout()
+        plt.show()
+        return {"alpha_bar_T": float(ab[-1]), "terminal_kl": kl, "t_half": t_half}
+
+    s_T = widgets.IntSlider(value=T, min=10, max=2000, step=10, description="T", continuous_update=False)
+    s_b1 = widgets.FloatLogSlider(value=beta_start, base=10, min=-5, max=-1, step=0.1, description="β_1",
+                                  continuous_update=False, readout_format=".1e")
+    s_bT = widgets.FloatLogSlider(value=beta_end, base=10, min=-4, max=-0.1, step=0.1, description="β_T",
+                                  continuous_update=False, readout_format=".1e")
+    out = widgets.interactive_output(update, {"T": s_T, "beta_start": s_b1, "beta_end": s_bT})
+    return widgets.VBox([widgets.HBox([s_T, s_b1, s_bT]), out]), update
+
+
+# ---------------------------------------------------------------- §15.3: Problem 15.3.2
+def gaussian_overlap(ratio: float = 2.0):
+    """§15.3, Problem 15.3.2: a slider for t/σ; redraws N(−t/2, σ²) and N(+t/2, σ²) (σ = 1), the
+    nearest-mean decision boundary at 0 and the two error areas (each class's mass on the wrong side),
+    with P(error) = 1 − Φ(t/2σ) and the bound ½ exp(−t²/8σ²) in the title.
+
+    Returns ``(ui, update)``; ``update(ratio)`` draws the figure and returns ``{"error", "bound"}``
+    (floats), callable without a browser.
+    """
+    from companion_lib import distinguish
+
+    def update(ratio=ratio):
+        r = float(ratio)
+        err = float(distinguish.error_probability(r, 1.0))
+        bound = float(distinguish.error_bound(r, 1.0))
+        x = np.linspace(-r / 2 - 4.5, r / 2 + 4.5, 801)
+        p = np.exp(-0.5 * (x + r / 2) ** 2) / np.sqrt(2 * np.pi)
+        q = np.exp(-0.5 * (x - r / 2) ** 2) / np.sqrt(2 * np.pi)
+        fig, ax = plt.subplots(figsize=(7.5, 3.4))
+        ax.plot(x, p, color="C0", label=r"P = N(−t/2, σ²)")
+        ax.plot(x, q, color="C3", label=r"Q = N(+t/2, σ²)")
+        ax.fill_between(x, 0, p, where=x >= 0, color="C0", alpha=0.35, label="P's samples called Q")
+        ax.fill_between(x, 0, q, where=x <= 0, color="C3", alpha=0.35, label="Q's samples called P")
+        ax.axvline(0, color="k", lw=1, ls="--", label="decision boundary")
+        ax.set_xlabel("x  (in units of σ)")
+        ax.set_ylabel("density")
+        ax.set_ylim(0, 0.5)
+        ax.legend(fontsize=8, loc="upper right")
+        ax.set_title(f"t/σ = {r:.2f}:  P(error) = 1 − Φ(t/2σ) = {err:.4f},  bound ½exp(−t²/8σ²) = {bound:.4f}",
+                     fontsize=10)
+        plt.show()
+        return {"error": err, "bound": bound}
+
+    s = widgets.FloatSlider(value=ratio, min=0.0, max=8.0, step=0.1, description="t / σ",
+                            continuous_update=False)
+    out = widgets.interactive_output(update, {"ratio": s})
+    return widgets.VBox([s, out]), update

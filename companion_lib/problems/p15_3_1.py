@@ -1,0 +1,150 @@
+"""§15.3.1 problems: the cumulative products ᾱ_t and sampling q(x_t | x_0) in one draw (15.8)."""
+import torch
+
+from companion_lib import diffusion
+from companion_lib.grading import Problem, case_seed, register
+from companion_lib.settings import cpu_float64
+
+F64 = torch.float64
+
+
+# ---------------------------------------------------------------- ᾱ_t = ∏_{s≤t} (1 − β_s)
+def _alpha_bar_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1531))
+    T = int(torch.randint(3, 12, (1,), generator=g))
+    return [
+        (diffusion.NoiseSchedule.linear(1000).betas,),                             # Ho et al.'s schedule
+        (diffusion.NoiseSchedule.cosine(50).betas,),                               # ends at β_T = 0.999
+        (0.3 * torch.rand(T, generator=g, dtype=F64) + 1e-3,),                     # arbitrary β's
+        (torch.tensor([0.25], dtype=F64),),                                        # T = 1
+    ]
+
+
+@cpu_float64()                            # exact schedule arithmetic, on the CPU
+def _alpha_bar_reference(betas):
+    return diffusion.NoiseSchedule(betas).alpha_bars
+
+
+def _wrong_product_of_betas(betas):       # ∏ β_s instead of ∏ (1 − β_s)
+    return torch.cumprod(betas, 0)
+
+
+def _wrong_linearised(betas):             # 1 − Σ β_s: the first-order approximation of ∏ (1 − β_s)
+    return 1 - torch.cumsum(betas, 0)
+
+
+def _wrong_off_by_one(betas):             # ᾱ_{t−1} at index t − 1 (starts at ᾱ_0 = 1)
+    return torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, 0)[:-1]])
+
+
+def _wrong_square_root(betas):            # ∏ √(1 − β_s) = √ᾱ_t: the mean's factor, not ᾱ_t
+    return torch.cumprod(torch.sqrt(1 - betas), 0)
+
+
+register(Problem(
+    id="15.3.1.alpha_bar",
+    section="15.3",
+    title="ᾱ_t from the schedule β_1..β_T",
+    statement=("Write alpha_bar(betas): betas (T,) is a float64 tensor whose entry t − 1 is β_t, t = 1..T. "
+               "Return the (T,) tensor whose entry t − 1 is ᾱ_t = ∏_{i=1}^t α_i with α_i = 1 − β_i "
+               "(the notation of (15.8)), in betas's dtype."),
+    kind="function",
+    reference=_alpha_bar_reference,
+    cases=_alpha_bar_cases,
+    hint=("α_t = 1 − β_t, and ᾱ_t multiplies α_1 … α_t: a cumulative product over the steps "
+          "(torch.cumprod). Entry 0 is ᾱ_1 = α_1, not 1."),
+    wrong_answers=(_wrong_product_of_betas, _wrong_linearised, _wrong_off_by_one, _wrong_square_root),
+    rtol=1e-6, atol=1e-12,
+    reference_names=("companion_lib.diffusion.NoiseSchedule",),
+))
+
+
+# ---------------------------------------------------------------- x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε
+def _q_sample_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1532))
+    lin = diffusion.NoiseSchedule.linear(1000).alpha_bars
+    cos = diffusion.NoiseSchedule.cosine(100).alpha_bars
+    t1 = torch.cat([torch.tensor([1, 1000]), torch.randint(1, 1001, (3,), generator=g)])
+    x1 = 2 * torch.rand(5, 64, generator=g) - 1                                   # float32 images, [−1, 1]
+    t2 = torch.randint(1, 101, (4,), generator=g)
+    x2 = torch.randn(4, 1, 8, 8, generator=g, dtype=F64)                          # float64, (batch, c, h, w)
+    x3 = torch.randn(3, generator=g)                                              # scalars, shape (batch,)
+    x4 = torch.randn(6, 2, generator=g)
+    return [
+        (lin, x1, t1, torch.randn(5, 64, generator=g)),
+        (cos, x2, t2, torch.randn(4, 1, 8, 8, generator=g, dtype=F64)),
+        (lin, x3, torch.tensor([1, 2, 1000]), torch.randn(3, generator=g)),
+        (cos, x4, torch.tensor([100, 50, 1, 7, 99, 3]), torch.randn(6, 2, generator=g, dtype=F64)),
+    ]
+
+
+@cpu_float64()                            # exact schedule arithmetic, on the CPU
+def _q_sample_reference(alpha_bars, x0, t, noise):
+    """The library's q_sample on the schedule with these ᾱ's (β_t = 1 − ᾱ_t / ᾱ_{t−1})."""
+    ab = torch.cat([torch.ones(1, dtype=alpha_bars.dtype), alpha_bars])
+    schedule = diffusion.NoiseSchedule(1 - ab[1:] / ab[:-1])
+    return diffusion.q_sample(schedule, x0, t, noise)
+
+
+def _compare_q_sample(expected, got):
+    if not isinstance(got, torch.Tensor):
+        return f"expected a torch.Tensor, got {type(got).__name__}"
+    if got.dtype != expected.dtype:
+        return (f"the result must keep x0's dtype {expected.dtype}, got {got.dtype} (cast the float64 "
+                "schedule to x0's dtype, never the data to the schedule's)")
+    if tuple(got.shape) != tuple(expected.shape):
+        return f"expected x0's shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    e = expected.detach().cpu().double()
+    d = got.detach().cpu().double()
+    if not torch.isfinite(d).all():
+        return "the answer holds NaN or infinite values"
+    err = (d - e).abs()
+    # float32 answers may form 1 − ᾱ_t in float32 (relative error ~1e-3 when ᾱ_t ≈ 1 − 1e-4): allowed
+    atol = 1e-4 if expected.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-9
+    if not (err <= atol + 1e-5 * e.abs()).all():
+        return f"values differ from the reference (largest error {float(err.max()):.3g}, tolerance {atol:g})"
+    return None
+
+
+def _shape(ab, x0):
+    return ab.reshape(-1, *([1] * (x0.ndim - 1))).to(x0)
+
+
+def _wrong_no_square_roots(alpha_bars, x0, t, noise):     # ᾱ x0 + (1 − ᾱ) ε: variances used as scales
+    ab = _shape(alpha_bars[t - 1], x0)
+    return ab * x0 + (1 - ab) * noise.to(x0)
+
+
+def _wrong_swapped(alpha_bars, x0, t, noise):             # √(1 − ᾱ) x0 + √ᾱ ε
+    ab = _shape(alpha_bars[t - 1], x0)
+    return (1 - ab).sqrt() * x0 + ab.sqrt() * noise.to(x0)
+
+
+def _wrong_float64(alpha_bars, x0, t, noise):             # right values, but the data cast to the schedule
+    ab = alpha_bars[t - 1].reshape(-1, *([1] * (x0.ndim - 1)))
+    return ab.sqrt() * x0.double() + (1 - ab).sqrt() * noise.double()
+
+
+def _wrong_index_t(alpha_bars, x0, t, noise):             # ᾱ at index t: step t + 1 (fails at t = T)
+    ab = _shape(alpha_bars[t.clamp(max=len(alpha_bars) - 1)], x0)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise.to(x0)
+
+
+register(Problem(
+    id="15.3.1.q_sample",
+    section="15.3",
+    title="Sampling x_t from x_0 in one draw (15.8)",
+    statement=("Write q_sample(alpha_bars, x0, t, noise): alpha_bars (T,) float64 (entry t − 1 is ᾱ_t), "
+               "x0 (batch, ...) a floating tensor, t (batch,) integer steps in 1..T (one per row), noise "
+               "(same shape as x0) standard normal draws ε (possibly of another float dtype). Return "
+               "x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε, row i using step t[i], with x0's shape, dtype and device."),
+    kind="function",
+    reference=_q_sample_reference,
+    cases=_q_sample_cases,
+    hint=("Pick ᾱ at index t − 1 (the text's steps start at 1), reshape it to (batch, 1, ..., 1) so it "
+          "broadcasts over each row, and cast it with .to(x0) (x0's dtype and device) before it meets "
+          "the data."),
+    wrong_answers=(_wrong_no_square_roots, _wrong_swapped, _wrong_float64, _wrong_index_t),
+    compare=_compare_q_sample,
+    reference_names=("companion_lib.diffusion.q_sample", "companion_lib.diffusion.NoiseSchedule"),
+))
