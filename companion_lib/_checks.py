@@ -144,6 +144,9 @@ def check_generator(generator, name: str = "generator"):
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) "
                         f"or None, got a {type(generator).__name__}")
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(f"{name} must be a CPU torch.Generator (the companion draws noise on the CPU, "
+                         f"reproducible on every device), got one on {generator.device}")
     return generator
 
 

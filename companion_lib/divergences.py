@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_float, check_int, check_weights
+from companion_lib._checks import as_tensor, check_float, check_generator, check_int, check_weights
 from companion_lib.gaussian import LOG_2PI, log_normal, log_normal_diag
 from companion_lib.settings import cpu_float64
 
@@ -76,6 +76,7 @@ def sample_mixture(n: int, weights, means, variances, generator: torch.Generator
                    device=None) -> torch.Tensor:
     """n i.i.d. draws (n,) float64 from the 1-D mixture (ancestral: component, then Gaussian)."""
     n = check_int(n, "n", low=1)
+    check_generator(generator)
     w, m, v = _mixture_params(weights, means, variances)
     h = torch.multinomial(w, n, replacement=True, generator=generator)
     x = m[h] + v[h].sqrt() * torch.randn(n, generator=generator, dtype=torch.float64)

@@ -19,7 +19,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import as_tensor, check_float, check_int, check_labels, check_weights
+from companion_lib._checks import (as_tensor, check_float, check_generator, check_int, check_labels,
+                                   check_weights)
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.nets import mlp
 from companion_lib.scores import dsm_loss, langevin, langevin_step, score  # noqa: F401  (re-exported)
@@ -68,6 +69,7 @@ def gmm_score(x, weights, means, variances) -> torch.Tensor:
 def gmm_sample(n, weights, means, variances, generator: torch.Generator | None = None) -> torch.Tensor:
     """Exact samples of the mixture: (n, d) on the means' device (draws on the CPU generator)."""
     n = check_int(n, "n", low=1)
+    check_generator(generator)
     means = as_tensor(means, "means", ndim=2, dtype=None)
     _, weights, means, variances = _check_gmm(means[:1], weights, means, variances)
     h = torch.multinomial(weights.cpu(), n, replacement=True, generator=generator).to(means.device)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from companion_lib._checks import as_tensor, check_float, check_int
+from companion_lib._checks import as_tensor, check_float, check_generator, check_int
 
 __all__ = ["score", "dsm_loss", "langevin_step", "langevin", "eps_from_score", "score_from_eps"]
 
@@ -60,6 +60,7 @@ def dsm_loss(energy_fn: Callable, x, sigma: float, generator: torch.Generator | 
     drawn on the CPU ``generator`` (reproducible on any device) and moved to x's device.
     """
     sigma = check_float(sigma, "sigma", low=0.0, low_open=True)
+    check_generator(generator)
     x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
     eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     s = score(energy_fn, x + sigma * eps, create_graph=True)
@@ -87,6 +88,7 @@ def langevin(score_fn: Callable, x0, step_size: float, n_steps: int,
     final step.
     """
     _callable(score_fn, "score_fn", "mapping x (n, d) to scores (n, d)")
+    check_generator(generator)
     x = as_tensor(x0, "x0", ndim=2, min_rows=1, dtype=None).detach()
     eta = check_float(step_size, "step_size", low=0.0, low_open=True)
     n_steps = check_int(n_steps, "n_steps", low=0)

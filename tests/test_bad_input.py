@@ -61,6 +61,10 @@ CASES = {
     "scores.score numpy energy": (lambda: scores.score(lambda z: np.zeros(len(z)), X2), ValueError, r"\(n,\)"),
     "scores.langevin not callable": (lambda: scores.langevin(None, X2, 0.1, 3), TypeError, "score_fn"),
     "scores.langevin record type": (lambda: scores.langevin(lambda z: -z, X2, 0.1, 3, record=5), TypeError, "record"),
+    "scores.langevin generator": (lambda: scores.langevin(lambda z: -z, X2, 0.1, 3, generator=1), TypeError, "Generator"),
+    "scores.dsm_loss generator": (lambda: scores.dsm_loss(_energy, X2, 0.1, generator="seed"), TypeError, "Generator"),
+    "divergences.sample_mixture generator": (lambda: divergences.sample_mixture(3, [1.0], [0.0], [1.0], generator=0),
+                                             TypeError, "Generator"),
     "scores.dsm_loss NaN x": (lambda: scores.dsm_loss(_energy, torch.full((2, 2), NAN), 0.1), ValueError, "finite"),
     # ---------------------------------------------------------------- gaussian
     "gaussian.log_normal var 0": (lambda: gaussian.log_normal(X2, 0.0, 0.0), ValueError, "var must be > 0"),
