@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from companion_lib import settings
+
 MAX_DEPTH = 32
 MAX_STRING = 10_000
 MAX_FILE_BYTES = 256 * 2**20  # one export (json + npz); larger ones are not read
@@ -177,6 +179,7 @@ def _describe(answer, problem) -> dict:
     }
 
 
+@settings.cpu_float64()  # the grader's inputs are CPU oracle data, often float64
 def export_answer(problem, answer) -> None:
     """Called by ``check`` under the grader: evaluate ``answer`` on the grader's inputs, write it."""
     from companion_lib import grading
@@ -206,6 +209,7 @@ def export_answer(problem, answer) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # The grader's side
+@settings.cpu_float64()
 def read_exports(folder) -> tuple[dict, list]:
     """The last export of each problem in ``folder``: pid -> {"cell", "answer", "outcomes"}, and a
     list of notes about files that could not be read (they count as not handed in)."""

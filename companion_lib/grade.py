@@ -734,6 +734,10 @@ def merge_main(argv) -> int:
     return 0
 
 
+def _terminate(signum, frame):  # a batch system's SIGTERM: clean up like Ctrl-C, keep written results
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["merge"]:
@@ -778,4 +782,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     sys.exit(main())
