@@ -61,3 +61,24 @@ def e_step(x, weights, means, variances):
 result = check("14.1.e_step", e_step)
 assert result, result
 result
+
+# %% [markdown]
+# ## Exercise 14.1.c: the M-step
+# With responsibilities fixed, $\sum_i\sum_k r_{ik}\log[\rho_k\mathcal N(x_i;\mu_k,\sigma_k^2)]$ splits
+# into one weighted maximum-likelihood problem per component plus one for the weights. With
+# $N_k = \sum_i r_{ik}$: $\mu_k = \sum_i r_{ik}x_i/N_k$, $\sigma_k^2 = \sum_i r_{ik}(x_i-\mu_k)^2/N_k$
+# (the weighted version of the closed form of Exercise 14.1.a), and a Lagrange multiplier for
+# $\sum_k\rho_k = 1$ gives $\rho_k = N_k/n$.
+
+# %%
+def m_step(x, resp):
+    x, r = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(resp, dtype=torch.float64)
+    nk = r.sum(0)
+    means = (r * x[:, None]).sum(0) / nk
+    variances = (r * (x[:, None] - means) ** 2).sum(0) / nk
+    return nk / x.shape[0], means, variances
+
+
+result = check("14.1.m_step", m_step)
+assert result, result
+result

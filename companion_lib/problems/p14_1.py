@@ -1,10 +1,12 @@
-"""§14.1 problems: the E-step and the closed-form maximum-likelihood Gaussian."""
+"""§14.1 problems: the E-step, the M-step, and the closed-form maximum-likelihood Gaussian."""
 import numpy as np
 import torch
 
-from companion_lib import mixture
+from companion_lib import mixture, settings
+from companion_lib._checks import as_tensor
 from companion_lib.data import load_pearson_crabs
 from companion_lib.grading import Problem, case_seed, register
+from companion_lib.problems._precision import float32_aware
 
 
 def _e_step_cases(rng=None):
@@ -15,6 +17,11 @@ def _e_step_cases(rng=None):
     w = torch.rand(3, generator=g, dtype=torch.float64)
     cases.append((torch.randn(50, generator=g, dtype=torch.float64) * 3, w / w.sum(),
                   torch.tensor([-2.0, 0.0, 2.5], dtype=torch.float64), torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)))
+    # far-away points: every ρ_k N(x; μ_k, σ_k²) underflows to 0 in float64 (0/0 in probability space),
+    # while the responsibilities are well defined (the nearest component takes them)
+    cases.append((torch.tensor([-60.0, -3.0, 0.7, 45.0, 80.0], dtype=torch.float64),
+                  torch.tensor([0.3, 0.7], dtype=torch.float64), torch.tensor([-1.0, 1.5], dtype=torch.float64),
+                  torch.tensor([0.05, 0.08], dtype=torch.float64)))
     return cases
 
 
@@ -30,6 +37,11 @@ def _wrong_unnormalised(x, w, m, v):     # the joint p(h, x) instead of the post
     return w * torch.exp(-0.5 * (x[:, None] - m) ** 2 / v) / torch.sqrt(2 * torch.pi * v)
 
 
+def _wrong_probability_space(x, w, m, v):  # right formula, but normalised after exp: 0/0 far away
+    joint = _wrong_unnormalised(x, w, m, v)
+    return joint / joint.sum(1, keepdim=True)
+
+
 register(Problem(
     id="14.1.e_step",
     section="14.1",
@@ -42,8 +54,68 @@ register(Problem(
     cases=_e_step_cases,
     hint=("p(h = k | x) = ρ_k N(x; μ_k, σ_k²) / Σ_j ρ_j N(x; μ_j, σ_j²). Each row sums to 1. "
           "Compute log ρ_k + log N(...) and subtract torch.logsumexp over k."),
-    wrong_answers=(_wrong_no_weights, _wrong_std_for_var, _wrong_unnormalised),
-    rtol=1e-6, atol=1e-9,
+    wrong_answers=(_wrong_no_weights, _wrong_std_for_var, _wrong_unnormalised, _wrong_probability_space),
+    rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
+))
+
+
+def _m_step_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1411))
+    f64 = dict(generator=g, dtype=torch.float64)
+    x = torch.as_tensor(load_pearson_crabs().data[::5, 0])
+    cases = []
+    for xs, K in ((x, 2), (torch.randn(40, **f64) * 2 + 1, 3)):
+        logits = torch.randn(xs.shape[0], K, **f64) * 2
+        cases.append((xs, torch.softmax(logits, 1)))
+    return cases
+
+
+@settings.cpu_float64()
+def _m_step_ref(x, resp):
+    x = as_tensor(x, "x", ndim=1, min_rows=1)
+    resp = as_tensor(resp, "resp", shape=(x.shape[0], None))
+    weights, means, variances = mixture.m_step(x[:, None], resp, "diag")
+    return weights, means[:, 0], variances[:, 0]
+
+
+def _m_wrong_unweighted_means(x, r):        # the overall mean for every component
+    w, m, v = _m_step_ref(x, r)
+    return w, torch.full_like(m, float(x.mean())), v
+
+
+def _m_wrong_counts(x, r):                  # N_k instead of N_k / n
+    w, m, v = _m_step_ref(x, r)
+    return w * x.shape[0], m, v
+
+
+def _m_wrong_divide_by_n(x, r):             # variances divided by n instead of N_k
+    w, m, v = _m_step_ref(x, r)
+    return w, m, v * w
+
+
+def _m_wrong_global_centre(x, r):           # spread around the overall mean, not μ_k
+    w, m, _ = _m_step_ref(x, r)
+    nk = r.sum(0)
+    return w, m, (r * (x[:, None] - x.mean()) ** 2).sum(0) / nk
+
+
+register(Problem(
+    id="14.1.m_step",
+    section="14.1",
+    title="M-step: weights, means and variances from responsibilities",
+    statement=("Write m_step(x, resp) for a 1-D mixture of K Gaussians: x (n,) the data, resp (n, K) the "
+               "responsibilities p(h = k | x_i) of the E-step (rows sum to 1). Return (weights, means, "
+               "variances), each (K,): the parameters that maximise Σ_i Σ_k r_ik log[ρ_k N(x_i; μ_k, σ_k²)], "
+               "the expected complete-data log-likelihood."),
+    kind="function",
+    reference=_m_step_ref,
+    reference_names=("companion_lib.mixture.m_step",),
+    cases=_m_step_cases,
+    hint=("Each component is a weighted maximum-likelihood fit with weights r_ik: first the effective counts "
+          "N_k = Σ_i r_ik, then weighted averages (of x for the means, of squared deviations from μ_k for "
+          "the variances), and ρ_k from N_k."),
+    wrong_answers=(_m_wrong_unweighted_means, _m_wrong_counts, _m_wrong_divide_by_n, _m_wrong_global_centre),
+    rtol=1e-6, atol=1e-12,
 ))
 
 
@@ -80,7 +152,7 @@ register(Problem(
     cases=_mle_cases,
     hint="Set the gradient of Σ_i log N(x_i; μ, Σ) to zero: μ is the sample mean; Σ divides by n, not n − 1.",
     wrong_answers=(_wrong_unbiased, _wrong_diagonal, _wrong_uncentred),
-    rtol=1e-6, atol=1e-12,
+    rtol=1e-6, atol=1e-12, compare=float32_aware(1e-6, 1e-12, rtol32=1e-4, atol32=1e-8),
 ))
 
 
