@@ -24,7 +24,8 @@ import math
 import torch
 
 from companion_lib import mixture
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int, check_weights
+from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
+                                   check_weights)
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.settings import cpu_float64
 
@@ -266,6 +267,7 @@ class LinearGaussian:
         x = self._x(x)
         m, S = self._q(x, m, S)
         n_samples = check_int(n_samples, "n_samples", low=2)
+        check_generator(generator)
         L = torch.linalg.cholesky(S)
         eps = torch.randn(n_samples, *m.shape, generator=generator, dtype=m.dtype).to(m.device)
         L = L.expand(m.shape[0], self.k, self.k)
@@ -279,6 +281,7 @@ class LinearGaussian:
     def sample(self, n: int, generator: torch.Generator | None = None):
         """Ancestral sampling: h ~ N(0, I_k), x = W h + b + σ ε. Returns (x (n, d), h (n, k))."""
         n = check_int(n, "n", low=1)
+        check_generator(generator)
         h = torch.randn(n, self.k, generator=generator, dtype=self.W.dtype).to(self.W.device)
         eps = torch.randn(n, self.d, generator=generator, dtype=self.W.dtype).to(self.W.device)
         return h @ self.W.T + self.b + math.sqrt(self.sigma2) * eps, h
@@ -292,7 +295,7 @@ def _params(X, weights, means, covariances, covariance_type):
     weights = check_weights(weights, "weights", device=X.device, positive=True)
     K = weights.shape[0]
     means = as_tensor(means, "means", shape=(K, d), device=X.device)
-    cov_shape = {"full": (K, d, d), "diag": (K, d), "spherical": (K,)}[covariance_type]
+    cov_shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[covariance_type]
     covariances = as_tensor(covariances, "covariances", shape=cov_shape, device=X.device)
     return X, weights, means, covariances
 

@@ -21,7 +21,7 @@ import torch
 from companion_lib import settings
 
 MODULES = ["data", "mixture", "moments", "divergences", "ebm", "elbo", "vae", "metrics", "training",
-           "nets", "plots", "widgets"]
+           "nets", "plots", "widgets", "scores", "gaussian"]
 g = torch.Generator
 
 
@@ -183,6 +183,16 @@ CALLS = {
     "metrics.nearest_train_distance": lambda m: m.nearest_train_distance(torch.rand(5, 64)),
     "metrics.heldout_nearest_train_distance": lambda m: m.heldout_nearest_train_distance(),
     "metrics.DigitJudge": lambda m: _judge(m),
+    "metrics.record_heldout_result": lambda m: m.record_heldout_result("k", "model", torch.tensor(4.0), "14_2"),
+    # scores, gaussian
+    "scores.score": lambda m: m.score(_energy, _x()),
+    "scores.dsm_loss": lambda m: m.dsm_loss(_energy, _x(), 0.1, generator=g().manual_seed(0)).backward(),
+    "scores.langevin_step": lambda m: m.langevin_step(_x(), _x(), 0.1, _x()),
+    "scores.langevin": lambda m: m.langevin(lambda x: -x, _x(), 0.1, 3, generator=g().manual_seed(0), record=(1,)),
+    "scores.eps_from_score": lambda m: m.eps_from_score(_x(), 0.5),
+    "scores.score_from_eps": lambda m: m.score_from_eps(_x(), torch.full((40,), 0.5)),
+    "gaussian.log_normal": lambda m: m.log_normal(_x(), 0.0, 2.0),
+    "gaussian.log_normal_diag": lambda m: m.log_normal_diag(_x(), torch.zeros(2), torch.ones(2), check=False),
     # training
     "training.train": lambda m: m.train(torch.nn.Linear(2, 1), lambda mm, x: mm(x).pow(2).mean(), _x(),
                                         steps=4, val_data=_x(), ema_decay=0.9, warmup=2, cosine=True,
