@@ -190,8 +190,9 @@ def nearest_train_distance(samples, batch_size: int = 1024) -> np.ndarray:
 
 def heldout_nearest_train_distance() -> np.ndarray:
     """The reference value of ``nearest_train_distance``: (360,) distances of the real held-out
-    digits (``data.heldout_digits()``) to their nearest training digit. Samples that sit much closer
-    to the training set than these do are copies, not new digits."""
+    digits (``data.heldout_digits()``) to their nearest training digit: median 1.01, 5 % quantile
+    0.69, minimum 0.50 (a test checks them). Samples that sit much closer to the training set than
+    these do (a dequantised copy is within 4/17 ≈ 0.24) are copies, not new digits."""
     return nearest_train_distance(heldout_digits())
 
 
