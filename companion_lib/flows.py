@@ -171,6 +171,9 @@ class LogitTransform(nn.Module):
     def forward(self, y: torch.Tensor):
         _check_batch(y, self.dim, "y")
         p = self.alpha + (1 - 2 * self.alpha) * y
+        if ((p <= 0) | (p >= 1)).any():          # logit would be ±inf or NaN
+            raise ValueError("y must lie in [0, 1] (dequantised images on the [0, 1) scale); "
+                             f"got values in [{float(y.min()):.3g}, {float(y.max()):.3g}]")
         u = torch.log(p) - torch.log1p(-p)
         log_det = (math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p)).sum(1)
         return u, log_det

@@ -174,6 +174,8 @@ def test_trains_on_moons_quickly():
     (lambda: flows.RealNVP(2)(torch.zeros(3, 2, dtype=F64)), TypeError, "double"),
     (lambda: flows.RealNVP(2).sample(0), ValueError, "n must be"),
     (lambda: flows.LogitTransform(4, alpha=0.5), ValueError, "alpha"),
+    (lambda: flows.LogitTransform(2)(torch.tensor([[0.5, -0.2]])), ValueError, r"\[0, 1\]"),
+    (lambda: flows.RealNVP(2, logit_alpha=0.05).log_prob(torch.tensor([[1.5, 0.5]])), ValueError, r"\[0, 1\]"),
     (lambda: flows.AffineCoupling(2, torch.tensor([True, False]), forward_fn=3), TypeError, "forward_fn"),
 ])
 def test_bad_input_raises_clear_errors(call, err, match):
