@@ -16,7 +16,7 @@
 # %% [markdown]
 # # §14.3 Energy-based models: worked solutions
 #
-# Solutions to the two exercises of `chapters/14_3_energy_based_models`. Each runs in milliseconds.
+# Solutions to the three exercises of `chapters/14_3_energy_based_models`. Each runs in milliseconds.
 
 # %%
 import math
@@ -69,5 +69,27 @@ def langevin_step(x, score, step_size, noise):
 
 
 result = check("14.3.langevin_step", langevin_step)
+assert result, result
+result
+
+# %% [markdown]
+# ## Exercise 3: the denoising score-matching loss
+#
+# The score of the perturbed points comes from one call to `torch.autograd.grad` on the summed
+# energies (each point's energy depends only on that point, so the gradient of the sum holds every
+# point's gradient). `create_graph=True` keeps that gradient a differentiable function of the
+# weights: the loss is a function of $\nabla_x E_\theta$, so training must differentiate through it.
+# The noisy points themselves are leaves that require a gradient; the data do not.
+
+# %%
+def dsm_loss(energy_fn, x, sigma, generator):
+    """Mean over the batch of ½‖σ·s_θ(x + σε) + ε‖², s_θ = −∇_x E_θ; differentiable in θ."""
+    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    x_tilde = (x + sigma * eps).detach().requires_grad_(True)
+    (grad_e,) = torch.autograd.grad(energy_fn(x_tilde).sum(), x_tilde, create_graph=True)
+    return 0.5 * ((sigma * -grad_e + eps) ** 2).sum(1).mean()
+
+
+result = check("14.3.dsm_loss", dsm_loss)
 assert result, result
 result

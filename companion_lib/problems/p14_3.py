@@ -1,10 +1,12 @@
-"""§14.3 problems: the score of a Gaussian-mixture energy, and one Langevin step."""
+"""§14.3 problems: the score of a Gaussian-mixture energy, one Langevin step, and the denoising
+score-matching loss the lesson trains its energy network with."""
 import math
 
 import torch
 
 from companion_lib import ebm
 from companion_lib.grading import Problem, case_seed, register
+from companion_lib.problems._precision import float32_aware
 
 
 def _score_cases(rng=None):
@@ -56,7 +58,7 @@ register(Problem(
           "σ_j² I) are the responsibilities of §14.1 (the normaliser (2πσ_k²)^(−d/2) differs between "
           "components, so keep it; torch.softmax over log terms is safest)."),
     wrong_answers=(_wrong_energy_gradient, _wrong_unnormalised, _wrong_no_weights, _wrong_std),
-    rtol=1e-6, atol=1e-9,
+    rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
 ))
 
 
@@ -92,11 +94,104 @@ register(Problem(
     title="One step of unadjusted Langevin dynamics",
     statement=("Write langevin_step(x, score, step_size, noise): x, score and noise are (n, 2) tensors "
                "(score = −∇E at x, noise ξ ~ N(0, I) drawn for you), step_size η > 0 a float. Return the "
-               "(n, 2) tensor x + (η/2)·score + √η·ξ."),
+               "(n, 2) positions after one step of unadjusted Langevin dynamics with step size η."),
     kind="function",
     reference=ebm.langevin_step,
     cases=_step_cases,
     hint="The drift is half the step size times the score; the noise is scaled by the square root of η.",
     wrong_answers=(_wrong_full_step, _wrong_noise_scale, _wrong_descent_sign, _wrong_no_noise),
-    rtol=1e-9, atol=1e-12,
+    rtol=1e-9, atol=1e-12, compare=float32_aware(1e-9, 1e-12, rtol32=1e-5, atol32=1e-6),
+))
+
+
+# --------------------------------------------------------------------------------------------------
+# The student's denoising score-matching loss (the lesson trains the energy network with it)
+def _dsm_cases(rng=None):
+    seed = case_seed(rng, 1432)
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for hidden, depth, n, sigma in ((16, 2, 32, 0.1), (8, 3, 10, 0.5)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + hidden)
+            net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        cases.append((hidden, depth, state, torch.randn(n, 2, generator=g, dtype=torch.float64), sigma, seed + n))
+    return cases
+
+
+def _dsm_harness(fn, hidden, depth, state, x, sigma, seed):
+    """Run ``fn(energy_net, x, sigma, generator)`` on an ``EnergyMLP`` with fixed weights; return the loss
+    and its gradient with respect to every weight (what training uses)."""
+    net = ebm.EnergyMLP(dim=x.shape[1], hidden=hidden, depth=depth).double()
+    net.load_state_dict(state)
+    loss = fn(net, x, sigma, torch.Generator().manual_seed(seed))
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError(f"the loss must be a scalar tensor, got {type(loss).__name__}"
+                        + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on the network's weights, so training cannot use it: "
+                         "keep the graph of the score (torch.autograd.grad(..., create_graph=True))")
+    params = list(net.parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+    return loss.detach().reshape(()), flat
+
+
+def _dsm_ref(energy_fn, x, sigma, generator):
+    return ebm.dsm_loss(energy_fn, x, sigma, generator=generator)
+
+
+def _dsm_noise(x, generator):
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+
+
+def _grad_energy(energy_fn, x_tilde, create_graph=True):
+    x_tilde = x_tilde.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(energy_fn(x_tilde).sum(), x_tilde, create_graph=create_graph)
+    return g
+
+
+def _dsm_no_graph(energy_fn, x, sigma, generator):      # the score without create_graph: no gradient in θ
+    eps = _dsm_noise(x, generator)
+    s = -_grad_energy(energy_fn, x + sigma * eps, create_graph=False)
+    return 0.5 * ((sigma * s + eps) ** 2).sum(1).mean()
+
+
+def _dsm_energy_gradient(energy_fn, x, sigma, generator):  # ∇E where the score −∇E belongs
+    eps = _dsm_noise(x, generator)
+    s = _grad_energy(energy_fn, x + sigma * eps)
+    return 0.5 * ((sigma * s + eps) ** 2).sum(1).mean()
+
+
+def _dsm_no_sigma(energy_fn, x, sigma, generator):      # ‖s + ε‖²: drops the σ that weights the score
+    eps = _dsm_noise(x, generator)
+    s = -_grad_energy(energy_fn, x + sigma * eps)
+    return 0.5 * ((s + eps) ** 2).sum(1).mean()
+
+
+def _dsm_clean_point(energy_fn, x, sigma, generator):   # the score at the clean x, not at x̃
+    eps = _dsm_noise(x, generator)
+    s = -_grad_energy(energy_fn, x)
+    return 0.5 * ((sigma * s + eps) ** 2).sum(1).mean()
+
+
+register(Problem(
+    id="14.3.dsm_loss",
+    section="14.3",
+    title="The denoising score-matching loss",
+    statement=("Write dsm_loss(energy_fn, x, sigma, generator): energy_fn maps (n, 2) points to (n,) energies "
+               "(a network with weights θ); x (n, 2) data; sigma > 0. Draw the noise once as "
+               "eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device), perturb the data "
+               "to x̃ = x + σ·ε, and return the scalar loss of the section: the batch mean of "
+               "½‖σ·s_θ(x̃) + ε‖², where s_θ = −∇_x E_θ by autograd. The loss must stay differentiable in θ "
+               "(the check compares the loss and its gradient in every weight, on fixed weights and noise)."),
+    kind="function",
+    reference=_dsm_ref,
+    cases=_dsm_cases,
+    harness=_dsm_harness,
+    reference_names=("companion_lib.ebm.dsm_loss", "companion_lib.scores.dsm_loss"),
+    hint=("torch.autograd.grad(energy_fn(x̃).sum(), x̃, create_graph=True) gives ∇E at every point at once "
+          "(x̃ must require grad); the score is its negative."),
+    wrong_answers=(_dsm_no_graph, _dsm_energy_gradient, _dsm_no_sigma, _dsm_clean_point),
+    rtol=1e-6, atol=1e-9,
 ))
