@@ -50,7 +50,7 @@ from companion_lib.grading import check
 run = settings.setup(seed=0)
 
 # %% [markdown]
-# ## 1. A discrete hidden variable: which species is this crab?
+# ## 1. A discrete hidden variable: which component produced this crab?
 #
 # In §14.1 a crab's forehead-to-body ratio x was modelled with a hidden label h ∈ {0, 1} (two
 # sub-populations): p(x, h) = ρ_h N(x; μ_h, σ_h²). We refit that mixture (EM with `reg_covar=0`, run to
@@ -58,16 +58,16 @@ run = settings.setup(seed=0)
 # and the posterior p(h|x) is genuinely uncertain.
 
 # %%
-crabs = torch.as_tensor(data.load_pearson_crabs().data, device=run.device)        # (1000, 1)
-gm = mixture.GaussianMixture(2, reg_covar=0.0, random_state=0, tol=1e-10, max_iter=5000,
-                             device=run.device).fit(crabs)
-theta = (gm.weights_, gm.means_, gm.covariances_)
-log_joint_all = elbo.mixture_log_joint(crabs, *theta)          # log p(x_i, h) for every crab: (1000, 2)
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    crabs = torch.as_tensor(data.load_pearson_crabs().data)        # (1000, 1)
+    gm = mixture.GaussianMixture(2, reg_covar=0.0, random_state=0, tol=1e-10, max_iter=5000).fit(crabs)
+    theta = (gm.weights_, gm.means_, gm.covariances_)
+    log_joint_all = elbo.mixture_log_joint(crabs, *theta)          # log p(x_i, h) for every crab: (1000, 2)
 
-x0 = torch.tensor([[0.6475]], dtype=torch.float64, device=run.device)   # the median crab
-log_joint = elbo.mixture_log_joint(x0, *theta)                 # (1, 2)
-log_px = elbo.log_evidence(log_joint)                          # log p(x) = log Σ_h p(x, h)
-post = elbo.posterior(log_joint)                               # p(h | x), Bayes' rule
+    x0 = torch.tensor([[0.6475]], dtype=torch.float64)   # the median crab
+    log_joint = elbo.mixture_log_joint(x0, *theta)                 # (1, 2)
+    log_px = elbo.log_evidence(log_joint)                          # log p(x) = log Σ_h p(x, h)
+    post = elbo.posterior(log_joint)                               # p(h | x), Bayes' rule
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -81,25 +81,26 @@ print(f"x = 0.6475:  log p(x) = {log_px.item():.4f} nats,  p(h=1|x) = {post[0, 1
 # the gap vanishes at q = p(h|x). We test all three for **every crab** and many random q, in float64.
 
 # %%
-n_q = run.budget(quick=200, full=2000)
-q = torch.distributions.Dirichlet(torch.ones(2, dtype=torch.float64)).sample((n_q, len(crabs)))
-q = q.to(run.device)                                           # (n_q, 1000, 2): random points on the simplex
-lj = log_joint_all.expand(n_q, -1, -1).reshape(-1, 2)
-q = q.reshape(-1, 2)
-lower = elbo.discrete_elbo(lj, q)                              # E_q[log p(x,h)] + H[q]     (eq. 14.4)
-gap = elbo.elbo_gap(lj, q)                                     # KL(q ‖ p(h|x))              (eq. 14.5)
-exact = elbo.log_evidence(lj)                                  # log p(x)
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    n_q = run.budget(quick=200, full=2000)
+    q = torch.distributions.Dirichlet(torch.ones(2, dtype=torch.float64)).sample((n_q, len(crabs)))  # (n_q, 1000, 2): points on the simplex
+    lj = log_joint_all.expand(n_q, -1, -1).reshape(-1, 2)
+    q = q.reshape(-1, 2)
+    lower = elbo.discrete_elbo(lj, q)                              # E_q[log p(x,h)] + H[q]     (eq. 14.4)
+    gap = elbo.elbo_gap(lj, q)                                     # KL(q ‖ p(h|x))              (eq. 14.5)
+    exact = elbo.log_evidence(lj)                                  # log p(x)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-identity_err = (exact - lower - gap).abs().max().item()
-at_posterior = (elbo.discrete_elbo(log_joint_all, elbo.posterior(log_joint_all))
-                - elbo.log_evidence(log_joint_all)).abs().max().item()
-assert identity_err <= 1e-12 and at_posterior <= 1e-12
-assert (lower <= exact + 1e-12).all() and (gap >= 0).all()
-assert torch.allclose(elbo.log_evidence(log_joint_all).cpu(), torch.as_tensor(gm.score_samples(crabs)))
-print(f"{len(q):,} (crab, q) pairs: ELBO <= log p(x) everywhere: True")
-print(f"max |log p(x) - ELBO(q) - KL(q || p(h|x))| <= 1e-12: {identity_err <= 1e-12}")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    identity_err = (exact - lower - gap).abs().max().item()
+    at_posterior = (elbo.discrete_elbo(log_joint_all, elbo.posterior(log_joint_all))
+                    - elbo.log_evidence(log_joint_all)).abs().max().item()
+    assert identity_err <= 1e-12 and at_posterior <= 1e-12
+    assert (lower <= exact + 1e-12).all() and (gap >= 0).all()
+    assert torch.allclose(elbo.log_evidence(log_joint_all).cpu(), torch.as_tensor(gm.score_samples(crabs)))
+    print(f"{len(q):,} (crab, q) pairs: ELBO <= log p(x) everywhere: True")
+    print(f"max |log p(x) - ELBO(q) - KL(q || p(h|x))| <= 1e-12: {identity_err <= 1e-12}")
 print(f"max |ELBO(posterior) - log p(x)|             <= 1e-12: {at_posterior <= 1e-12}")
 
 # %% [markdown]
@@ -109,14 +110,15 @@ print(f"max |ELBO(posterior) - log p(x)|             <= 1e-12: {at_posterior <= 
 # entropy term is zero and the gap is −log p(h|x) of the chosen label.
 
 # %%
-grid = torch.linspace(0, 1, 401, dtype=torch.float64, device=run.device)
-Q = torch.stack([1 - grid, grid], 1)
-sweep = elbo.discrete_elbo(log_joint.expand(len(grid), -1), Q)
-fig, ax = plt.subplots(figsize=(7.5, 3.8))
-plots.elbo_sweep(grid, log_px, sweep, ax=ax, q_post=post[0, 1])
-ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-ax.set_ylim(1.9, 3.15)
-plt.show()
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    grid = torch.linspace(0, 1, 401, dtype=torch.float64)
+    Q = torch.stack([1 - grid, grid], 1)
+    sweep = elbo.discrete_elbo(log_joint.expand(len(grid), -1), Q)
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    plots.elbo_sweep(grid, log_px, sweep, ax=ax, q_post=post[0, 1])
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_ylim(1.9, 3.15)
+    plt.show()
 
 # %% [markdown]
 # **Try it.** Move q(h=1|x): the ELBO and the gap change, log p(x) does not (it does not depend on q).
@@ -145,25 +147,28 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-q_one = torch.tensor([[0.2, 0.8]], dtype=torch.float64, device=run.device)
-E_log_px = (q_one * log_px[:, None]).sum()                     # E_q[log p(x)], log p(x) repeated over h
-print(f"E_q[log p(x)] = {E_log_px.item():.4f}   log p(x) = {log_px.item():.4f}   "
-      f"p(x) = {log_px.exp().item():.4f}  (the text's p(x) is a different number)")
-e_log_joint = (q_one * log_joint).sum().item()                 # E_q[log p(x, h)]
-entropy = elbo.categorical_entropy(q_one).item()               # H[q]
-kl = elbo.elbo_gap(log_joint, q_one).item()                    # KL(q ‖ p(h|x)), eq. 14.5
-print(f"E_q[log p(x,h)] + H[q] + KL = {e_log_joint:.4f} + {entropy:.4f} + {kl:.4f} "
-      f"= {e_log_joint + entropy + kl:.4f} = log p(x)")
-assert abs(E_log_px.item() - log_px.item()) < 1e-12
-assert abs(e_log_joint + entropy + kl - log_px.item()) < 1e-12
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    q_one = torch.tensor([[0.2, 0.8]], dtype=torch.float64)
+    E_log_px = (q_one * log_px[:, None]).sum()                     # E_q[log p(x)], log p(x) repeated over h
+    print(f"E_q[log p(x)] = {E_log_px.item():.4f}   log p(x) = {log_px.item():.4f}   "
+          f"p(x) = {log_px.exp().item():.4f}  (the text's p(x) is a different number)")
+    e_log_joint = (q_one * log_joint).sum().item()                 # E_q[log p(x, h)]
+    entropy = elbo.categorical_entropy(q_one).item()               # H[q]
+    kl = elbo.elbo_gap(log_joint, q_one).item()                    # KL(q ‖ p(h|x)), eq. 14.5
+    print(f"E_q[log p(x,h)] + H[q] + KL = {e_log_joint:.4f} + {entropy:.4f} + {kl:.4f} "
+          f"= {e_log_joint + entropy + kl:.4f} = log p(x)")
+    assert abs(E_log_px.item() - log_px.item()) < 1e-12
+    assert abs(e_log_joint + entropy + kl - log_px.item()) < 1e-12
 
 # %% [markdown]
 # ### Exercise 1: the ELBO gap of a discrete latent variable
 #
 # Given the table log p(x_i, h = k) for all h (shape (n, K)) and a q (n, K), return the gap
 # log p(x_i) − ELBO_i(q) per row. Compute it as KL(q ‖ p(h|x)) directly (eq. 14.5): subtracting two
-# nearly equal numbers loses digits when q is close to the posterior. Mind the rows of q that contain
-# zeros (0 log 0 = 0).
+# nearly equal numbers loses digits when q is close to the posterior. The check tests this: one case
+# has log p(x) ≈ 10^8 and a gap of about 10^-7, which the difference log p(x) − ELBO loses entirely
+# (and so does forming log p(x) on the way to log p(h|x)). Mind the rows of q that contain zeros
+# (0 log 0 = 0).
 
 # %%
 def elbo_gap(log_joint, q):
@@ -176,9 +181,10 @@ result = check("14.4.elbo_gap", elbo_gap)
 result
 
 # %%
-elbo_gap = result.or_reference()   # your function if it passed, else the reference (it says so)
-hard = torch.nn.functional.one_hot(log_joint_all.argmax(1), 2).double()   # k-means-style hard labels
-print(f"mean gap of hard assignments on the crabs: {elbo_gap(log_joint_all, hard).mean().item():.4f} nats")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    elbo_gap = result.or_reference()   # your function if it passed, else the reference (it says so)
+    hard = torch.nn.functional.one_hot(log_joint_all.argmax(1), 2).double()   # k-means-style hard labels
+    print(f"mean gap of hard assignments on the crabs: {elbo_gap(log_joint_all, hard).mean().item():.4f} nats")
 
 # %% [markdown]
 # ## 2. A continuous hidden variable: the linear-Gaussian model
@@ -196,22 +202,24 @@ print(f"mean gap of hard assignments on the crabs: {elbo_gap(log_joint_all, hard
 # `torch.distributions` first.
 
 # %%
-g = torch.Generator().manual_seed(14)
-lg = elbo.LinearGaussian(torch.randn(3, 2, generator=g, dtype=torch.float64).to(run.device),
-                         torch.randn(3, generator=g, dtype=torch.float64).to(run.device), sigma2=0.3)
-x, _ = lg.sample(5, generator=g)                               # five observations (5, 3)
-post_mean, post_cov = lg.posterior(x)
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    g = torch.Generator().manual_seed(14)
+    lg = elbo.LinearGaussian(torch.randn(3, 2, generator=g, dtype=torch.float64),
+                             torch.randn(3, generator=g, dtype=torch.float64), sigma2=0.3)
+    x, _ = lg.sample(5, generator=g)                               # five observations (5, 3)
+    post_mean, post_cov = lg.posterior(x)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-MVN = torch.distributions.MultivariateNormal
-err_px = (lg.log_px(x) - MVN(*lg.marginal()).log_prob(x)).abs().max().item()
-h_test = torch.randn(7, 5, 2, generator=g, dtype=torch.float64).to(run.device)
-bayes = lg.log_joint(x, h_test) - lg.log_px(x)                 # log p(h|x) = log p(x,h) − log p(x)
-err_post = (bayes - MVN(post_mean, post_cov).log_prob(h_test)).abs().max().item()
-assert err_px < 1e-10 and err_post < 1e-10
-print(f"log p(x) vs MultivariateNormal: agree to 1e-10: {err_px < 1e-10}")
-print(f"posterior vs Bayes' rule at random h: agree to 1e-10: {err_post < 1e-10}")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    MVN = torch.distributions.MultivariateNormal
+    err_px = (lg.log_px(x) - MVN(*lg.marginal()).log_prob(x)).abs().max().item()
+    h_test = torch.randn(7, 5, 2, generator=g, dtype=torch.float64)
+    bayes = lg.log_joint(x, h_test) - lg.log_px(x)                 # log p(h|x) = log p(x,h) − log p(x)
+    err_post = (bayes - MVN(post_mean, post_cov).log_prob(h_test)).abs().max().item()
+    assert err_px < 1e-10 and err_post < 1e-10
+    print(f"log p(x) vs MultivariateNormal: agree to 1e-10: {err_px < 1e-10}")
+    print(f"posterior vs Bayes' rule at random h: agree to 1e-10: {err_post < 1e-10}")
 print("log p(x) =", np.round(lg.log_px(x).cpu().numpy(), 4))
 
 # %% [markdown]
@@ -220,30 +228,32 @@ print("log p(x) =", np.round(lg.log_px(x).cpu().numpy(), 4))
 # Gaussian KL(q ‖ p(h|x)) (checked against `torch.distributions.kl_divergence`).
 
 # %%
-n_mc = run.budget(quick=4000, full=100_000)
-m = post_mean + 0.5 * torch.randn(5, 2, generator=g, dtype=torch.float64).to(run.device)
-S_diag = torch.diag_embed(0.5 * torch.rand(5, 2, generator=g, dtype=torch.float64) + 0.05).to(run.device)
-A = torch.randn(5, 2, 2, generator=g, dtype=torch.float64).to(run.device)
-S_full = 0.2 * A @ A.transpose(-1, -2) + 0.05 * torch.eye(2, dtype=torch.float64, device=run.device)
-rows = []
-for name, S in [("diagonal", S_diag), ("full", S_full), ("posterior", post_cov)]:
-    mean = post_mean if name == "posterior" else m
-    closed = lg.elbo(x, mean, S)                               # eq. 14.4, closed form
-    mc, se = lg.elbo_mc(x, mean, S, n_mc, generator=g)         # Monte Carlo, with its standard error
-    kl = elbo.gaussian_kl(mean, S, post_mean, post_cov)        # eq. 14.5
-    oracle = torch.distributions.kl_divergence(MVN(mean, S), MVN(post_mean, post_cov))
-    rows.append((name, closed, mc, se, kl, oracle))
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    n_mc = run.budget(quick=4000, full=100_000)
+    m = post_mean + 0.5 * torch.randn(5, 2, generator=g, dtype=torch.float64)
+    S_diag = torch.diag_embed(0.5 * torch.rand(5, 2, generator=g, dtype=torch.float64) + 0.05)
+    A = torch.randn(5, 2, 2, generator=g, dtype=torch.float64)
+    S_full = 0.2 * A @ A.transpose(-1, -2) + 0.05 * torch.eye(2, dtype=torch.float64)
+    rows = []
+    for name, S in [("diagonal", S_diag), ("full", S_full), ("posterior", post_cov)]:
+        mean = post_mean if name == "posterior" else m
+        closed = lg.elbo(x, mean, S)                               # eq. 14.4, closed form
+        mc, se = lg.elbo_mc(x, mean, S, n_mc, generator=g)         # Monte Carlo, with its standard error
+        kl = elbo.gaussian_kl(mean, S, post_mean, post_cov)        # eq. 14.5
+        oracle = torch.distributions.kl_divergence(MVN(mean, S), MVN(post_mean, post_cov))
+        rows.append((name, closed, mc, se, kl, oracle))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-exact = lg.log_px(x)
-print(f"{'q':>9} | {'log p(x) - ELBO - KL':>21} | {'|MC - closed| / s.e. (max)':>27} | mean gap")
-for name, closed, mc, se, kl, oracle in rows:
-    ident = (exact - closed - kl).abs().max().item()
-    z = ((mc - closed).abs() / se.clamp_min(1e-300)).max().item() if se.max() > 1e-12 else 0.0
-    assert ident < 1e-10 and torch.allclose(kl, oracle, atol=1e-10) and z < 4.5
-    print(f"{name:>9} | {'< 1e-10' if ident < 1e-10 else ident:>21} | "
-          f"{'< 4.5' if z < 4.5 else z:>27} | {kl.mean().item():.4f}")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    exact = lg.log_px(x)
+    print(f"{'q':>9} | {'log p(x) - ELBO - KL':>21} | {'|MC - closed| / s.e. (max)':>27} | mean gap")
+    for name, closed, mc, se, kl, oracle in rows:
+        ident = (exact - closed - kl).abs().max().item()
+        z = ((mc - closed).abs() / se.clamp_min(1e-300)).max().item() if se.max() > 1e-12 else 0.0
+        assert ident < 1e-10 and torch.allclose(kl, oracle, atol=1e-10) and z < 4.5
+        print(f"{name:>9} | {'< 1e-10' if ident < 1e-10 else ident:>21} | "
+              f"{'< 4.5' if z < 4.5 else z:>27} | {kl.mean().item():.4f}")
 
 # %% [markdown]
 # At the posterior the Monte Carlo estimator has **zero variance**: log p(x,h) − log q(h|x) =
@@ -284,8 +294,9 @@ result = check("14.4.gaussian_entropy", gaussian_entropy)
 result
 
 # %%
-gaussian_entropy = result.or_reference()   # your function if it passed, else the reference (it says so)
-print("H[q] for the five full-covariance q's:", np.round(gaussian_entropy(S_full).cpu().numpy(), 4))
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    gaussian_entropy = result.or_reference()   # your function if it passed, else the reference (it says so)
+    print("H[q] for the five full-covariance q's:", np.round(gaussian_entropy(S_full).cpu().numpy(), 4))
 
 # %% [markdown]
 # ### The picture for k = 1, and what a restricted q costs
@@ -295,26 +306,28 @@ print("H[q] for the five full-covariance q's:", np.round(gaussian_entropy(S_full
 # b = 0, σ² = 0.5 and x = (1.2, 1.0).
 
 # %%
-lg1 = elbo.LinearGaussian(torch.tensor([[1.5], [0.5]], dtype=torch.float64, device=run.device),
-                          torch.zeros(2, dtype=torch.float64, device=run.device), sigma2=0.5)
-x1 = torch.tensor([[1.2, 1.0]], dtype=torch.float64, device=run.device)
-ms = torch.linspace(-1.0, 2.0, 121, dtype=torch.float64, device=run.device)
-log_s = torch.linspace(-3.0, 1.0, 101, dtype=torch.float64, device=run.device)
-MM, LS = torch.meshgrid(ms, log_s, indexing="xy")
-surface = lg1.elbo(x1.expand(MM.numel(), -1), MM.reshape(-1, 1),
-                   torch.diag_embed(torch.exp(2 * LS.reshape(-1, 1)))).reshape(MM.shape)
-pm1, pc1 = lg1.posterior(x1)
-post_point = (pm1[0, 0].item(), 0.5 * torch.log(pc1[0, 0]).item())
-fig, ax = plt.subplots(figsize=(6, 4.2))
-plots.elbo_contour(ms, log_s, surface, ax=ax, post=post_point, log_px=lg1.log_px(x1).item(),
-                   title="ELBO over q = N(m, s²); contours at log p(x) − {0.02, 0.1, …, 8} nats")
-plt.show()
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    lg1 = elbo.LinearGaussian(torch.tensor([[1.5], [0.5]], dtype=torch.float64),
+                              torch.zeros(2, dtype=torch.float64), sigma2=0.5)
+    x1 = torch.tensor([[1.2, 1.0]], dtype=torch.float64)
+    ms = torch.linspace(-1.0, 2.0, 121, dtype=torch.float64)
+    log_s = torch.linspace(-3.0, 1.0, 101, dtype=torch.float64)
+    MM, LS = torch.meshgrid(ms, log_s, indexing="xy")
+    surface = lg1.elbo(x1.expand(MM.numel(), -1), MM.reshape(-1, 1),
+                       torch.diag_embed(torch.exp(2 * LS.reshape(-1, 1)))).reshape(MM.shape)
+    pm1, pc1 = lg1.posterior(x1)
+    post_point = (pm1[0, 0].item(), 0.5 * torch.log(pc1[0, 0]).item())
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    plots.elbo_contour(ms, log_s, surface, ax=ax, post=post_point, log_px=lg1.log_px(x1).item(),
+                       title="ELBO over q = N(m, s²); contours at log p(x) − {0.02, 0.1, …, 8} nats")
+    plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"grid maximum {surface.max().item():.4f} at (m, log s) = "
-      f"({MM.reshape(-1)[surface.argmax()].item():.3f}, {LS.reshape(-1)[surface.argmax()].item():.3f});"
-      f"  posterior ({post_point[0]:.3f}, {post_point[1]:.3f}),  log p(x) = {lg1.log_px(x1).item():.4f}")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    print(f"grid maximum {surface.max().item():.4f} at (m, log s) = "
+          f"({MM.reshape(-1)[surface.argmax()].item():.3f}, {LS.reshape(-1)[surface.argmax()].item():.3f});"
+          f"  posterior ({post_point[0]:.3f}, {post_point[1]:.3f}),  log p(x) = {lg1.log_px(x1).item():.4f}")
 
 # %% [markdown]
 # When k ≥ 2 and q is restricted to be **diagonal** ("mean field"), the posterior's correlation cannot be
@@ -324,32 +337,34 @@ print(f"grid maximum {surface.max().item():.4f} at (m, log s) = "
 # ELBO with autograd (L-BFGS over m and log s) and compare.
 
 # %%
-xi = x[:1]
-m_var = torch.zeros(1, 2, dtype=torch.float64, device=run.device, requires_grad=True)
-log_s_var = torch.zeros(2, dtype=torch.float64, device=run.device, requires_grad=True)
-opt = torch.optim.LBFGS([m_var, log_s_var], lr=1, max_iter=200, tolerance_grad=1e-12,
-                        tolerance_change=1e-14, line_search_fn="strong_wolfe")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    xi = x[:1]
+    m_var = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
+    log_s_var = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([m_var, log_s_var], lr=1, max_iter=200, tolerance_grad=1e-12,
+                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
 
 
-def closure():
-    opt.zero_grad()
-    loss = -lg.elbo(xi, m_var, torch.diag(torch.exp(2 * log_s_var))).sum()
-    loss.backward()
-    return loss
+    def closure():
+        opt.zero_grad()
+        loss = -lg.elbo(xi, m_var, torch.diag(torch.exp(2 * log_s_var))).sum()
+        loss.backward()
+        return loss
 
 
-opt.step(closure)
-Lam = torch.linalg.inv(post_cov)                               # posterior precision I + WᵀW/σ²
-gap_theory = 0.5 * (torch.log(torch.diagonal(Lam)).sum() - torch.logdet(Lam))
-with torch.no_grad():
-    gap_fit = (lg.log_px(xi) - lg.elbo(xi, m_var, torch.diag(torch.exp(2 * log_s_var))))[0]
+    opt.step(closure)
+    Lam = torch.linalg.inv(post_cov)                               # posterior precision I + WᵀW/σ²
+    gap_theory = 0.5 * (torch.log(torch.diagonal(Lam)).sum() - torch.logdet(Lam))
+    with torch.no_grad():
+        gap_fit = (lg.log_px(xi) - lg.elbo(xi, m_var, torch.diag(torch.exp(2 * log_s_var))))[0]
 
 # %%
 # NBVAL_CHECK_OUTPUT
-assert abs(gap_fit.item() - gap_theory.item()) < 1e-8
-assert torch.allclose(m_var.detach(), post_mean[:1], atol=1e-6)
-corr = post_cov[0, 1] / post_cov.diagonal().prod().sqrt()
-print(f"posterior correlation of h1, h2: {corr.item():.4f}")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    assert abs(gap_fit.item() - gap_theory.item()) < 1e-8
+    assert torch.allclose(m_var.detach(), post_mean[:1], atol=1e-6)
+    corr = post_cov[0, 1] / post_cov.diagonal().prod().sqrt()
+    print(f"posterior correlation of h1, h2: {corr.item():.4f}")
 print(f"best diagonal q: gap = {gap_fit.item():.5f} nats (theory {gap_theory.item():.5f}); "
       f"full-covariance q: gap = 0")
 
@@ -374,19 +389,21 @@ print(f"best diagonal q: gap = {gap_fit.item():.5f} nats (theory {gap_theory.ite
 # exact maximiser, and the monotonicity can fail by ~1e-7 nats (see §14.1).
 
 # %%
-n_iter = run.budget(quick=12, full=40)
-trace = elbo.em_elbo_trace(crabs, [0.5, 0.5], [[0.62], [0.67]], [[[1e-4]], [[1e-4]]], n_iter)
-ll, lb, kl_gap = trace["log_lik"], trace["elbo"], trace["gap"]
-assert (torch.diff(ll) >= -1e-13).all(), "EM decreased the log-likelihood"
-assert (torch.diff(lb) >= -1e-13).all(), "a half-step decreased the ELBO"
-assert kl_gap[1::2].abs().max() < 1e-12                        # after each E-step: ELBO = log-lik
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    n_iter = run.budget(quick=12, full=40)
+    trace = elbo.em_elbo_trace(crabs, [0.5, 0.5], [[0.62], [0.67]], [[[1e-4]], [[1e-4]]], n_iter)
+    ll, lb, kl_gap = trace["log_lik"], trace["elbo"], trace["gap"]
+    assert (torch.diff(ll) >= -1e-13).all(), "EM decreased the log-likelihood"
+    assert (torch.diff(lb) >= -1e-13).all(), "a half-step decreased the ELBO"
+    assert kl_gap[1::2].abs().max() < 1e-12                        # after each E-step: ELBO = log-lik
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"{'half-step':>10} {'stage':>6} {'log-lik/n':>10} {'ELBO/n':>10} {'gap (KL)/n':>11}")
-for t in range(7):
-    shown = f"{kl_gap[t].item():.2e}" if kl_gap[t] > 1e-12 else "0 (<1e-12)"
-    print(f"{t:>10} {trace['stage'][t]:>6} {ll[t].item():>10.4f} {lb[t].item():>10.4f} {shown:>11}")
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    print(f"{'half-step':>10} {'stage':>6} {'log-lik/n':>10} {'ELBO/n':>10} {'gap (KL)/n':>11}")
+    for t in range(7):
+        shown = f"{kl_gap[t].item():.2e}" if kl_gap[t] > 1e-12 else "0 (<1e-12)"
+        print(f"{t:>10} {trace['stage'][t]:>6} {ll[t].item():>10.4f} {lb[t].item():>10.4f} {shown:>11}")
 print(f"after {n_iter} iterations: {ll[-1].item():.5f};  converged EM: {gm.score(crabs):.5f}")
 
 # %%

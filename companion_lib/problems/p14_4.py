@@ -6,6 +6,7 @@ import torch
 from companion_lib import elbo
 from companion_lib.data import load_pearson_crabs
 from companion_lib.grading import Problem, case_seed, register
+from companion_lib.problems._precision import float32_aware
 
 F64 = torch.float64
 
@@ -74,7 +75,23 @@ def _gap_cases(rng=None):
     log_joint3 = torch.randn(6, 3, generator=g, dtype=F64) * 4 - 10
     q3 = torch.distributions.Dirichlet(torch.full((3,), 0.7, dtype=F64)).sample((6,))
     q3[2] = torch.tensor([0.0, 0.5, 0.5], dtype=F64)
-    return [(log_joint, q), (log_joint3, q3)]
+    # log p(x) ≈ 10^8 while q is within 10^-3 of the posterior: the gap is ~10^-7, far below the
+    # round-off of log p(x) and of the ELBO (~10^-8 each), so their difference loses it
+    big = torch.tensor([[0.0, -0.7, -2.0], [0.0, -0.1, -0.3], [-1.5, 0.0, -0.2]], dtype=F64) + 1e8
+    q_big = torch.softmax(big, 1) * torch.exp(torch.randn(3, 3, generator=g, dtype=F64) * 1e-3)
+    return [(log_joint, q), (log_joint3, q3), (big, q_big / q_big.sum(1, keepdim=True))]
+
+
+def _gap_ref(log_joint, q):
+    """``elbo.elbo_gap`` on log_joint shifted by its row maximum (exact, and the KL is unchanged): the
+    reference stays exact however large log p(x) is."""
+    log_joint = torch.as_tensor(log_joint)
+    return elbo.elbo_gap(log_joint - log_joint.max(1, keepdim=True).values, q)
+
+
+def _wrong_by_subtraction(log_joint, q):  # log p(x) − ELBO(q) as a difference: cancellation
+    elbo_q = (q * log_joint).sum(1) - torch.special.xlogy(q, q).sum(1)
+    return torch.logsumexp(log_joint, 1) - elbo_q
 
 
 def _wrong_no_entropy(log_joint, q):      # log p(x) − E_q[log p(x, h)]: forgets H[q]
@@ -102,12 +119,17 @@ register(Problem(
     statement=("Write elbo_gap(log_joint, q): log_joint (n, K) holds log p(x_i, h = k), q (n, K) holds "
                "q(h = k | x_i) (rows sum to 1, entries may be 0). Return the (n,) vector "
                "log p(x_i) − ELBO_i(q), which by eqs. 14.5–14.8 equals KL(q(h|x_i) ‖ p(h|x_i)). "
-               "Use the convention 0 log 0 = 0."),
+               "Use the convention 0 log 0 = 0. Compute the KL directly from q and log p(h|x), never as the "
+               "difference of log p(x) and the ELBO: one test has log p(x) ≈ 10^8 and a gap of ~10^-7, "
+               "which that difference loses to round-off (as does forming log p(x) on the way to p(h|x))."),
     kind="function",
-    reference=elbo.elbo_gap,
+    reference=_gap_ref,
+    reference_names=("companion_lib.elbo.elbo_gap", "companion_lib.elbo.kl_categorical"),
     cases=_gap_cases,
-    hint=("log p(x) = logsumexp over h of log p(x, h); log p(h|x) = log p(x, h) − log p(x). Then "
-          "KL = Σ_h q (log q − log p(h|x)). torch.special.xlogy(q, q) is q log q with 0 log 0 = 0."),
-    wrong_answers=(_wrong_no_entropy, _wrong_reverse_kl, _wrong_joint_not_posterior, _wrong_naive_zero),
-    rtol=1e-7, atol=1e-10,
+    hint=("log p(h|x) is log p(x, h) normalised over h: torch.log_softmax does it without forming the "
+          "large log p(x). Then KL = Σ_h q (log q − log p(h|x)); torch.special.xlogy(q, q) is q log q with "
+          "0 log 0 = 0."),
+    wrong_answers=(_wrong_no_entropy, _wrong_reverse_kl, _wrong_joint_not_posterior, _wrong_naive_zero,
+                   _wrong_by_subtraction),
+    rtol=1e-7, atol=1e-10, compare=float32_aware(1e-7, 1e-10, rtol32=1e-4, atol32=1e-5),
 ))
