@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from companion_lib.settings import cpu_float64
+
 
 
 def _slider_with_figure(slider, draw):
@@ -95,6 +97,7 @@ def latent_explorer_2d(decode, points=None, labels=None, extent: float = 3.0, st
     return widgets.VBox([widgets.HBox([s1, s2]), out]), update
 
 
+@cpu_float64()  # exact, on the CPU (the dtype rule in settings)
 def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):
     """§14.4: move q(h=1|x) for a two-state h; redraw ELBO(q), log p(x) and the gap KL(q ‖ p(h|x)).
 
@@ -118,6 +121,7 @@ def elbo_q_slider(log_joint, q_init: float = 0.2, n_grid: int = 401):
     log_px = float(elbo.log_evidence(lj)[0])
     q_post = float(elbo.posterior(lj)[0, 1])
 
+    @cpu_float64()
     def draw(q1: float):
         q1 = check_float(q1, "q1", low=0.0, high=1.0)
         q = torch.tensor([[1 - q1, q1]], dtype=lj.dtype, device=lj.device)
@@ -149,6 +153,7 @@ def langevin_explorer(score_fn, x0, exact_probs, lim: float, step_size: float = 
     exact = np.asarray(exact_probs.cpu() if isinstance(exact_probs, torch.Tensor) else exact_probs, float)
     bins = exact.shape[0]
 
+    @cpu_float64()  # the histograms and their distance are exact, on the CPU
     def update(step_size=step_size, n_steps=n_steps):
         g = torch.Generator().manual_seed(seed)
         x = ebm.langevin(score_fn, x0, float(step_size), int(n_steps), generator=g)
@@ -189,6 +194,7 @@ def kl_asymmetry(separation: float = 4.0, weight: float = 0.5, std: float = 0.6)
     from companion_lib.divergences import bimodal_fits
     from companion_lib.plots import kl_fits
 
+    @cpu_float64()  # exact fits on a grid, on the CPU
     def update(separation=separation, weight=weight):
         fits = bimodal_fits(separation, weight, std)
         fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -305,3 +311,35 @@ def gaussian_overlap(ratio: float = 2.0):
                             continuous_update=False)
     out = widgets.interactive_output(update, {"ratio": s})
     return widgets.VBox([s, out]), update
+
+
+# ---------------------------------------------------------------- §15.2: a flow, layer by layer
+def flow_layers(stages, colors=None, lim: float = 3.5, names=None):
+    """§15.2: a slider over the layers of a 2-D flow, redrawing the points after k layers.
+
+    stages: list of (n, 2) tensors or arrays, the data and its image after each layer
+    (``flows.RealNVP.stages(x)``); colors: optional (n,) values to colour the points by (e.g. the
+    data's x₁, so one can follow each point); names: optional title per stage. The unit and 2σ
+    circles of N(0, I), where the last stage should land, are drawn on every stage.
+    Returns ``(widget, draw)``; ``draw(k)`` draws stage k on a new figure and returns it.
+    """
+    pts = [np.asarray(s.detach().cpu() if isinstance(s, torch.Tensor) else s, dtype=float) for s in stages]
+    if not pts or any(p.ndim != 2 or p.shape[1] != 2 or p.shape[0] != pts[0].shape[0] for p in pts):
+        raise ValueError("stages must be a non-empty list of (n, 2) arrays with the same n")
+    c = None if colors is None else np.asarray(colors.detach().cpu() if isinstance(colors, torch.Tensor)
+                                               else colors, dtype=float)
+    angle = np.linspace(0, 2 * np.pi, 200)
+
+    def draw(k: int):
+        k = int(k)
+        fig, ax = plt.subplots(figsize=(4.4, 4.2))
+        ax.scatter(pts[k][:, 0], pts[k][:, 1], c=c, s=3, cmap="viridis")
+        for r in (1, 2):
+            ax.plot(r * np.cos(angle), r * np.sin(angle), color="k", lw=0.7, ls="--")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        ax.set_title(names[k] if names is not None else f"after {k} of {len(pts) - 1} layers", fontsize=10)
+        return fig
+
+    slider = widgets.IntSlider(value=0, min=0, max=len(pts) - 1, description="layers",
+                               continuous_update=False)
+    return _slider_with_figure(slider, draw), draw
