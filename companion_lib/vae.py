@@ -2,14 +2,21 @@
 
 * ``VAE``               encoder E_φ(x) → (μ_x (d,), scalar σ_x), decoder D_θ(z) → (μ_z (n,), scalar σ_z),
                         prior N(0, I_d)                                               eqs. 14.10–14.11
+                        (``decoder="gaussian"``, the text's); two better decoders for 17-level pixels
+                        with the same encoder: ``"gaussian_per_pixel"`` (σ_θ(z) ∈ R^n) and
+                        ``"categorical"`` (a 17-way distribution per pixel, density p(levels)·17^n on
+                        the dequantisation cell)
 * ``reparameterize``    z = μ + σ·ε, the reparameterisation trick                     §14.5.1
 * ``log_normal``        log N(x; μ, σ² I) with all constants
 * ``elbo_term``         one summand of (14.12) in the explicit form (14.13), constants dropped
 * ``log_weights``       the exact summands log p(x, z_j) − log q(z_j | x), z_j ~ q       eq. 14.12
 * ``elbo_estimate``     (14.12) as printed (``reduction="sum"``: s × ELBO) or its average (the ELBO)
 * ``elbo_and_iwae``     the ELBO and the importance-weighted bound from the same k samples
-* ``encoder_gradients`` reparameterisation vs score-function (REINFORCE) gradients of the ELBO
-                        with respect to the encoder output (μ_φ(x), σ_φ(x))
+* ``encoder_gradients`` reparameterisation vs score-function (REINFORCE, with or without a
+                        leave-one-out baseline) gradients of the ELBO with respect to the encoder
+                        output (μ_φ(x), σ_φ(x))
+* ``negative_elbo``     −(14.13) for a batch, one reparameterised sample per image (the lesson's
+                        exercise; any module with the text's ``encode``/``decode`` trains with it)
 * ``make_loss`` / ``make_val_fn`` / ``train_vae``  training on the digits with ``training.train``,
                         re-dequantising every batch; losses in bits/dim of the dequantised data.
 
@@ -25,43 +32,49 @@ from torch import nn
 
 from companion_lib._checks import as_tensor, check_choice, check_float, check_int
 from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
+from companion_lib.gaussian import LOG_2PI, log_normal_diag
+from companion_lib.nets import mlp
 from companion_lib.training import TrainResult, train
 
-LOG_2PI = math.log(2 * math.pi)
-
-__all__ = ["VAE", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
-           "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "make_loss", "make_val_fn",
-           "train_vae"]
+__all__ = ["VAE", "DECODERS", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
+           "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "negative_elbo", "make_loss",
+           "make_val_fn", "train_vae"]
 
 
-def _mlp(n_in: int, hidden: int, n_out: int, depth: int) -> nn.Sequential:
-    layers, width = [], n_in
-    for _ in range(depth):
-        layers += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
+#: The decoders ``VAE`` offers: the text's (14.11) and two for pixels with few levels.
+DECODERS = ("gaussian", "gaussian_per_pixel", "categorical")
 
 
 class VAE(nn.Module):
     """The VAE of eqs. 14.10–14.11 with isotropic Gaussians and *scalar* standard deviations.
 
     q(z|x) = N(z; μ_x, σ_x² I_d), (μ_x, σ_x) = E_φ(x)       eq. 14.10
-    p(x|z) = N(x; μ_z, σ_z² I_n), (μ_z, σ_z) = D_θ(z)       eq. 14.11
+    p(x|z) = N(x; μ_z, σ_z² I_n), (μ_z, σ_z) = D_θ(z)       eq. 14.11   (``decoder="gaussian"``)
     p(z)   = N(z; 0, I_d)                                  eq. 14.11
 
-    E_φ and D_θ are MLPs (``depth`` hidden layers of width ``hidden``, SiLU) with one extra output
-    for log σ. The decoder mean goes through a sigmoid (data live in [0, 1)), an implementation choice.
+    E_φ and D_θ are MLPs (``nets.mlp``: ``depth`` hidden layers of width ``hidden``, SiLU) with one
+    extra output for log σ. The decoder mean goes through a sigmoid (data live in [0, 1)), an
+    implementation choice. Two other decoders, same encoder and prior:
+
+    * ``"gaussian_per_pixel"``: p(x|z) = N(x; μ_z, diag(σ_z²)), one σ per pixel (2n outputs);
+    * ``"categorical"``: each pixel's level ℓ = ⌊levels·y⌋ is drawn from its own ``levels``-way
+      distribution softmax(logits) (n·levels outputs). As a density of the dequantised y it is constant
+      on each cell of width 1/levels: p(y|z) = p(ℓ|z)·levels^n.
     """
 
-    def __init__(self, n_dims: int = 64, latent_dims: int = 16, hidden: int = 128, depth: int = 2):
+    def __init__(self, n_dims: int = 64, latent_dims: int = 16, hidden: int = 128, depth: int = 2,
+                 decoder: str = "gaussian", levels: int = DIGIT_LEVELS):
         super().__init__()
         self.n_dims = check_int(n_dims, "n_dims", low=1)
         self.latent_dims = check_int(latent_dims, "latent_dims", low=1)
         check_int(hidden, "hidden", low=1)
         check_int(depth, "depth", low=1)
-        self.encoder = _mlp(self.n_dims, hidden, self.latent_dims + 1, depth)
-        self.decoder = _mlp(self.latent_dims, hidden, self.n_dims + 1, depth)
+        self.decoder_type = check_choice(decoder, "decoder", DECODERS)
+        self.levels = check_int(levels, "levels", low=2)
+        n_out = {"gaussian": self.n_dims + 1, "gaussian_per_pixel": 2 * self.n_dims,
+                 "categorical": self.n_dims * self.levels}[self.decoder_type]
+        self.encoder = mlp(self.n_dims, hidden, self.latent_dims + 1, depth)
+        self.decoder = mlp(self.latent_dims, hidden, n_out, depth)
 
     @staticmethod
     def _sigma(raw: torch.Tensor) -> torch.Tensor:
@@ -73,21 +86,51 @@ class VAE(nn.Module):
         return out[..., :-1], self._sigma(out[..., -1])
 
     def decode(self, z: torch.Tensor):
-        """z (..., d) → μ_θ(z) (..., n) in (0, 1) and σ_θ(z) (...,) > 0."""
+        """z (..., d) → the decoder's output, by ``decoder_type``:
+
+        * ``"gaussian"``: μ_θ(z) (..., n) in (0, 1) and σ_θ(z) (...,) > 0 (one σ per image);
+        * ``"gaussian_per_pixel"``: μ_θ(z) (..., n) and σ_θ(z) (..., n) > 0;
+        * ``"categorical"``: the mean E[y|z] (..., n) (bin centres weighted by their probabilities)
+          and the logits (..., n, levels).
+        """
         out = self.decoder(z)
-        return torch.sigmoid(out[..., :-1]), self._sigma(out[..., -1])
+        n = self.n_dims
+        if self.decoder_type == "gaussian":
+            return torch.sigmoid(out[..., :-1]), self._sigma(out[..., -1])
+        if self.decoder_type == "gaussian_per_pixel":
+            return torch.sigmoid(out[..., :n]), self._sigma(out[..., n:])
+        logits = out.reshape(*out.shape[:-1], n, self.levels)
+        centres = (torch.arange(self.levels, dtype=out.dtype, device=out.device) + 0.5) / self.levels
+        return torch.softmax(logits, -1) @ centres, logits
+
+    def log_likelihood(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p_θ(y | z) with all constants: y (b, n) in [0, 1), z (..., b, d) → (..., b)."""
+        first, second = self.decode(z)
+        if self.decoder_type != "categorical":
+            return log_normal(y, first, second)                     # eq. 14.11 (or per-pixel σ)
+        level = torch.floor(y * self.levels).clamp(0, self.levels - 1).long()
+        log_p = torch.log_softmax(second, -1)                       # (..., b, n, levels)
+        picked = log_p.gather(-1, level.expand(log_p.shape[:-1])[..., None])[..., 0]
+        return picked.sum(-1) + self.n_dims * math.log(self.levels)  # p(ℓ|z)·levels^n on the cell
 
     @torch.no_grad()
     def sample(self, m: int, generator: torch.Generator | None = None, noise: bool = True):
-        """m draws from the model: z ~ N(0, I_d), x = μ_θ(z) (+ σ_θ(z)·ε if ``noise``). Returns (m, n)."""
+        """m draws from the model: z ~ N(0, I_d), then y ~ p_θ(y|z) (``noise=True``) or the decoder
+        mean E[y|z] (``noise=False``). Gaussian: y = μ_θ(z) + σ_θ(z)·ε; categorical: a level per pixel,
+        dequantised uniformly within its cell. Returns (m, n)."""
         m = check_int(m, "m", low=1)
         p = next(self.parameters())
         z = _randn((m, self.latent_dims), generator, p)
-        mu, sigma = self.decode(z)
+        mean, second = self.decode(z)
         if not noise:
-            return mu
-        eps = _randn(mu.shape, generator, p)
-        return mu + sigma[:, None] * eps
+            return mean
+        if self.decoder_type == "categorical":
+            probs = torch.softmax(second, -1).reshape(-1, self.levels).cpu()
+            level = torch.multinomial(probs, 1, generator=generator).reshape(mean.shape)
+            u = torch.rand(mean.shape, generator=generator, dtype=mean.dtype)
+            return ((level + u) / self.levels).to(p.device)
+        sigma = second if self.decoder_type == "gaussian_per_pixel" else second[:, None]
+        return mean + sigma * _randn(mean.shape, generator, p)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,10 +170,15 @@ def reparameterize(mu, sigma, eps) -> torch.Tensor:
 
 
 def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """log N(x; μ, σ² I_D) with all constants: x, mu (..., D), sigma (...) → (...)."""
-    D = x.shape[-1]
-    sq = ((x - mu) ** 2).sum(-1)
-    return -0.5 * (sq / sigma**2 + D * torch.log(sigma**2) + D * LOG_2PI)
+    """log N(x; μ, σ² I_D) with all constants: x, mu (..., D), sigma (...) → (...).
+
+    A sigma with as many dimensions as ``x`` is one standard deviation per coordinate,
+    log N(x; μ, diag(σ²)).
+    """
+    var = sigma**2
+    if var.ndim < len(torch.broadcast_shapes(x.shape, mu.shape)):
+        var = var[..., None]                                        # one σ per row: σ² I
+    return log_normal_diag(x, mu, var, check=False)
 
 
 def elbo_constant(n_dims: int) -> float:
@@ -188,9 +236,8 @@ def log_weights(model: VAE, y, s: int = 1, generator: torch.Generator | None = N
     if eps is None:
         eps = _randn((s, y.shape[0], model.latent_dims), generator, y)
     z = reparameterize(mu_e, sig_e, eps)                            # (s, b, d)
-    mu_d, sig_d = model.decode(z)                                   # eq. 14.11
-    log_px_z = log_normal(y, mu_d, sig_d)                           # log p(x|z)
-    log_pz = log_normal(z, torch.zeros_like(z), torch.ones_like(sig_d))  # log p(z), N(0, I_d)
+    log_px_z = model.log_likelihood(y, z)                           # log p(x|z), eq. 14.11
+    log_pz = log_normal(z, torch.zeros_like(z), torch.ones_like(z[..., 0]))  # log p(z), N(0, I_d)
     log_qz_x = log_normal(z, mu_e, sig_e)                           # log q(z|x)
     return log_px_z + log_pz - log_qz_x                             # eq. 14.12 summand
 
@@ -238,10 +285,13 @@ def encoder_gradients(model: VAE, y, s: int, repeats: int, generator: torch.Gene
     * ``"reparam"``: differentiate (1/s) Σ_j f(μ + σ ε_j), f(z) = log p(y, z) − log q(z|y; μ, σ).
     * ``"score"``  (REINFORCE): (1/s) Σ_j [ f(z_j) ∇ log q(z_j; μ, σ) + ∇_{μ,σ} f(z_j) ] with z_j held
       fixed; the second part equals −∇ log q(z_j) and has mean zero. No gradient flows through z.
-    Both are unbiased for the same gradient; the model's own parameters are not touched.
+    * ``"score_loo"``: the same with a leave-one-out baseline, f(z_j) replaced by
+      f(z_j) − (1/(s−1)) Σ_{k≠j} f(z_k); the baseline is independent of z_j, so it stays unbiased
+      (needs s ≥ 2).
+    All three are unbiased for the same gradient; the model's own parameters are not touched.
     """
-    check_choice(estimator, "estimator", ("reparam", "score"))
-    s = check_int(s, "s", low=1)
+    check_choice(estimator, "estimator", ("reparam", "score", "score_loo"))
+    s = check_int(s, "s", low=2 if estimator == "score_loo" else 1)
     repeats = check_int(repeats, "repeats", low=1)
     y = _check_model_input(model, as_tensor(y, "y", ndim=1, dtype=None)[None, :])
     d = model.latent_dims
@@ -251,52 +301,93 @@ def encoder_gradients(model: VAE, y, s: int, repeats: int, generator: torch.Gene
     sig = sig0.expand(repeats).clone().requires_grad_(True)
     eps = _randn((s, repeats, d), generator, y)
     z = mu + sig[:, None] * eps                                     # (s, R, d)
-    if estimator == "score":
+    if estimator != "reparam":
         z = z.detach()
-    mu_d, sig_d = model.decode(z)
-    log_joint = log_normal(y, mu_d, sig_d) + log_normal(z, torch.zeros_like(z), torch.ones_like(sig_d))
+    log_joint = model.log_likelihood(y, z) + log_normal(z, torch.zeros_like(z), torch.ones_like(z[..., 0]))
     log_q = log_normal(z, mu, sig)
     f = log_joint - log_q                                           # (s, R)
-    surrogate = f if estimator == "reparam" else f.detach() * log_q + f
+    weight = f.detach()
+    if estimator == "score_loo":                                    # leave-one-out baseline
+        weight = weight - (weight.sum(0, keepdim=True) - weight) / (s - 1)
+    surrogate = f if estimator == "reparam" else weight * log_q + f
     g_mu, g_sig = torch.autograd.grad(surrogate.mean(0).sum(), (mu, sig))
     return torch.cat([g_mu, g_sig[:, None]], 1).detach()
 
 
 # --------------------------------------------------------------------------------------------------
 # Training on the digits (dequantised every batch)
-def make_loss(generator: torch.Generator | None = None, s: int = 1, levels: int = DIGIT_LEVELS):
+def negative_elbo(model: nn.Module, y, eps) -> torch.Tensor:
+    """−(14.13) for a batch, one reparameterised sample per image, constants dropped (as in the text).
+
+    model: any module with the text's ``encode(y) → (μ_φ (b, d), σ_φ (b,))`` and
+    ``decode(z) → (μ_θ (b, n), σ_θ (b,))``; y (b, n); eps (b, d) standard normal noise. With
+    z = μ_φ(y) + σ_φ(y)·ε it returns (b,) values −[log p(y|z) + log p(z) − log q(z|y)] − (n/2)·log 2π
+    (``elbo_term`` negated); adding ``−elbo_constant(n)`` gives the exact one-sample negative ELBO.
+    """
+    mu_e, sig_e = model.encode(y)                                   # eq. 14.10
+    z = reparameterize(mu_e, sig_e, eps)                            # §14.5.1
+    mu_d, sig_d = model.decode(z)                                   # eq. 14.11
+    return -elbo_term(y, mu_d, sig_d, z, mu_e, sig_e)               # eq. 14.13
+
+
+def _batch_elbo(model, y, s, generator, neg_elbo, latent_dims):
+    """(b,) s-sample ELBO of dequantised y: the library's ``log_weights``, or a user's −(14.13)."""
+    if neg_elbo is None:
+        return log_weights(model, y, s, generator).mean(0)
+    eps = _randn((s, y.shape[0], latent_dims), generator, y)
+    parts = [-neg_elbo(model, y, eps[j]) for j in range(s)]
+    return torch.stack(parts).mean(0) + elbo_constant(y.shape[1])
+
+
+def make_loss(generator: torch.Generator | None = None, s: int = 1, levels: int = DIGIT_LEVELS,
+              negative_elbo=None, latent_dims: int | None = None):
     """loss_fn(model, x) for ``training.train``: x (b, n) raw levels 0..levels−1, dequantised afresh
-    at every call (y = (x + u)/levels); returns the negative s-sample ELBO in bits/dim (scalar)."""
+    at every call (y = (x + u)/levels); returns the negative s-sample ELBO in bits/dim (scalar).
+
+    ``negative_elbo(model, y, eps)`` (the contract of ``negative_elbo`` above, e.g. a student's) replaces
+    the library's estimator; it needs ``latent_dims`` to draw ε."""
     s = check_int(s, "s", low=1)
+    if negative_elbo is not None:
+        latent_dims = check_int(latent_dims, "latent_dims", low=1)
 
     def loss_fn(model: VAE, x: torch.Tensor) -> torch.Tensor:
         y = dequantize(x, generator, levels)
-        elbo = log_weights(model, y, s, generator).mean(0)          # (b,), unbiased ELBO
-        return dequantized_bits_per_dim(elbo, model.n_dims, levels).mean()
+        elbo = _batch_elbo(model, y, s, generator, negative_elbo, latent_dims)  # (b,), unbiased ELBO
+        return dequantized_bits_per_dim(elbo, y.shape[1], levels).mean()
 
     return loss_fn
 
 
-def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS):
+def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS, negative_elbo=None,
+                latent_dims: int | None = None):
     """val_fn(model, x) → float: negative ELBO in bits/dim with the *same* dequantisation noise and ε
-    at every call (a fresh generator seeded ``seed``), so early stopping compares like with like."""
+    at every call (a fresh generator seeded ``seed``), so early stopping compares like with like.
+    ``negative_elbo``, ``latent_dims``: as in ``make_loss``."""
     s = check_int(s, "s", low=1)
+    if negative_elbo is not None:
+        latent_dims = check_int(latent_dims, "latent_dims", low=1)
 
     def val_fn(model: VAE, x: torch.Tensor) -> float:
         g = torch.Generator().manual_seed(seed)
         y = dequantize(x, g, levels)
         with torch.no_grad():
-            elbo = log_weights(model, y, s, g).mean(0)
-        return float(dequantized_bits_per_dim(elbo, model.n_dims, levels).mean())
+            elbo = _batch_elbo(model, y, s, g, negative_elbo, latent_dims)
+        return float(dequantized_bits_per_dim(elbo, y.shape[1], levels).mean())
 
     return val_fn
 
 
 def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: int = 2,
-              steps: int = 3000, batch_size: int = 128, lr: float = 2e-3, eval_every: int = 50,
-              patience: int | None = 10, s: int = 1, generator: torch.Generator | None = None,
-              device=None, progress: bool = True, desc: str = "VAE") -> TrainResult:
-    """Build a ``VAE`` and train it with ``training.train`` on raw digit levels.
+              decoder: str = "gaussian", steps: int = 3000, batch_size: int = 128, lr: float = 2e-3,
+              eval_every: int = 50, patience: int | None = 10, s: int = 1,
+              generator: torch.Generator | None = None, device=None, progress: bool = True,
+              desc: str = "VAE", model: nn.Module | None = None, negative_elbo=None) -> TrainResult:
+    """Build a ``VAE`` (``decoder`` one of ``DECODERS``) and train it with ``training.train`` on raw
+    digit levels.
+
+    ``model``: train this module instead (e.g. a student's encoder/decoder with the text's
+    ``encode``/``decode``; ``latent_dims`` must be its latent size); ``negative_elbo(model, y, eps)``:
+    the −(14.13) estimator to train with (contract of ``vae.negative_elbo``); default: ``log_weights``.
 
     x_fit (m, n), x_val (m', n): integer levels (e.g. ``load_digits_split().X_fit``), moved to
     ``device`` as float32. Each batch is re-dequantised; early stopping on the validation ELBO
@@ -309,10 +400,16 @@ def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: 
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):     # weights initialised from ``generator`` alone
-        torch.manual_seed(init_seed)
-        model = VAE(x_fit.shape[1], latent_dims, hidden, depth)
+    if model is None:
+        with torch.random.fork_rng(devices=[]):     # weights initialised from ``generator`` alone
+            torch.manual_seed(init_seed)
+            model = VAE(x_fit.shape[1], latent_dims, hidden, depth, decoder=decoder)
+    elif not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if negative_elbo is not None and not callable(negative_elbo):
+        raise TypeError("negative_elbo must be a function (model, y, eps) -> (b,)")
     model = model.to(x_fit.device)
-    return train(model, make_loss(generator, s), x_fit, steps=steps, val_data=x_val,
-                 val_fn=make_val_fn(s=s), batch_size=batch_size, lr=lr, eval_every=eval_every,
+    kw = dict(s=s, negative_elbo=negative_elbo, latent_dims=latent_dims)
+    return train(model, make_loss(generator, **kw), x_fit, steps=steps, val_data=x_val,
+                 val_fn=make_val_fn(**kw), batch_size=batch_size, lr=lr, eval_every=eval_every,
                  patience=patience, generator=generator, progress=progress, desc=desc)

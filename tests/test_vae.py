@@ -165,3 +165,84 @@ def test_latent_widget_update_changes_image():
     plt.close("all")
     assert a.shape == (64,) and not np.allclose(a, b)
     assert ui is not None
+
+
+# ----------------------------------------------------------------------- the two other decoders
+def test_categorical_decoder_is_a_normalised_density_on_the_cells():
+    """n = 2 pixels, 3 levels: p(ℓ|z) sums to 1 over all 9 level pairs, and the density of a dequantised
+    y is p(ℓ|z)·levels^n (constant on each cell of side 1/levels)."""
+    torch.manual_seed(0)
+    m = vae.VAE(n_dims=2, latent_dims=2, hidden=8, decoder="categorical", levels=3).double().eval()
+    z = torch.randn(1, 2, dtype=torch.float64)
+    pairs = torch.tensor([[a, b] for a in range(3) for b in range(3)], dtype=torch.float64)
+    with torch.no_grad():
+        centre = m.log_likelihood((pairs + 0.5) / 3, z.expand(9, 2))
+        corner = m.log_likelihood((pairs + 0.01) / 3, z.expand(9, 2))
+    probs = (centre - 2 * math.log(3)).exp()
+    assert probs.sum().item() == pytest.approx(1.0, abs=1e-12)
+    assert torch.allclose(centre, corner)                         # constant within a cell
+    mean, logits = m.decode(z)
+    assert logits.shape == (1, 2, 3) and mean.shape == (1, 2)
+    expected = (torch.softmax(logits, -1) * (torch.arange(3.0, dtype=torch.float64) + 0.5) / 3).sum(-1)
+    assert torch.allclose(mean, expected)
+    assert m.sample(5, torch.Generator().manual_seed(1)).shape == (5, 2)
+
+
+def test_per_pixel_decoder_matches_torch_distributions():
+    torch.manual_seed(1)
+    m = vae.VAE(n_dims=5, latent_dims=2, hidden=8, decoder="gaussian_per_pixel").double().eval()
+    y = torch.rand(4, 5, dtype=torch.float64)
+    z = torch.randn(3, 4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        mu, sig = m.decode(z)
+        got = m.log_likelihood(y, z)
+    assert sig.shape == (3, 4, 5)
+    assert torch.allclose(got, Independent(Normal(mu, sig), 1).log_prob(y), atol=1e-10)
+
+
+def test_leave_one_out_baseline_keeps_the_mean_and_cuts_the_variance(model, y):
+    R = 4000
+    Gr = vae.encoder_gradients(model, y[0], 4, R, torch.Generator().manual_seed(11), "reparam")
+    Gs = vae.encoder_gradients(model, y[0], 4, R, torch.Generator().manual_seed(12), "score")
+    Gl = vae.encoder_gradients(model, y[0], 4, R, torch.Generator().manual_seed(13), "score_loo")
+    zsc = (Gr.mean(0) - Gl.mean(0)) / torch.sqrt(Gr.var(0) / R + Gl.var(0) / R)
+    assert zsc.abs().max() < 4.5
+    assert Gl.var(0).sum() < Gs.var(0).sum()
+    with pytest.raises(ValueError, match="s must be >= 2"):
+        vae.encoder_gradients(model, y[0], 1, 2, estimator="score_loo")
+
+
+def test_negative_elbo_is_the_negated_1413_term_of_log_weights(model, y):
+    eps = torch.randn(6, 3, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    with torch.no_grad():
+        ours = vae.negative_elbo(model, y, eps)
+        exact = vae.log_weights(model, y, 1, eps=eps[None])[0]
+    assert ours.shape == (6,)
+    assert torch.allclose(-ours + vae.elbo_constant(10), exact, atol=1e-10)
+
+
+def test_train_vae_with_a_given_model_and_loss_matches_the_library_path():
+    """The user-supplied path (model + negative_elbo) and the library path give the same training run
+    for the same architecture and seeds: same loss values, same validation curve."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 17, size=(120, 64)).astype(float)
+    kw = dict(latent_dims=2, hidden=16, steps=60, eval_every=20, patience=None, progress=False)
+    lib = vae.train_vae(x[:100], x[100:], generator=torch.Generator().manual_seed(0), **kw)
+    torch.manual_seed(5)
+    net = vae.VAE(64, 2, 16)
+    # the library initialises its own model from the generator; copy those initial weights
+    g = torch.Generator().manual_seed(0)
+    init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        net.load_state_dict(vae.VAE(64, 2, 16).state_dict())
+    user = vae.train_vae(x[:100], x[100:], generator=torch.Generator().manual_seed(0), model=net,
+                         negative_elbo=vae.negative_elbo, **kw)
+    np.testing.assert_allclose(user.history["val"], lib.history["val"], rtol=1e-5)
+    with pytest.raises(TypeError, match="nn.Module"):
+        vae.train_vae(x[:100], x[100:], model="net", negative_elbo=vae.negative_elbo, **kw)
+
+
+def test_decoder_choice_is_validated():
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        vae.VAE(decoder="bernoulli")

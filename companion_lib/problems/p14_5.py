@@ -1,8 +1,11 @@
-"""§14.5 problems: the reparameterised sample and the per-sample ELBO term (14.13)."""
+"""§14.5 problems: the reparameterised sample, the ELBO term (14.13), the student's encoder/decoder and
+loss (trained in the lesson), and the held-out bound of that training run."""
+import math
+
 import torch
 
 from companion_lib import vae
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading import Problem, at_most, case_seed, register
 
 
 def _reparam_cases(rng=None):
@@ -129,4 +132,190 @@ register(Problem(
     wrong_answers=(_wrong_no_n, _wrong_q_sign, _wrong_sigma_not_squared, _wrong_with_constant,
                    _wrong_no_prior),
     rtol=1e-6, atol=1e-8,
+))
+
+
+# --------------------------------------------------------------------------------------------------
+# The student builds the VAE: its networks, its loss, and a short training run
+def _state(n, d, h, seed):
+    """The weights of a reference ``vae.VAE(n, d, h)`` (float64), seeded, as a plain state dict."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = vae.VAE(n, d, h).double()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _sizes(state):
+    h, n = state["encoder.0.weight"].shape
+    return n, state["decoder.0.weight"].shape[1], h
+
+
+def _net_cases(rng=None):
+    seed = case_seed(rng, 1452)
+    g = torch.Generator().manual_seed(seed)
+    f64 = dict(generator=g, dtype=torch.float64)
+    cases = []
+    for n, d, h, b, zshape in ((64, 16, 32, 5, (5, 16)), (10, 3, 8, 4, (2, 4, 3))):
+        state = _state(n, d, h, seed + n)
+        cases.append((state, torch.rand(b, n, **f64), torch.randn(*zshape, **f64)))
+    return cases
+
+
+def _net_harness(cls, state, y, z):
+    """Build ``cls(n_dims, latent_dims, hidden)``, load the fixed weights, run encode and decode."""
+    n, d, h = _sizes(state)
+    model = cls(n, d, h)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"the class must build a torch.nn.Module, got {type(model).__name__}")
+    model = model.double()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        want = ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items() if k.endswith("weight"))
+        raise ValueError(f"the weights do not fit your module (expected {want}): "
+                         f"{str(err).splitlines()[0]}") from None
+    with torch.no_grad():
+        mu_e, s_e = model.encode(y)
+        mu_d, s_d = model.decode(z)
+    return mu_e, s_e.reshape(y.shape[0]), mu_d, s_d.reshape(z.shape[:-1])
+
+
+class _Nets(torch.nn.Module):
+    """A configurable wrong architecture (same weights, a different function)."""
+
+    act, sigma, mean, enc_sigma = torch.nn.SiLU, torch.exp, torch.sigmoid, torch.exp
+
+    def __init__(self, n_dims, latent_dims, hidden):
+        super().__init__()
+
+        def net(a, b):
+            return torch.nn.Sequential(torch.nn.Linear(a, hidden), self.act(), torch.nn.Linear(hidden, hidden),
+                                       self.act(), torch.nn.Linear(hidden, b))
+        self.encoder, self.decoder = net(n_dims, latent_dims + 1), net(latent_dims, n_dims + 1)
+
+    def encode(self, y):
+        out = self.encoder(y)
+        return out[..., :-1], type(self).enc_sigma(out[..., -1])
+
+    def decode(self, z):
+        out = self.decoder(z)
+        return type(self).mean(out[..., :-1]), type(self).sigma(out[..., -1])
+
+
+class _WrongReLU(_Nets):                       # ReLU where the contract says SiLU
+    act = torch.nn.ReLU
+
+
+class _WrongSoftplus(_Nets):                   # σ = softplus(raw) instead of exp(raw)
+    sigma = enc_sigma = torch.nn.functional.softplus
+
+
+class _WrongNoSigmoid(_Nets):                  # decoder mean left unsquashed
+    mean = staticmethod(lambda t: t)
+
+
+class _WrongLogVariance(_Nets):                # reads the last output as log σ² in the encoder
+    enc_sigma = staticmethod(lambda t: torch.exp(0.5 * t))
+
+
+register(Problem(
+    id="14.5.vae_networks",
+    section="14.5",
+    title="The encoder and decoder of eqs. (14.10)–(14.11)",
+    statement=("Write a torch.nn.Module class built as Cls(n_dims, latent_dims, hidden) with two attributes, "
+               "encoder and decoder, each an nn.Sequential of Linear(in, hidden), SiLU, Linear(hidden, hidden), "
+               "SiLU, Linear(hidden, out): out = latent_dims + 1 for the encoder, n_dims + 1 for the decoder. "
+               "encode(y) with y (b, n) returns (μ_φ (b, d), σ_φ (b,)): the first d outputs, and σ = exp of "
+               "the last. decode(z) with z (..., d) returns (μ_θ (..., n), σ_θ (...,)): a sigmoid of the first "
+               "n outputs (pixels live in [0, 1)), and σ = exp of the last. The check loads fixed weights into "
+               "your module with load_state_dict and compares encode and decode with the reference."),
+    kind="function",
+    reference=vae.VAE,
+    cases=_net_cases,
+    harness=_net_harness,
+    reference_names=("companion_lib.vae.VAE",),
+    hint=("Keep the layer order (Linear, SiLU, Linear, SiLU, Linear) so that the weight names match "
+          "(encoder.0, encoder.2, encoder.4). Split the output with out[..., :-1] and out[..., -1]."),
+    wrong_answers=(_WrongReLU, _WrongSoftplus, _WrongNoSigmoid, _WrongLogVariance),
+    rtol=1e-6, atol=1e-9,
+))
+
+
+def _neg_elbo_cases(rng=None):
+    seed = case_seed(rng, 1453)
+    g = torch.Generator().manual_seed(seed)
+    f64 = dict(generator=g, dtype=torch.float64)
+    cases = []
+    for n, d, h, b in ((64, 16, 32, 6), (10, 3, 8, 4)):
+        cases.append((_state(n, d, h, seed + d), torch.rand(b, n, **f64), torch.randn(b, d, **f64)))
+    return cases
+
+
+def _neg_elbo_harness(fn, state, y, eps):
+    """Run ``fn(model, y, eps)`` on a reference ``vae.VAE`` holding the fixed weights."""
+    model = vae.VAE(*_sizes(state)).double()
+    model.load_state_dict(state)
+    return fn(model, y, eps)
+
+
+def _neg_elbo_sign(model, y, eps):             # returns the ELBO term, not its negative
+    return -vae.negative_elbo(model, y, eps)
+
+
+def _neg_elbo_variance(model, y, eps):         # z = μ + σ²·ε
+    mu, s = model.encode(y)
+    z = mu + s[:, None] ** 2 * eps
+    return -vae.elbo_term(y, *model.decode(z), z, mu, s)
+
+
+def _neg_elbo_no_sample(model, y, eps):        # decodes the encoder mean: no sample, no reparameterisation
+    mu, s = model.encode(y)
+    return -vae.elbo_term(y, *model.decode(mu), mu, mu, s)
+
+
+def _neg_elbo_no_q(model, y, eps):             # forgets −log q(z|y): the objective then collapses σ_φ
+    mu, s = model.encode(y)
+    z = mu + s[:, None] * eps
+    d = z.shape[1]
+    return vae.negative_elbo(model, y, eps) - 0.5 * (((z - mu) ** 2).sum(1) / s**2 + d * torch.log(s**2))
+
+
+register(Problem(
+    id="14.5.negative_elbo",
+    section="14.5",
+    title="The VAE's loss: −(14.13) for a batch, one reparameterised sample each",
+    statement=("Write negative_elbo(model, y, eps): model has encode(y) → (μ_φ (b, d), σ_φ (b,)) and "
+               "decode(z) → (μ_θ (b, n), σ_θ (b,)); y (b, n) dequantised images; eps (b, d) standard normal "
+               "noise. Draw each image's latent sample from q_φ(z|y_i) with the reparameterisation trick, "
+               "using eps, decode it, and return the (b,) values of minus the summand (14.13) (constants "
+               "dropped, as in the text). The check uses the reference networks of 14.5.vae_networks with "
+               "fixed weights, in float64."),
+    kind="function",
+    reference=vae.negative_elbo,
+    cases=_neg_elbo_cases,
+    harness=_neg_elbo_harness,
+    reference_names=("companion_lib.vae.negative_elbo", "companion_lib.vae.log_weights"),
+    hint=("Your reparameterize and elbo_term from Exercises 1 and 2 do most of the work; the minus sign "
+          "makes it a loss to minimise."),
+    wrong_answers=(_neg_elbo_sign, _neg_elbo_variance, _neg_elbo_no_sample, _neg_elbo_no_q),
+    rtol=1e-6, atol=1e-8,
+))
+
+#: Pass mark of the short training run (held-out −ELBO, bits/dim, on ``data.heldout_digits()``).
+TRAINED_BOUND_MARK = 3.45
+
+register(Problem(
+    id="14.5.trained_bound",
+    section="14.5",
+    title="A short training run of your VAE reaches a held-out bound",
+    statement=("Train your networks with your negative_elbo (the lesson's cell does it: quick budget, early "
+               "stopping on the validation split) and hand in the held-out negative ELBO in bits/dim on "
+               f"data.heldout_digits(). Pass: at most {TRAINED_BOUND_MARK} bits/dim (uniform over 17 levels: "
+               "4.09). The test-suite checks that the reference code reaches the mark with the same budget."),
+    kind="value",
+    reference=lambda: TRAINED_BOUND_MARK,
+    compare=at_most(0.0),
+    hint=("If you are far above the mark, check the sign of your loss, that σ_φ multiplies ε (not σ_φ²), "
+          "and that −log q(z|y) is in the loss."),
+    wrong_answers=(math.log2(17), 3.9, float("nan")),
 ))

@@ -1,0 +1,119 @@
+"""Chapter 14 exercises test what they say: the stated instructions are what the checks catch, a correct
+float32 answer passes (or is told that its dtype is the cause), the class and loss problems give clear
+messages, and the training-run mark is reachable by the reference code with the lesson's budget.
+(Reference passes and registered wrong answers fail: tests/test_grading.py, for every problem.)"""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from companion_lib import data, metrics, settings, vae
+from companion_lib.grading import PROBLEMS, grade_answer
+from companion_lib.problems import p14_5
+
+torch.set_num_threads(1)
+
+
+def _cast32(x):
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return x.float()
+    if isinstance(x, tuple):
+        return tuple(_cast32(v) for v in x)
+    return x
+
+
+def _float32_version(reference):
+    """The reference computed on float32 inputs and handed in as float32 (a student's .float())."""
+    def answer(*args):
+        return _cast32(reference(*(_cast32(a) for a in args)))
+    return answer
+
+
+FUNCTION_PROBLEMS = sorted(pid for pid, p in PROBLEMS.items()
+                           if pid.startswith("14.") and p.kind == "function" and p.harness is None)
+
+
+@pytest.mark.parametrize("pid", FUNCTION_PROBLEMS)
+def test_a_float32_answer_passes_or_is_told_its_dtype(pid):
+    result = grade_answer(pid, _float32_version(PROBLEMS[pid].reference))
+    assert result.passed or "float32" in result.message, result.message
+
+
+def _prob_space_e_step(x, w, m, v):
+    joint = w * torch.exp(-0.5 * (x[:, None] - m) ** 2 / v) / torch.sqrt(2 * torch.pi * v)
+    return joint / joint.sum(1, keepdim=True)
+
+
+def test_e_step_log_space_is_what_the_far_case_tests():
+    """Probability space agrees with the reference on the ordinary cases and fails only on the case
+    whose densities underflow: the check tests the instruction 'work in log space'."""
+    problem = PROBLEMS["14.1.e_step"]
+    with settings.cpu_float64():
+        cases = problem.cases()
+        outcomes = []
+        for args in cases:
+            got, want = _prob_space_e_step(*args), problem.reference(*args)
+            outcomes.append(bool(torch.isfinite(got).all() and torch.allclose(got, want, atol=1e-9)))
+    assert outcomes[:-1] == [True] * (len(cases) - 1) and outcomes[-1] is False
+    assert not grade_answer("14.1.e_step", _prob_space_e_step).passed
+
+
+def _gap_by_subtraction(log_joint, q):
+    elbo_q = (q * log_joint).sum(1) - torch.special.xlogy(q, q).sum(1)
+    return torch.logsumexp(log_joint, 1) - elbo_q
+
+
+def test_elbo_gap_direct_kl_is_what_the_large_case_tests():
+    """log p − ELBO is right on the ordinary cases and loses the answer only where log p(x) ≈ 1e8."""
+    problem = PROBLEMS["14.4.elbo_gap"]
+    with settings.cpu_float64():
+        cases = problem.cases()
+        ok = [bool(torch.allclose(_gap_by_subtraction(*a), problem.reference(*a), rtol=1e-7, atol=1e-10))
+              for a in cases]
+    assert ok[:-1] == [True] * (len(cases) - 1) and ok[-1] is False
+    result = grade_answer("14.4.elbo_gap", _gap_by_subtraction)
+    assert not result.passed and "test case 3" in result.message
+
+
+def test_dsm_loss_without_a_graph_is_told_why():
+    wrong = PROBLEMS["14.3.dsm_loss"].wrong_answers[0]
+    result = grade_answer("14.3.dsm_loss", wrong)
+    assert not result.passed and "create_graph=True" in result.message
+
+
+class _OneLayerTooFew(nn.Module):
+    def __init__(self, n_dims, latent_dims, hidden):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(n_dims, hidden), nn.SiLU(), nn.Linear(hidden, latent_dims + 1))
+        self.decoder = nn.Sequential(nn.Linear(latent_dims, hidden), nn.SiLU(), nn.Linear(hidden, n_dims + 1))
+
+    def encode(self, y):
+        out = self.encoder(y)
+        return out[..., :-1], out[..., -1].exp()
+
+    def decode(self, z):
+        out = self.decoder(z)
+        return out[..., :-1].sigmoid(), out[..., -1].exp()
+
+
+def test_vae_networks_names_the_expected_weights():
+    result = grade_answer("14.5.vae_networks", _OneLayerTooFew)
+    assert not result.passed and "encoder.4.weight" in result.message
+
+
+def test_trained_bound_mark_is_reached_by_the_reference_with_the_lesson_budget():
+    """The lesson's training cell (quick budget) with the reference networks and loss reaches the pass
+    mark of 14.5.trained_bound on the fixed evaluation set, with room to spare."""
+    digits = data.load_digits_split()
+    X_fit = torch.as_tensor(digits.X_fit, dtype=torch.float32)
+    X_val = torch.as_tensor(digits.X_val, dtype=torch.float32)
+    torch.manual_seed(2)
+    fit = vae.train_vae(X_fit, X_val, latent_dims=16, model=vae.VAE(64, 16, 128), negative_elbo=vae.negative_elbo,
+                        steps=3000, lr=2e-3, patience=8, generator=torch.Generator().manual_seed(0),
+                        progress=False)
+    elbo, _ = vae.elbo_and_iwae(fit.model, data.heldout_digits(), k=50, generator=torch.Generator().manual_seed(8))
+    bound = metrics.bits_per_dim(elbo, n_dims=64)
+    assert bound <= p14_5.TRAINED_BOUND_MARK - 0.05, bound
+    assert grade_answer("14.5.trained_bound", bound).passed
+    assert not grade_answer("14.5.trained_bound", math.log2(17)).passed
