@@ -30,11 +30,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from companion_lib import settings
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib._checks import as_tensor, check_choice, check_float, check_int, check_weights
+from companion_lib.gaussian import LOG_2PI
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-LOG_2PI = math.log(2 * math.pi)
 
 # scikit-learn's wording, so that code catching its errors keeps working with this class
 _ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined empirical "
@@ -45,29 +45,23 @@ _NOT_POSITIVE_DEFINITE = ("covariances must be symmetric positive-definite (a si
 
 
 # ---------------------------------------------------------------- input checks shared by this module
-def _check_weights(weights, K: int | None = None, name: str = "weights") -> torch.Tensor:
-    """Mixing weights ρ (K,): probabilities, so in [0, 1] and summing to 1 (no silent renormalising).
-
-    Messages follow scikit-learn's for ``weights_init``; the sum is checked to 1e-8 for float64
-    input and to 1e-6 otherwise (a float32 ρ cannot sum closer).
-    """
+def _check_weights_init(weights, K: int) -> torch.Tensor:
+    """``weights_init`` (K,): probabilities ρ_k, in scikit-learn's words (code that catches its
+    errors keeps working); the sum is checked to 1e-8 for float64 input, 1e-6 otherwise."""
     exact = (isinstance(weights, torch.Tensor) and weights.dtype == torch.float64) or \
         (not isinstance(weights, torch.Tensor) and np.asarray(weights).dtype != np.float32)
-    w = as_tensor(weights, name, dtype=torch.float64, device=torch.device("cpu"))
-    if K is not None and tuple(w.shape) != (K,):
+    w = as_tensor(weights, "weights_init", dtype=torch.float64, device=torch.device("cpu"))
+    if tuple(w.shape) != (K,):
         raise ValueError(f"The parameter 'weights' should have the shape of {(K,)}, but got "
-                         f"{tuple(w.shape)} ({name}: one mixing weight ρ_k per component)")
-    if w.ndim != 1 or w.shape[0] < 1:
-        raise ValueError(f"{name} must be a non-empty 1-D vector (K,) of mixing weights, got shape "
-                         f"{tuple(w.shape)}")
+                         f"{tuple(w.shape)} (weights_init: one mixing weight ρ_k per component)")
     if (w < 0).any() or (w > 1).any():
         raise ValueError(f"The parameter 'weights' should be in the range [0, 1], but got min value "
-                         f"{float(w.min()):.5f}, max value {float(w.max()):.5f} ({name} are the "
+                         f"{float(w.min()):.5f}, max value {float(w.max()):.5f} (weights_init holds the "
                          "probabilities ρ_k = p(h = k): pass non-negative weights that sum to 1)")
     if abs(float(w.sum()) - 1) > (1e-8 if exact else 1e-6):
         raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = "
-                         f"{float(w.sum()):.5f} ({name} are probabilities ρ_k = p(h = k); divide by "
-                         "their sum yourself if that is what you mean)")
+                         f"{float(w.sum()):.5f} (weights_init holds probabilities ρ_k = p(h = k); it is "
+                         "never renormalised for you)")
     return w
 
 
@@ -182,7 +176,7 @@ def responsibilities(x, weights, means, variances):
     Computed in float64 on the CPU (an exact reference); weights must be probabilities (≥ 0, sum 1).
     """
     x = as_tensor(x, "x", ndim=1, min_rows=1)
-    weights = _check_weights(weights).to(x.device)
+    weights = check_weights(weights, "weights", dtype=torch.float64, device=x.device)
     K = weights.shape[0]
     means = as_tensor(means, "means", shape=(K,))
     variances = as_tensor(variances, "variances", shape=(K,))
@@ -239,6 +233,7 @@ class _Fitted:
             raise AttributeError(f"'{type(obj).__name__}' object has no attribute '{self.name}' "
                                  "(call fit first)") from None
 
+    @settings.cpu_float64()
     def __set__(self, obj, value):
         obj.__dict__[self.slot] = obj._tensor(value, self.name)
 
@@ -369,7 +364,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         K, ct = self.n_components, self.covariance_type
         w = m = p = None
         if self.weights_init is not None:
-            w = _check_weights(self.weights_init, K, "weights_init").to(dtype=dtype, device=device)
+            w = _check_weights_init(self.weights_init, K).to(dtype=dtype, device=device)
         if self.means_init is not None:
             m = as_tensor(self.means_init, "means_init", dtype=dtype, device=device)
             _check_shape(m, (K, d), "means", "means_init holds one mean μ_k per component: "
@@ -521,7 +516,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         With ``warm_start=True`` and a previous fit, EM continues from the fitted parameters.
         """
         self._check_parameters()
-        warm = self.warm_start and hasattr(self, "converged_")
+        warm = self.warm_start and hasattr(self, "lower_bound_") and self.__sklearn_is_fitted__()
         previous = self._get_parameters() if warm else None
         X = self._validate_X(X, reset=True)
         self._initial_values(X.shape[1], X.dtype, X.device)          # bad *_init fail before any work
@@ -532,7 +527,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self._weights, self._means, self._cov, self._prec_chol = (
                 t.to(dtype=X.dtype, device=X.device) for t in previous)
         rs = check_random_state(self.random_state)
-        best, self.converged_ = None, False
+        best = None
         for init in range(self.n_init if not warm else 1):
             self._say_init(init)
             if not warm:
@@ -676,7 +671,7 @@ def em_path(X, weights, means, covariances, n_iter: int, covariance_type: str = 
     K, d = as_tensor(means, "means", ndim=2).shape
     if d != X.shape[1]:
         raise ValueError(f"means must have shape (K, {X.shape[1]}), got {(K, d)}")
-    w = _check_weights(weights, K).to(X.device)
+    w = check_weights(weights, "weights", K=K, dtype=torch.float64, device=X.device)
     m = as_tensor(means, "means", shape=(K, d), device=X.device)
     c = as_tensor(covariances, "covariances", device=X.device)
     if tuple(c.shape) != _cov_shape(covariance_type, K, d):
@@ -699,7 +694,7 @@ def cdf_1d(x, weights, means, variances) -> np.ndarray:
     x = as_tensor(x, "x", ndim=1, finite=False).cpu().numpy()   # ±inf allowed (open-ended bins)
     if np.isnan(x).any():
         raise ValueError("x must not contain NaN")
-    w = _check_weights(weights).numpy()
+    w = check_weights(weights, "weights", dtype=torch.float64).cpu().numpy()
     mu = as_tensor(means, "means").cpu().numpy().reshape(-1)
     var = as_tensor(variances, "variances").cpu().numpy().reshape(-1)
     if not (len(w) == len(mu) == len(var)):
