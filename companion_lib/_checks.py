@@ -155,3 +155,36 @@ def check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def as_array(x, name: str = "x", *, ndim=None, shape=None, min_rows: int | None = None,
+             finite: bool = True) -> np.ndarray:
+    """NumPy twin of ``as_tensor`` for code that draws or tabulates: a tensor (any device and float
+    dtype; detached, taken to the CPU) or array-like → a float64 NumPy array, validated the same way."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach().cpu()
+        if t.is_complex():
+            raise ValueError(f"{name} must be real, got {_describe(x)}")
+        x = (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as err:
+        raise ValueError(f"{name} must be array-like of numbers, got {_describe(x)}") from err
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got {_describe(x)}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got {_describe(x)}")
+    arr = arr.astype(np.float64)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            raise ValueError(f"{name} must be {' or '.join(f'{n}-D' for n in allowed)}, got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or not all(s is None or s == d for s, d in zip(shape, arr.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if min_rows is not None and (arr.ndim == 0 or arr.shape[0] < min_rows):
+        raise ValueError(f"{name} needs at least {min_rows} rows, got {0 if arr.ndim == 0 else arr.shape[0]}")
+    if finite and not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; it holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+    return arr

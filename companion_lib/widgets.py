@@ -37,10 +37,18 @@ def em_stepper(x, bin_edges, counts, path, xlim=None):
     from ``companion_lib.mixture.em_path`` (1-D data, 'spherical' or 'full' covariances).
     Returns ``(widget, draw)``; ``draw(iteration)`` draws that iteration on a new figure and returns it.
     """
+    from companion_lib._checks import as_array
     from companion_lib.plots import mixture_density_1d
 
-    edges = np.asarray(bin_edges, float)
-    counts = np.asarray(counts, float)
+    edges = as_array(bin_edges, "bin_edges", ndim=1, min_rows=2)
+    if not (np.diff(edges) > 0).all():
+        raise ValueError("bin_edges must be strictly increasing (B + 1 edges of B bins)")
+    counts = as_array(counts, "counts", shape=(len(edges) - 1,))
+    if (counts < 0).any() or counts.sum() <= 0:
+        raise ValueError("counts must be non-negative with a positive total (one count per bin)")
+    if not isinstance(path, (list, tuple)) or not path or not all(
+            isinstance(p, dict) and {"weights", "means", "covariances", "log_likelihood"} <= set(p) for p in path):
+        raise TypeError("path must be the non-empty list of dicts that companion_lib.mixture.em_path returns")
     density = counts / (counts.sum() * np.diff(edges))
     grid = np.linspace(edges[0] if xlim is None else xlim[0], edges[-1] if xlim is None else xlim[1], 400)
 
@@ -70,7 +78,13 @@ def latent_explorer_2d(decode, points=None, labels=None, extent: float = 3.0, st
     data drawn behind the moving point. Returns ``(ui, update)``; ``update(z1, z2)`` draws the figure
     and returns the decoded image as a (64,) NumPy array (callable without a browser).
     """
+    from companion_lib._checks import check_float
     from companion_lib.plots import image_grid, latent_scatter
+
+    if not callable(decode):
+        raise TypeError(f"decode must be a function mapping z (m, 2) to images (m, 64), got a {type(decode).__name__}")
+    extent = check_float(extent, "extent", low=0.0, low_open=True)
+    step = check_float(step, "step", low=0.0, low_open=True)
 
     def update(z1=0.0, z2=0.0):
         with torch.no_grad():
@@ -149,8 +163,17 @@ def langevin_explorer(score_fn, x0, exact_probs, lim: float, step_size: float = 
     ``{"samples": (n, 2) tensor, "tv": float}`` (callable, and tested, without a browser).
     """
     from companion_lib import ebm
+    from companion_lib._checks import as_array, as_tensor, check_float, check_int
 
-    exact = np.asarray(exact_probs.cpu() if isinstance(exact_probs, torch.Tensor) else exact_probs, float)
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be a function mapping x (n, 2) to scores (n, 2), got a {type(score_fn).__name__}")
+    x0 = as_tensor(x0, "x0", shape=(None, 2), min_rows=1, dtype=None)
+    exact = as_array(exact_probs, "exact_probs", ndim=2)
+    if exact.shape[0] != exact.shape[1] or exact.shape[0] < 1 or (exact < 0).any():
+        raise ValueError(f"exact_probs must be a square (bins, bins) array of probabilities, got shape {exact.shape}")
+    lim = check_float(lim, "lim", low=0.0, low_open=True)
+    max_steps = check_int(max_steps, "max_steps", low=1)
+    check_int(n_steps, "n_steps", low=0, high=max_steps)
     bins = exact.shape[0]
 
     @cpu_float64()  # the histograms and their distance are exact, on the CPU

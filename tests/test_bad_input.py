@@ -8,8 +8,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from companion_lib import (data, diffusion, divergences, ebm, elbo, gaussian, metrics, moments,  # noqa: E402
-                           nets, plots, scores)
+from companion_lib import (_checks, data, diffusion, divergences, ebm, elbo, gaussian, metrics,  # noqa: E402
+                           moments, nets, plots, scores, widgets)
 
 F64 = torch.float64
 NAN = float("nan")
@@ -146,6 +146,23 @@ CASES = {
     "plots.image_grid NaN": (lambda: plots.image_grid(np.full((2, 64), NAN)), ValueError, "finite"),
     "plots.image_grid nrow": (lambda: plots.image_grid(np.zeros((2, 64)), nrow=0), ValueError, "nrow"),
     "plots.latent_scatter labels": (lambda: plots.latent_scatter(np.zeros((3, 2)), [0, 1]), ValueError, "labels"),
+    # ---------------------------------------------------------------- widgets
+    "widgets.em_stepper edges": (lambda: widgets.em_stepper(None, [0.0, 2.0, 1.0], [1, 1], [{}]), ValueError, "increasing"),
+    "widgets.em_stepper counts": (lambda: widgets.em_stepper(None, [0.0, 1.0, 2.0], [1, 1, 1], [{}]), ValueError,
+                                  r"counts must have shape \(2\)"),
+    "widgets.em_stepper path": (lambda: widgets.em_stepper(None, [0.0, 1.0, 2.0], [1, 1], []), TypeError, "em_path"),
+    "widgets.latent_explorer_2d decode": (lambda: widgets.latent_explorer_2d(None), TypeError, "decode"),
+    "widgets.langevin_explorer exact": (lambda: widgets.langevin_explorer(lambda z: -z, X2, np.ones((3, 4)), 3.0),
+                                        ValueError, "square"),
+    "widgets.langevin_explorer x0": (lambda: widgets.langevin_explorer(lambda z: -z, torch.zeros(4, 3), np.ones((3, 3)), 3.0),
+                                     ValueError, r"\(\*, 2\)"),
+    "widgets.langevin_explorer n_steps": (lambda: widgets.langevin_explorer(lambda z: -z, X2, np.ones((3, 3)), 3.0,
+                                                                            n_steps=5000), ValueError, "n_steps"),
+    "widgets.elbo_q_slider shape": (lambda: widgets.elbo_q_slider(torch.zeros(3)), ValueError, "h in"),
+    # ---------------------------------------------------------------- _checks.as_array
+    "_checks.as_array strings": (lambda: _checks.as_array(["a"], "v"), ValueError, "v must be numeric"),
+    "_checks.as_array NaN": (lambda: _checks.as_array(torch.tensor([NAN]), "v"), ValueError, "finite"),
+    "_checks.as_array shape": (lambda: _checks.as_array(np.zeros((2, 3)), "v", shape=(None, 2)), ValueError, r"\(\*, 2\)"),
     "plots.training_curves history": (lambda: plots.training_curves({"train": [1.0]}), ValueError, "step"),
 }
 
