@@ -448,6 +448,8 @@ fit = training.train(flow_digits, digits_loss, X_fit, val_data=y_val, val_fn=dig
 bpd_flow = metrics.heldout_bits_per_dim(flow_digits.log_prob, device=run.device)
 print(f"{fit.steps_run} steps in {fit.seconds:.1f} s ({fit.steps_run / fit.seconds:.0f} steps/s); best validation "
       f"{fit.best_val:.3f} bits/dim at step {fit.best_step}; held-out {bpd_flow:.3f} bits/dim")
+metrics.record_heldout_result("15_2/realnvp", f"RealNVP, 8 affine couplings, logit transform (α = 0.05), "
+                              f"early-stopped at step {fit.best_step}", bpd_flow, "15_2", order=0)
 
 # %%
 ax = plots.training_curves(fit.history, ylabel="bits/dim", title="RealNVP on the digits: early stopping")
@@ -517,6 +519,8 @@ fit_over = training.train(flow_over, digits_loss, X_fit[subset.to(run.device)], 
                           desc=f"over-training on {n_sub} images")
 samples_over = flow_over.sample(500, torch.Generator().manual_seed(6)).clamp(0, 1).cpu()
 bpd_over = metrics.heldout_bits_per_dim(flow_over.log_prob, device=run.device)
+metrics.record_heldout_result("15_2/realnvp_overtrained", f"the same RealNVP over-trained on {n_sub} images "
+                              f"({fit_over.steps_run} steps, no early stopping)", bpd_over, "15_2", order=1)
 with torch.no_grad():
     train_bpd = {name: digits_val(model, data.dequantize(X, torch.Generator().manual_seed(1)))
                  for name, model, X in (("es", flow_digits, X_fit), ("over", flow_over, X_fit[subset.to(run.device)]))}
