@@ -51,7 +51,6 @@ from companion_lib import data, diffusion, distinguish, divergences, plots, sett
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
-gen = torch.Generator(device=run.device).manual_seed(0)
 
 # %% [markdown]
 # ## 1. Problem 15.3.2: two Gaussians, one boundary

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib._checks import as_tensor, check_choice, check_float, check_generator, check_int
 from companion_lib.settings import cpu_float64
 
 __all__ = ["NoiseSchedule", "q_sample", "forward_chain", "terminal_kl",
@@ -162,8 +162,8 @@ def forward_chain(schedule: NoiseSchedule, x0, t: int, generator: torch.Generato
     with fresh standard normal ε_s at every step (the slow route that (15.8) shortcuts).
 
     x0 (batch, ...) floating tensor; t an int in 0..T, the same number of steps for every row (0
-    returns a copy of x0). ``generator``: optional torch.Generator for the noise (drawn on its device,
-    then moved to x0's). ``keep``: optional increasing steps in 0..t at which to record the chain.
+    returns a copy of x0). ``generator``: optional CPU torch.Generator for the noise (drawn on the CPU,
+    then moved to x0's device). ``keep``: optional increasing steps in 0..t at which to record the chain.
     Returns x_t with x0's shape, dtype and device; with ``keep``, a tensor (len(keep), batch, ...)
     holding x_s for s in ``keep``.
     """
@@ -174,15 +174,14 @@ def forward_chain(schedule: NoiseSchedule, x0, t: int, generator: torch.Generato
         keep = [check_int(k, "keep[i]", low=0, high=t) for k in keep]
         if not keep or any(b <= a for a, b in zip(keep, keep[1:])):
             raise ValueError(f"keep must be a non-empty increasing list of steps in 0..{t}, got {keep}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    generator = check_generator(generator)
     coeffs = [(math.sqrt(1.0 - b), math.sqrt(b)) for b in schedule.betas[:t].tolist()]   # read-out
     saved = [x.clone()] if keep is not None and keep[0] == 0 else []
     for s, (a, b) in enumerate(coeffs, start=1):
         if generator is None:
             eps = torch.randn_like(x)
         else:
-            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x = a * x + b * eps                                              # (15.7), one step
         if keep is not None and s in keep:
             saved.append(x.clone())

@@ -16,7 +16,8 @@ Here t (in Problem 15.3.2) is a *distance* between means, as in the text, not a 
 Everything is float64 on the CPU (exact computations: the dtype rule of ``settings``), except the
 simulation, which runs in float32 on any device.
 
-Floor 3: torch only (and ``divergences`` for 1-D Gaussian densities and quadrature KL); no plotting.
+Floor 3: torch, ``divergences`` (1-D Gaussian densities, quadrature KL) and ``diffusion`` (the
+mixture pushed through (15.8)); no plotting.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_float, check_int
+from companion_lib import diffusion
+from companion_lib._checks import as_tensor, check_float, check_generator, check_int
 from companion_lib.divergences import kl_quadrature, log_normal, mixture_log_pdf
 from companion_lib.settings import cpu_float64
 
@@ -71,16 +73,16 @@ def error_bound(t, sigma) -> torch.Tensor:
 def nearest_mean_error_mc(t: float, sigma: float = 1.0, n: int = 100_000,
                           generator: torch.Generator | None = None, device=None, z: float = 1.96) -> dict:
     """Simulate Problem 15.3.2: n draws, each from N(−t/2, σ²) or N(+t/2, σ²) with probability ½,
-    classified by the nearer mean (the sign of x). float32 on ``device`` (default CPU); the noise
-    comes from ``generator`` (a CPU one is fine: draws are moved). Returns a dict: ``rate`` (float),
+    classified by the nearer mean (the sign of x). float32 on ``device`` (default CPU); the draws come
+    from the CPU ``generator`` and are moved there. Returns a dict: ``rate`` (float),
     ``se`` (its standard error), ``ci`` (Wilson interval at normal quantile ``z``), ``errors``, ``n``."""
     t = check_float(t, "t", low=0.0)
     sigma = check_float(sigma, "sigma", low=0.0, low_open=True)
     n = check_int(n, "n", low=1)
     z = check_float(z, "z", low=0.0, low_open=True)
-    gdev = generator.device if generator is not None else None
-    label = torch.randint(0, 2, (n,), generator=generator, device=gdev)            # 1: from Q at +t/2
-    eps = torch.randn(n, generator=generator, device=gdev, dtype=torch.float32)
+    generator = check_generator(generator)
+    label = torch.randint(0, 2, (n,), generator=generator)                         # 1: from Q at +t/2
+    eps = torch.randn(n, generator=generator, dtype=torch.float32)
     label, eps = label.to(device), eps.to(device)
     x = (label.float() - 0.5) * t + sigma * eps
     wrong = int(((x > 0).long() != label).sum())                                 # boundary at 0
@@ -109,12 +111,12 @@ def _beta(beta) -> float:
 
 @cpu_float64()
 def noised_mixture(weights, means, variances, alpha_bar: float):
-    """q(x_t) for data x_0 ~ Σ_k w_k N(μ_k, s_k²): by (15.8) each component stays Gaussian,
-    N(√ᾱ μ_k, ᾱ s_k² + 1 − ᾱ). ᾱ in (0, 1] (1: the data). Returns (weights, means, variances),
-    float64 tensors (K,)."""
+    """q(x_t) for 1-D data x_0 ~ Σ_k w_k N(μ_k, s_k²): by (15.8) each component stays Gaussian,
+    N(√ᾱ μ_k, ᾱ s_k² + 1 − ᾱ) (``diffusion.noisy_mixture`` with d = 1). ᾱ in (0, 1] (1: the data).
+    Returns (weights, means, variances), float64 CPU tensors (K,)."""
     w, m, v = _mixture(weights, means, variances)
-    ab = check_float(alpha_bar, "alpha_bar", low=0.0, high=1.0, low_open=True)
-    return w.clone(), math.sqrt(ab) * m, ab * v + (1 - ab)
+    w, m_t, v_t = diffusion.noisy_mixture(alpha_bar, w.clone(), m[:, None], v)
+    return w, m_t[:, 0], v_t
 
 
 @cpu_float64()
@@ -223,9 +225,7 @@ def reverse_kl_per_step(schedule, weights, means, variances, n_nodes: int = 161,
     Because the reversed chain is Markov, their sum is KL(q(x_{0:T}) ‖ p(x_{0:T})) for the model p that
     starts from the true q(x_T) and takes the best Gaussian step at every t: a bound on what any
     Gaussian-step reverse process loses on this data (and, by data processing, on KL(q(x_0) ‖ p(x_0)))."""
-    from companion_lib.diffusion import NoiseSchedule
-
-    if not isinstance(schedule, NoiseSchedule):
+    if not isinstance(schedule, diffusion.NoiseSchedule):
         raise TypeError(f"schedule must be a diffusion.NoiseSchedule, got {type(schedule).__name__}")
     w, mu, s2 = _mixture(weights, means, variances)
     betas = schedule.betas.tolist()

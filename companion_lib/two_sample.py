@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from companion_lib._checks import as_tensor, check_int
+from companion_lib._checks import as_tensor, check_generator, check_int
 
 __all__ = ["energy_distance", "energy_test"]
 
@@ -70,8 +70,7 @@ def energy_test(x, y, n_permutations: int = 200, generator: torch.Generator | No
     x, y = _pair(x, y)
     n_permutations = check_int(n_permutations, "n_permutations", low=1)
     chunk = check_int(chunk, "chunk", low=1)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    generator = check_generator(generator)
     pooled = torch.cat([x, y])
     N, n = pooled.shape[0], x.shape[0]
     dist = _distances(pooled)
