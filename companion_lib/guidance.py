@@ -45,15 +45,17 @@ def cfg_combine(eps_cond, eps_uncond, w) -> torch.Tensor:
     return eps_uncond + w * (eps_cond - eps_uncond)                     # (15.12)
 
 
-def guided_eps(model, labels, w, null_label: int):
+def guided_eps(model, labels, w, null_label: int, combine=None):
     """ε̂(x_t, t) of (15.12) for a conditional denoiser ``model(x_t, t, c)``: one batched pass with the
-    labels and one with ``null_label`` (∅), combined by ``cfg_combine``.
+    labels and one with ``null_label`` (∅), combined by ``combine`` (default ``cfg_combine``; a lesson
+    passes the student's own).
 
     labels: (batch,) long, the class asked for per row; w: a number or a (batch, 1, ...) tensor.
     Returns a function eps_fn(x_t, t) for ``diffusion.sample`` (x_t (batch, ...), t (batch,)).
     """
-    if not callable(model):
-        raise TypeError("model must be callable as model(x_t, t, c)")
+    combine = cfg_combine if combine is None else combine
+    if not callable(model) or not callable(combine):
+        raise TypeError("model must be callable as model(x_t, t, c), combine as combine(eps_cond, eps_uncond, w)")
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
         raise ValueError("labels must be a (batch,) integer tensor")
     null_label = check_int(null_label, "null_label", low=0)
@@ -64,7 +66,7 @@ def guided_eps(model, labels, w, null_label: int):
             raise ValueError(f"x_t has {x.shape[0]} rows but {labels.shape[0]} labels were given")
         both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels.to(x.device), null.to(x.device)]))
         eps_cond, eps_uncond = both.chunk(2)
-        return cfg_combine(eps_cond, eps_uncond, w)
+        return combine(eps_cond, eps_uncond, w)
 
     return eps_fn
 
