@@ -197,7 +197,6 @@ plt.tight_layout()
 plt.show()
 
 # %%
-# NBVAL_CHECK_OUTPUT
 low, high = rows[rows[:, 0] <= 30], rows[rows[:, 0] >= 300]
 print(f"t <= 30:  score error {low[:, 1].mean():.3g}, ε-units {low[:, 2].mean():.3g}, relative {low[:, 3].mean():.3g}")
 print(f"t >= 300: score error {high[:, 1].mean():.3g}, ε-units {high[:, 2].mean():.3g}, relative {high[:, 3].mean():.3g}")
