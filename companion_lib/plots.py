@@ -8,24 +8,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from companion_lib._checks import check_int
+from companion_lib._checks import as_array, check_int
 
 
 def _np(x, name: str = "x", finite: bool = False) -> np.ndarray:
-    """Tensor (any device, any dtype) or array-like → NumPy, with a clear error for non-numbers."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        x = x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-        return x.numpy()
-    try:
-        arr = np.asarray(x)
-    except Exception as err:
-        raise ValueError(f"{name} must be an array or tensor of numbers, got a {type(x).__name__}") from err
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if finite and not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
-    return arr
+    """Tensor (any device, any dtype) or array-like → float64 NumPy, with a clear error for non-numbers."""
+    return as_array(x, name, finite=finite)
 
 
 def image_grid(images, nrow: int = 8, ax=None, title: str | None = None, shape=(8, 8),
