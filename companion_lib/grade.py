@@ -303,8 +303,12 @@ def judge_exports(problem_ids, cases: dict, exports: dict, cells: list[str]) -> 
         expected = None
         if problem.kind == "value":
             if pid not in _EXPECTED_VALUES:
-                with settings.cpu_float64():
-                    _EXPECTED_VALUES[pid] = problem.reference()
+                try:
+                    with settings.cpu_float64():
+                        _EXPECTED_VALUES[pid] = problem.reference()
+                except Exception as err:  # a broken reference must not stop the class's grading
+                    grades[pid] = {"status": "missing", "message": f"the grader's reference failed ({err})"}
+                    continue
             expected = _EXPECTED_VALUES[pid]
         status, message = grading.judge(problem, cases.get(pid, []), outcomes, expected_value=expected)
         grades[pid] = {"status": status if status in grading.STATUSES else "failed", "message": message}
@@ -424,6 +428,7 @@ class NotebookRun:
         self.started = 0.0
         self.cells: list[str] = []
         self.cases: dict = {}
+        self.case_errors: dict = {}
         self.unreadable = ""
 
     def start(self) -> None:
@@ -437,7 +442,11 @@ class NotebookRun:
             for pid in self.problem_ids:
                 problem = PROBLEMS[pid]
                 if problem.kind == "function":
-                    self.cases[pid] = problem.cases_for(problem.grading_rng(self.seed))
+                    try:
+                        self.cases[pid] = problem.cases_for(problem.grading_rng(self.seed))
+                    except Exception as err:  # a broken problem must not stop the class's grading
+                        self.case_errors[pid] = f"the grader could not draw this problem's inputs ({err})"
+                        print(f"{self.sub.name}: {pid}: {self.case_errors[pid]}", file=sys.stderr)
         self.tmp = Path(tempfile.mkdtemp(prefix="companion-grade-"))
         work, ctl = self.tmp / "work", self.tmp / "ctl"
         work.mkdir()
@@ -522,6 +531,8 @@ class NotebookRun:
                       cells_run=int(status.get("cells_run", 0) or 0), cells=len(self.cells), notes=notes,
                       seconds=round(time.time() - self.started, 2),
                       grades=judge_exports(self.problem_ids, self.cases, exports, self.cells))
+        for pid, why in self.case_errors.items():
+            result["grades"][pid] = {"status": "missing", "message": why}
         try:
             self.log.close()
         finally:
