@@ -187,3 +187,22 @@ def test_standard_normal_log_prob():
     z = torch.randn(7, 3, generator=torch.Generator().manual_seed(9), dtype=F64)
     ref = -0.5 * (z**2).sum(1) - 1.5 * math.log(2 * math.pi)
     assert torch.allclose(flows.standard_normal_log_prob(z), ref)
+
+
+def test_float32_work_runs_under_the_no_float64_stand_in():
+    """What a notebook does on run.device (float32) never touches float64 (MPS has none)."""
+    from companion_lib import data, metrics
+    with settings.no_float64():
+        torch.manual_seed(0)
+        model = flows.RealNVP(64, n_layers=2, hidden=8, masks="checkerboard", logit_alpha=0.05)
+        levels = torch.randint(0, 17, (16, 64), generator=torch.Generator().manual_seed(0)).float()
+        training.train(model, lambda m, b: data.dequantized_bits_per_dim(m.log_prob(data.dequantize(b)), 64).mean(),
+                       levels, steps=3, val_data=data.dequantize(levels), eval_every=2, progress=False,
+                       val_fn=lambda m, y: data.dequantized_bits_per_dim(m.log_prob(y), 64).mean().item())
+        assert math.isfinite(metrics.heldout_bits_per_dim(model.log_prob))
+        x = model.sample(5, torch.Generator().manual_seed(1))
+        z, log_det = model(x)
+        assert z.dtype == torch.float32 and log_det.dtype == torch.float32
+        assert len(model.stages(x)) == 4              # x, after the logit, after each coupling
+        flat = flows.RealNVP(2, n_layers=2, hidden=4)
+        assert flows.standard_normal_log_prob(flat(torch.randn(3, 2))[0]).dtype == torch.float32
