@@ -277,7 +277,7 @@ assert worst_z < 4 and smallest_p > 1e-3
 # sharper check of the *test itself*: repeat the whole experiment many times with small samples. Under
 # a true null hypothesis, p-values are uniform on [0, 1], so about 5 % of them fall below 0.05. Against
 # a wrong schedule far more should, but how many depends on how wrong it is and on n: with n = 1000 per
-# side we compare β_T = 0.022 (caught above with n = 20 000) and β_T = 0.03.
+# side we compare β_T = 0.022 (caught above with the larger n) and β_T = 0.03.
 
 # %%
 reps, n_small, t_cal = run.budget(quick=200, full=1000), 1000, 300
@@ -380,9 +380,9 @@ for t, right_p, wrong_p in energy_rows:
 assert all(r > 0.01 for _, r, _ in energy_rows) and all(w == floor for t, _, w in energy_rows if t >= 250)
 
 # %% [markdown]
-# At t = 50 the two formulas are still close (β₁ + ⋯ + β₅₀ ≈ 1 − ᾱ₅₀ while both are small), and 500
-# digits in 64 dimensions cannot tell them apart; from t = 250 on the wrong one is rejected at the
-# smallest p-value 200 permutations can give, while (15.8) never is.
+# At t = 50 the two formulas are still close (β₁ + ⋯ + β₅₀ ≈ 1 − ᾱ₅₀ while both are small), and a few
+# hundred digits in 64 dimensions cannot tell them apart; from t = 250 on the wrong one is rejected at
+# the smallest p-value the permutations can give, while (15.8) never is.
 #
 # ## 4. How fast is structure lost, and is ᾱ_T ≈ 0?
 #
