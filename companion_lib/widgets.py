@@ -167,7 +167,8 @@ def langevin_explorer(score_fn, x0, exact_probs, lim: float, step_size: float = 
 
     if not callable(score_fn):
         raise TypeError(f"score_fn must be a function mapping x (n, 2) to scores (n, 2), got a {type(score_fn).__name__}")
-    x0 = as_tensor(x0, "x0", shape=(None, 2), min_rows=1, dtype=None)
+    with cpu_float64():  # only checked here: x0 may be an exact float64 start on the CPU
+        x0 = as_tensor(x0, "x0", shape=(None, 2), min_rows=1, dtype=None)
     exact = as_array(exact_probs, "exact_probs", ndim=2)
     if exact.shape[0] != exact.shape[1] or exact.shape[0] < 1 or (exact < 0).any():
         raise ValueError(f"exact_probs must be a square (bins, bins) array of probabilities, got shape {exact.shape}")
