@@ -59,7 +59,8 @@ schedule = diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
 print(schedule)
 for cap in (0.999, 0.2):
     s = diffusion.NoiseSchedule.cosine(T, max_beta=cap)
-    gain = (s.betas / (s.one_minus_alpha_bars.sqrt() * s.alphas.sqrt())).max().item()
+    with settings.cpu_float64():                   # the schedule is float64 on the CPU
+        gain = (s.betas / (s.one_minus_alpha_bars.sqrt() * s.alphas.sqrt())).max().item()
     print(f"cap {cap}: largest factor β_t/(√(1-ᾱ_t)√α_t) in front of ε_θ in (15.11) = {gain:.3g}")
 
 # %% [markdown]
@@ -432,7 +433,7 @@ for sigma in ("posterior", "beta"):
     forgot = data.dequantized_bits_per_dim(-nll_x, 64).mean().item()
     print(f"σ_t² = {'β̃_t' if sigma == 'posterior' else 'β_t'}: held-out bound {bounds[sigma][0]:.3f} "
           f"± {bounds[sigma][1]:.3f} bits/dim (standard error); without the Jacobian: {forgot:.3f}")
-metrics.record_heldout_result(
+_ = metrics.record_heldout_result(              # a row of README's table (when the notebooks are refreshed)
     "15_3_3/ddpm", f"DDPM, residual MLP ({fit.steps_run} steps): variational bound, σ_t² = β̃_t / β_t",
     (bounds["posterior"][0], bounds["beta"][0]), "15_3_3", order=0,
     note=f"standard errors {bounds['posterior'][1]:.3f} / {bounds['beta'][1]:.3f}")
