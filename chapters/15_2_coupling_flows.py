@@ -424,27 +424,17 @@ digits = data.load_digits_split()
 to_dev = lambda a: torch.as_tensor(a, dtype=torch.float32, device=run.device)  # noqa: E731
 X_fit, X_val = to_dev(digits.X_fit), to_dev(digits.X_val)
 y_val = data.dequantize(X_val, torch.Generator().manual_seed(1))     # one fixed draw for validation
-g_deq = torch.Generator().manual_seed(0)
-
-
-def digits_loss(model, levels):                  # bits/dim of a fresh dequantisation of the batch
-    return data.dequantized_bits_per_dim(model.log_prob(data.dequantize(levels, g_deq)), 64).mean()
+g_deq = torch.Generator().manual_seed(0)         # the training batches' dequantisation noise
 
 
 def digits_val(model, y):
     return data.dequantized_bits_per_dim(model.log_prob(y), 64).mean().item()
 
 
-def digit_flow():
-    torch.manual_seed(0)
-    return flows.RealNVP(64, n_layers=8, hidden=run.budget(quick=128, full=256), masks="checkerboard",
-                         logit_alpha=0.05).to(run.device)
-
-
-flow_digits = digit_flow()
-fit = training.train(flow_digits, digits_loss, X_fit, val_data=y_val, val_fn=digits_val,
-                     steps=run.budget(quick=1000, full=10_000), lr=1e-3, eval_every=50,
-                     patience=run.budget(quick=3, full=10), generator=run.generator, desc="RealNVP, digits")
+flow_digits, fit = flows.fit_digits(X_fit, y_val, hidden=run.budget(quick=128, full=256),  # the recipe, shared
+                                    steps=run.budget(quick=1000, full=10_000), eval_every=50,  # with the scoreboard
+                                    patience=run.budget(quick=3, full=10), generator=run.generator,
+                                    deq_generator=g_deq, device=run.device)
 bpd_flow = metrics.heldout_bits_per_dim(flow_digits.log_prob, device=run.device)
 print(f"{fit.steps_run} steps in {fit.seconds:.1f} s ({fit.steps_run / fit.seconds:.0f} steps/s); best validation "
       f"{fit.best_val:.3f} bits/dim at step {fit.best_step}; held-out {bpd_flow:.3f} bits/dim")
@@ -513,10 +503,10 @@ plt.show()
 # %%
 n_sub = run.budget(quick=200, full=len(X_fit))
 subset = torch.randperm(len(X_fit), generator=torch.Generator().manual_seed(3))[:n_sub]
-flow_over = digit_flow()
-fit_over = training.train(flow_over, digits_loss, X_fit[subset.to(run.device)], steps=run.budget(quick=500, full=20_000),
-                          lr=1e-3, grad_clip=10.0, eval_every=100, generator=run.generator,
-                          desc=f"over-training on {n_sub} images")
+flow_over, fit_over = flows.fit_digits(X_fit[subset.to(run.device)], False, hidden=run.budget(quick=128, full=256),
+                                       steps=run.budget(quick=500, full=20_000), patience=None, grad_clip=10.0,
+                                       eval_every=100, generator=run.generator, deq_generator=g_deq,
+                                       device=run.device, desc=f"over-training on {n_sub} images")
 samples_over = flow_over.sample(500, torch.Generator().manual_seed(6)).clamp(0, 1).cpu()
 bpd_over = metrics.heldout_bits_per_dim(flow_over.log_prob, device=run.device)
 metrics.record_heldout_result("15_2/realnvp_overtrained", f"the same RealNVP over-trained on {n_sub} images "

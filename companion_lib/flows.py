@@ -36,7 +36,7 @@ from companion_lib._checks import check_float, check_int
 from companion_lib.nets import mlp
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
-           "alternating_masks", "standard_normal_log_prob"]
+           "alternating_masks", "standard_normal_log_prob", "fit_digits"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -284,3 +284,58 @@ class RealNVP(nn.Module):
             z, _ = layer(z)
             out.append(z)
         return out
+
+
+# ---------------------------------------------------------------- the digits recipe
+def fit_digits(x_fit=None, y_val=None, *, hidden: int = 128, steps: int = 1000, patience: int | None = 3,
+               lr: float = 1e-3, eval_every: int = 50, grad_clip: float | None = None, seed: int = 0,
+               generator: torch.Generator | None = None, deq_generator: torch.Generator | None = None,
+               device=None, progress: bool = True, desc: str = "RealNVP, digits"):
+    """The companion's RealNVP on the 8×8 digits (lesson 15_2 and the scoreboard share this recipe).
+
+    A ``RealNVP(64, n_layers=8, hidden, masks="checkerboard", logit_alpha=0.05)`` with weights from
+    ``torch.manual_seed(seed)`` (the global RNG is left as it was), trained by ``training.train`` to
+    minimise bits/dim of a fresh dequantisation of each batch (noise from ``deq_generator``, default
+    seed 0), Adam at ``lr``, early-stopped on ``y_val`` every ``eval_every`` steps with ``patience``
+    (best weights restored; ``y_val=None`` with ``patience=None``: no validation, no early stopping).
+
+    x_fit (m, 64): integer digit levels (default ``data.load_digits_split().X_fit``); y_val (m', 64):
+    dequantised validation images in [0, 1) (default: ``X_val`` dequantised once with seed 1; pass
+    ``y_val=False`` for none). ``generator``: the CPU generator of the minibatches (``run.generator``).
+    Returns ``(model, TrainResult)``; the model is on ``device`` (default the CPU), float32.
+    """
+    from companion_lib import data, training  # floor 2
+
+    split = None
+    if x_fit is None or y_val is None:
+        split = data.load_digits_split()
+    x_fit = split.X_fit if x_fit is None else x_fit
+    if isinstance(x_fit, torch.Tensor):
+        x_fit = x_fit.detach()
+    x_fit = torch.as_tensor(x_fit, dtype=torch.float32, device=device)
+    _check_batch(x_fit, 64, "x_fit")
+    if y_val is None:
+        y_val = data.dequantize(torch.as_tensor(split.X_val, dtype=torch.float32, device=device),
+                                torch.Generator().manual_seed(1))
+    elif y_val is False:
+        y_val = None
+    else:
+        _check_batch(y_val, 64, "y_val")
+    seed = check_int(seed, "seed", low=0)
+    g_deq = torch.Generator().manual_seed(0) if deq_generator is None else deq_generator
+
+    def loss_fn(model, levels):                  # bits/dim of a fresh dequantisation of the batch
+        return data.dequantized_bits_per_dim(model.log_prob(data.dequantize(levels, g_deq)), 64).mean()
+
+    def val_fn(model, y):
+        return data.dequantized_bits_per_dim(model.log_prob(y), 64).mean().item()
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RealNVP(64, n_layers=8, hidden=hidden, masks="checkerboard", logit_alpha=0.05)
+    model = model.to(x_fit.device)
+    fit = training.train(model, loss_fn, x_fit, val_data=y_val, val_fn=val_fn if y_val is not None else None,
+                         steps=steps, lr=lr, eval_every=eval_every, grad_clip=grad_clip,
+                         patience=patience if y_val is not None else None, generator=generator,
+                         progress=progress, desc=desc)
+    return model, fit
