@@ -189,7 +189,6 @@ register(Problem(
           "(noise − eps_model(x_t, t)) squared, summed over dim 1, averaged over the batch."),
     wrong_answers=(_wrong_loss_mse, _wrong_loss_variances, _wrong_loss_clean_input, _wrong_loss_x0_target),
     rtol=1e-5, atol=1e-6,
-    reference_names=("companion_lib.diffusion.q_sample",),
 ))
 
 
