@@ -312,7 +312,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     nll_test = divergences.isotropic_gaussian_nll(Y_test, mu_iso, var_iso)
     print(f"N(μ, σ²I) on digits: σ² = {var_iso:.5f} (σ = {var_iso.sqrt():.4f}), {D + 1} parameters")
     print(f"  train    NLL {nll_train.mean():8.3f} nats/image = {metrics.bits_per_dim(-nll_train, D):.4f} bits/dim")
-print(f"  held-out NLL {nll_test.mean():8.3f} nats/image = {metrics.bits_per_dim(-nll_test, D):.4f} bits/dim")
+    print(f"  held-out NLL {nll_test.mean():8.3f} nats/image = {metrics.bits_per_dim(-nll_test, D):.4f} bits/dim")
 
 # %% [markdown]
 # Train and held-out agree to within about 0.01 bit per pixel: by the yardstick of generalisation this model
