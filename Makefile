@@ -17,7 +17,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # One torch thread per notebook kernel and two kernels at a time (one per core): see README.
 JOBS   ?= 2
 
-.PHONY: lab test unit notebooks sync env clean
+.PHONY: lab test unit notebooks sync env clean handout
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
@@ -53,6 +53,11 @@ unit: $(TEST_STAMP)
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync chapters/*.py solutions/*.py
 	COMPANION_MODE=quick COMPANION_THREADS=1 $(BIN)/python tools/execute_notebooks.py chapters/*.ipynb solutions/*.ipynb
+
+# The lessons for students, without solutions/ (see README, "For instructors").
+handout:
+	git archive --prefix=companion/ -o companion-lessons.tar.gz HEAD -- . ':(exclude)solutions'
+	@echo "wrote companion-lessons.tar.gz (the committed HEAD, without solutions/)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

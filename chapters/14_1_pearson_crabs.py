@@ -579,3 +579,11 @@ plt.show()
 # * On five-dimensional crabs, how well the hidden label is recovered depends on the representation.
 #
 # Next, §14.2: why maximising likelihood means minimising a KL divergence.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("14.1")

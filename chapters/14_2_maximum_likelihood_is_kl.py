@@ -585,3 +585,11 @@ ui
 #   its maximiser has $\sigma^2 = \frac{1}{md}\sum_i|x_i-\mu|^2$, and maximum likelihood maximises the
 #   log-likelihood.
 # * $\mathrm{KL}(P\|Q)$ (maximum likelihood) covers all modes; $\mathrm{KL}(Q\|P)$ picks one.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("14.2")

@@ -579,3 +579,11 @@ assert int(e_renamed.argmin()) == int(pi[h_star])
 # * With a joint $E(x, h)$, generation is minimisation over $x$, captioning a search over discrete $h$,
 #   and sampling $P(x\mid h)$ shows the whole valley instead of its single lowest point. The score is
 #   $-\nabla E$, not $\nabla E$.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("14.3")

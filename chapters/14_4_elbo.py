@@ -425,3 +425,11 @@ plt.show()
 # * EM alternates an E-step that closes the gap with an M-step that lifts the bound; hence its
 #   log-likelihood never decreases. The VAE of §14.5 maximises the same ELBO when neither step has a
 #   closed form, using gradients and the reparameterisation h = m + Lε used by `elbo_mc` above.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("14.4")

@@ -456,3 +456,11 @@ print(f"α z1 + β z1: variance {(a_ * z1 + b_ * z1).var().item():.2f} ≈ (α+�
 #   schedule, 0.36 for T = 100 with the same β's. What x_T still knows about x₀ (under 10⁻³ nats per image
 #   for the standard schedules) is not used by the sampler.
 # * `q_sample` keeps the data's dtype and device: the float64 schedule is cast, never the data.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("15.3.1")

@@ -489,3 +489,11 @@ assert per_step["linear from 1e-4"].sum() < per_step["equal steps"].sum() / 5
 #   at β = 0.9). Over a whole chain to the same ᾱ_T, the summed KL falls as T grows, and a schedule that
 #   starts with tiny β's does far better than equal steps: the Gaussian reverse model of §15.3.2 is only
 #   as good as the steps are small where the data has fine structure.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("15.3.2")

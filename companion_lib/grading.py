@@ -505,8 +505,14 @@ class Progress:
 
 
 def progress(section: str) -> Progress:
-    """One line for the end of a notebook: ``progress("14.1")`` -> ``14.1: 1/2 problems pass (...)``."""
-    ids = [p.id for p in problems_for_section(section)]
+    """One line for the end of a notebook: ``progress("14.1")`` -> ``14.1: 1/2 problems pass (...)``.
+
+    ``section`` is a section of the text (``"14.1"``) or a lesson's id prefix (``"15.3.1"`` selects
+    ``15.3.1.alpha_bar``, ``15.3.1.q_sample``, ...).
+    """
+    if not isinstance(section, str):
+        raise TypeError(f"section must be a string such as '14.1', got {type(section).__name__}")
+    ids = [p.id for p in PROBLEMS.values() if p.section == section or p.id.startswith(section + ".")]
     if not ids:
         known = sorted({p.section for p in PROBLEMS.values()})
         raise ValueError(f"no problems in section {section!r}; sections with problems: {known}")
