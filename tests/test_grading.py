@@ -118,7 +118,7 @@ def test_problem_needs_three_wrong_answers():
 def _ids_used(folder):
     used = set()
     for path in (ROOT / folder).glob("*.py"):
-        used |= set(re.findall(r"""check\(\s*["']([0-9]+\.[0-9]+\.[A-Za-z0-9_]+)["']""", path.read_text()))
+        used |= set(re.findall(r"""check\(\s*["']([0-9]+(?:\.[0-9]+)+\.[A-Za-z0-9_]+)["']""", path.read_text()))
     return used
 
 
