@@ -31,7 +31,7 @@ import torch
 from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.data import (DIGIT_LEVELS, dequantized_bits_per_dim, heldout_digits,
                                 load_digits_split)
-from companion_lib.settings import cpu_float64, get_mode
+from companion_lib.settings import _env_flag, cpu_float64, get_mode
 
 __all__ = ["bits_per_dim", "nats_to_bits_per_dim", "heldout_bits_per_dim", "record_heldout_result",
            "DigitJudge", "nearest_train_distance", "heldout_nearest_train_distance", "chi_square_gof"]
@@ -107,12 +107,7 @@ def _results_file() -> Path:
 
 
 def _recording() -> bool:
-    value = os.environ.get("COMPANION_RECORD", "").strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"COMPANION_RECORD={value!r}; expected 1 (write results) or 0 (do not)")
+    return _env_flag("COMPANION_RECORD", on="write results", off="do not")
 
 
 def record_heldout_result(key: str, model: str, bits_per_dim, notebook: str, *, order: int = 0,

@@ -203,13 +203,20 @@ def _enable_no_float64() -> None:
         _GLOBAL_MODE.__enter__()
 
 
-def _no_float64_requested() -> bool:
-    value = os.environ.get("COMPANION_NO_FLOAT64", "").strip().lower()
+def _env_flag(name: str, on: str = "on", off: str = "off") -> bool:
+    """An on/off environment variable: unset, ``0``, ``false``, ``no`` → False; ``1``, ``true``,
+    ``yes`` → True (any case); anything else raises ``ValueError`` naming the variable, with ``on``
+    and ``off`` saying what 1 and 0 mean."""
+    value = os.environ.get(name, "").strip().lower()
     if value in ("", "0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True
-    raise ValueError(f"COMPANION_NO_FLOAT64={value!r}; expected 1 (on) or 0 (off)")
+    raise ValueError(f"{name}={value!r}; expected 1 ({on}) or 0 ({off})")
+
+
+def _no_float64_requested() -> bool:
+    return _env_flag("COMPANION_NO_FLOAT64")
 
 
 def check_same_device(model: torch.nn.Module, *tensors, names=None) -> torch.device:

@@ -218,6 +218,23 @@ def test_setup_turns_the_stand_in_on_from_the_environment():
     assert bad.returncode != 0 and "COMPANION_NO_FLOAT64='maybe'" in bad.stderr
 
 
+def test_env_flag_is_the_one_parser_of_on_off_variables(monkeypatch):
+    from companion_lib import metrics
+    for value, expected in (("", False), (" 0 ", False), ("No", False), ("1", True), ("TRUE", True), ("yes", True)):
+        monkeypatch.setenv("COMPANION_RECORD", value)
+        monkeypatch.setenv("COMPANION_NO_FLOAT64", value)
+        assert settings._env_flag("COMPANION_RECORD") is expected
+        assert metrics._recording() is expected and settings._no_float64_requested() is expected
+    monkeypatch.delenv("COMPANION_RECORD")
+    assert metrics._recording() is False
+    monkeypatch.setenv("COMPANION_RECORD", "maybe")
+    with pytest.raises(ValueError, match=r"COMPANION_RECORD='maybe'; expected 1 \(write results\) or 0 \(do not\)"):
+        metrics._recording()
+    monkeypatch.setenv("COMPANION_NO_FLOAT64", "2")
+    with pytest.raises(ValueError, match=r"COMPANION_NO_FLOAT64='2'; expected 1 \(on\) or 0 \(off\)"):
+        settings._no_float64_requested()
+
+
 # ------------------------------------------------------------------ devices
 def test_check_same_device_names_both_devices():
     model = torch.nn.Linear(2, 1)
