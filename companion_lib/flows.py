@@ -33,12 +33,11 @@ import torch
 from torch import nn
 
 from companion_lib._checks import check_float, check_int
+from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
            "alternating_masks", "standard_normal_log_prob", "fit_digits"]
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 # ---------------------------------------------------------------- input checks
@@ -212,8 +211,15 @@ def alternating_masks(dim: int, n_layers: int, kind: str = "parity") -> list[tor
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """log μ(z) for the standard normal μ = N(0, I_d): z (b, d) → (b,), in z's dtype."""
-    return -0.5 * (z**2).sum(1) - 0.5 * z.shape[1] * LOG_2PI
+    """log μ(z) for the standard normal μ = N(0, I_d): z (b, d) → (b,), in z's dtype.
+
+    ``gaussian.log_normal_diag`` with mean 0 and variance 1, without its value checks (no host
+    synchronisation in a training loop)."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch.Tensor (batch, dim), got {type(z).__name__}")
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (batch, dim), got {tuple(z.shape)}")
+    return log_normal_diag(z, 0.0, 1.0, check=False)
 
 
 # ---------------------------------------------------------------- the stack

@@ -177,6 +177,8 @@ def test_trains_on_moons_quickly():
     (lambda: flows.LogitTransform(2)(torch.tensor([[0.5, -0.2]])), ValueError, r"\[0, 1\]"),
     (lambda: flows.RealNVP(2, logit_alpha=0.05).log_prob(torch.tensor([[1.5, 0.5]])), ValueError, r"\[0, 1\]"),
     (lambda: flows.AffineCoupling(2, torch.tensor([True, False]), forward_fn=3), TypeError, "forward_fn"),
+    (lambda: flows.standard_normal_log_prob([[0.0, 1.0]]), TypeError, "torch.Tensor"),
+    (lambda: flows.standard_normal_log_prob(torch.zeros(3)), ValueError, r"shape \(batch, dim\)"),
 ])
 def test_bad_input_raises_clear_errors(call, err, match):
     with pytest.raises(err, match=match):
@@ -187,6 +189,8 @@ def test_standard_normal_log_prob():
     z = torch.randn(7, 3, generator=torch.Generator().manual_seed(9), dtype=F64)
     ref = -0.5 * (z**2).sum(1) - 1.5 * math.log(2 * math.pi)
     assert torch.allclose(flows.standard_normal_log_prob(z), ref)
+    z32 = z.float()                                    # float32: the same numbers to rounding
+    assert torch.allclose(flows.standard_normal_log_prob(z32), ref.float(), rtol=1e-6, atol=0)
 
 
 def test_float32_work_runs_under_the_no_float64_stand_in():
