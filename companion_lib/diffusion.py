@@ -27,7 +27,7 @@ from companion_lib.settings import cpu_float64
 __all__ = ["NoiseSchedule", "q_sample", "forward_chain", "terminal_kl",
            "posterior_mean_variance", "predict_x0", "reverse_mean",
            "reverse_variance", "ddpm_step", "ddpm_loss", "timesteps", "respace", "sample", "variational_bound",
-           "noisy_mixture"]
+           "noisy_mixture", "fit_digits"]
 
 
 class NoiseSchedule:
@@ -476,3 +476,47 @@ def noisy_mixture(alpha_bar, weights, means, variances):
     if variances.shape != (means.shape[0],) or (variances <= 0).any():
         raise ValueError(f"variances must be positive, shape ({means.shape[0]},) (one σ_k² per component)")
     return weights, math.sqrt(ab) * means, ab * variances.to(means.dtype) + (1.0 - ab)
+
+
+# ---------------------------------------------------------------- the digits recipe
+def fit_digits(*, steps: int = 2500, T: int = 1000, max_beta: float = 0.2, hidden: int = 256, blocks: int = 3,
+               batch_size: int = 128, lr: float = 3e-3, warmup: int = 200, ema_decay: float = 0.999,
+               eval_every: int = 100, seed: int = 0, loss=None, device=None, progress: bool = True,
+               desc: str = "digit denoiser"):
+    """The companion's DDPM on the 8×8 digits (lesson 15_3_3's recipe; the scoreboard calls it too).
+
+    The 1437 training digits at their bin centres (x + ½)/17, mapped to [−1, 1]; the cosine schedule
+    with T steps and β_t capped at ``max_beta``; a ``denoisers.ResidualDenoiser(64, hidden, blocks)``
+    trained by ``training.train`` on the loss (15.10) per pixel, t ~ U{1..T}, with Adam at ``lr``,
+    ``warmup`` steps of warm-up, cosine decay and an EMA of the weights (``ema_decay``).
+    ``loss(schedule, eps_model, x0, t, noise)``: the (15.10) loss to train with (default ``ddpm_loss``;
+    a lesson passes the student's). Weights and draws come from torch's global RNG seeded with ``seed``
+    inside (the caller's global RNG state is left as it was).
+
+    Returns ``(schedule, fit)``: ε_θ is ``fit.ema.model`` (on ``device``, float32), to be called
+    ε_θ(x_t, t) on the [−1, 1] scale (``data.unit_to_signed``).
+    """
+    from companion_lib import data, training  # floor 2
+    from companion_lib.denoisers import ResidualDenoiser
+
+    seed = check_int(seed, "seed", low=0)
+    loss = ddpm_loss if loss is None else loss
+    if not callable(loss):
+        raise TypeError(f"loss must be a function (schedule, eps_model, x0, t, noise), got {type(loss).__name__}")
+    schedule = NoiseSchedule.cosine(check_int(T, "T", low=2), max_beta=check_float(max_beta, "max_beta"))
+    split = data.load_digits_split(validation=False)
+    x_train = data.unit_to_signed(data.to_unit(torch.as_tensor(split.X_train, dtype=torch.float32)))
+    x_train = x_train.to(device) if device is not None else x_train
+
+    def loss_fn(model, x0):
+        t = torch.randint(1, T + 1, (x0.shape[0],), device=x0.device)
+        return loss(schedule, model, x0, t, torch.randn_like(x0)) / x0.shape[1]   # per pixel
+
+    devices = [torch.cuda.current_device()] if x_train.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        denoiser = ResidualDenoiser(64, hidden=hidden, blocks=blocks).to(x_train.device)
+        fit = training.train(denoiser, loss_fn, x_train, steps=steps, batch_size=batch_size, lr=lr,
+                             warmup=warmup, cosine=True, ema_decay=ema_decay, eval_every=eval_every,
+                             progress=progress, desc=desc)
+    return schedule, fit

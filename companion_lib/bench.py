@@ -1,0 +1,489 @@
+"""The distribution-learning scoreboard and peer benchmarks (floor 5: a face of the package).
+
+    python -m companion_lib.bench scoreboard [--json FILE] [--full] [--models a,b,...]
+    python -m companion_lib.bench peers
+
+**Scoreboard.** Every model learns the 8×8 digits from the same 1149 fitting images (``X_fit`` of
+``data.load_digits_split()``), chooses its knobs on the validation split, and is scored on the one
+fixed evaluation set, ``data.heldout_digits()`` (360 dequantised held-out digits), in bits per
+dimension (``metrics.heldout_bits_per_dim``; lower is better). ``bound`` says what the number is:
+``"exact"`` (the model's exact log-density of the dequantised data) or ``"upper"`` (a variational or
+importance-weighted bound on −log p, so the true bits/dim is at most the number shown). Every model
+that samples is also read by ``metrics.DigitJudge`` (share of samples labelled with probability
+≥ 0.9, smallest share of a predicted class) and by ``metrics.nearest_train_distance`` (mean distance
+to the nearest training digit, divided by that of the real held-out digits: far below 1 = copies).
+The first row, the real held-out digits, is the reference every sampler is read against.
+
+Rows (``scoreboard(...)`` returns them, ``--json`` writes them): dicts with exactly the keys ``KEYS``;
+``None`` (JSON null) where a number does not apply. The recipes are the lessons' own library calls
+(``vae.train_vae``, ``flows.fit_digits``, ``diffusion.fit_digits``); budgets are in steps
+(``budgets``), quick or full, never in seconds.
+
+**Peers** (bench-only extras, never needed by a student; a missing one is skipped with a message):
+``mixture.GaussianMixture`` against scikit-learn's, ``diffusion.ddpm_step`` / ``diffusion.sample``
+against diffusers' ``DDPMScheduler``, ``flows.RealNVP`` against zuko's RealNVP.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from companion_lib import data, diffusion, divergences, flows, metrics, mixture, settings, vae
+from companion_lib._checks import check_choice
+
+__all__ = ["KEYS", "MODELS", "LABELS", "budgets", "scoreboard", "write_json", "read_json", "render_table",
+           "bar_chart", "peers"]
+
+#: The keys of every scoreboard row, in order.
+KEYS = ("model", "bits_per_dim", "bound", "confident_share", "min_class_share", "nearest_train_ratio",
+        "train_seconds")
+#: Model ids, in the scoreboard's order.
+MODELS = ("real", "uniform", "isotropic_gaussian", "full_gaussian", "gaussian_mixture", "kde", "vae_text",
+          "vae_better", "realnvp", "ddpm")
+#: The ``model`` text of each row.
+LABELS = {
+    "real": "real held-out digits",
+    "uniform": "uniform on [0, 1)^64",
+    "isotropic_gaussian": "isotropic Gaussian N(μ, σ²I) (Ex. 14.2.1)",
+    "full_gaussian": "full-covariance Gaussian",
+    "gaussian_mixture": "Gaussian mixture (EM, 10 full components)",
+    "kde": "kernel density estimate (scikit-learn)",
+    "vae_text": "VAE of the text (14.10–14.11, one σ)",
+    "vae_better": "better VAE (17-level categorical decoder)",
+    "realnvp": "RealNVP (8 affine couplings)",
+    "ddpm": "DDPM (residual MLP, σ_t² = β_t)",
+}
+_BOUNDS = {"real": None, "uniform": "exact", "isotropic_gaussian": "exact", "full_gaussian": "exact",
+           "gaussian_mixture": "exact", "kde": "exact", "vae_text": "upper", "vae_better": "upper",
+           "realnvp": "exact", "ddpm": "upper"}
+
+_QUICK = dict(n_samples=400, ridges=(1e-4, 1e-3, 1e-2), reg_covars=(1e-3, 3e-3),
+              kde_bandwidths=tuple(np.geomspace(0.02, 0.2, 7)), vae_steps=3000, vae_patience=8, iwae_k=200,
+              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=2500, ddpm_n_t=64)
+_FULL = dict(n_samples=2000, ridges=tuple(np.logspace(-5, -1, 9)), reg_covars=(3e-4, 1e-3, 3e-3, 1e-2),
+             kde_bandwidths=tuple(np.geomspace(0.01, 0.3, 15)), vae_steps=30_000, vae_patience=30, iwae_k=2000,
+             flow_hidden=256, flow_steps=10_000, flow_patience=10, ddpm_steps=40_000, ddpm_n_t=256)
+
+
+def budgets(full: bool = False, **overrides) -> dict:
+    """The scoreboard's budgets (steps, sample counts, knob grids): quick (default) or full, with
+    ``overrides`` replacing single entries (unknown names are a ``ValueError``)."""
+    b = dict(_FULL if full else _QUICK)
+    unknown = set(overrides) - set(b)
+    if unknown:
+        raise ValueError(f"unknown budget(s) {sorted(unknown)}; expected some of {sorted(b)}")
+    b.update(overrides)
+    return b
+
+
+# ------------------------------------------------------------------------------------ the rows
+def _row(key: str, bpd, samples, seconds, ctx) -> dict:
+    row = dict.fromkeys(KEYS)
+    row["model"] = LABELS[key]
+    row["bound"] = _BOUNDS[key]
+    row["bits_per_dim"] = None if bpd is None else float(bpd)
+    row["train_seconds"] = None if seconds is None else float(seconds)
+    if samples is not None:
+        judge = ctx["judge"]
+        row["confident_share"] = judge.confident_share(samples)
+        row["min_class_share"] = float(judge.class_histogram(samples).min())
+        row["nearest_train_ratio"] = float(metrics.nearest_train_distance(samples).mean() / ctx["ref_nearest"])
+    return row
+
+
+@settings.cpu_float64()
+def _closed_form(key: str, ctx) -> dict:
+    """uniform, isotropic, full-covariance Gaussians, the mixture and the KDE: float64 on the CPU."""
+    b, n, g = ctx["budgets"], ctx["budgets"]["n_samples"], torch.Generator().manual_seed(11)
+    Y_fit, Y_val = ctx["Y_fit"], ctx["Y_val"]
+    start = time.perf_counter()
+    if key == "uniform":
+        log_p = lambda Y: torch.zeros(len(Y), dtype=torch.float64)  # noqa: E731  density 1 on the cube
+        return _row(key, metrics.heldout_bits_per_dim(log_p), torch.rand(n, 64, generator=g), None, ctx)
+    if key == "isotropic_gaussian":
+        mu, var = divergences.isotropic_gaussian_mle(Y_fit)                        # Ex. 14.2.1
+        seconds = time.perf_counter() - start
+        log_p = lambda Y: -divergences.isotropic_gaussian_nll(Y.double(), mu, var)  # noqa: E731
+        samples = mu + var.sqrt() * torch.randn(n, 64, generator=g, dtype=torch.float64)
+    elif key == "full_gaussian":
+        mean, cov = mixture.gaussian_mle(Y_fit)
+        eye = torch.eye(64, dtype=torch.float64)
+
+        def gaussian(ridge):
+            return lambda Y: mixture.log_gaussian(Y.double(), mean[None], (cov + ridge * eye)[None], "full")[:, 0]
+
+        ridge = min(b["ridges"], key=lambda r: -gaussian(r)(Y_val).mean().item())   # chosen on validation
+        seconds = time.perf_counter() - start
+        log_p = gaussian(ridge)
+        chol = torch.linalg.cholesky(cov + ridge * eye)
+        samples = mean + torch.randn(n, 64, generator=g, dtype=torch.float64) @ chol.T
+    elif key == "gaussian_mixture":
+        fits = {rc: mixture.GaussianMixture(10, reg_covar=rc, tol=1e-3, max_iter=100, random_state=0).fit(Y_fit)
+                for rc in b["reg_covars"]}
+        gmm = max(fits.values(), key=lambda m: m.score(Y_val))                     # chosen on validation
+        seconds = time.perf_counter() - start
+        log_p = lambda Y: torch.as_tensor(gmm.score_samples(Y.double()))  # noqa: E731
+        samples = torch.as_tensor(gmm.sample(n, generator=g)[0])
+    elif key == "kde":
+        from sklearn.neighbors import KernelDensity
+        fits = [KernelDensity(bandwidth=float(h)).fit(Y_fit.numpy()) for h in b["kde_bandwidths"]]
+        kde = max(fits, key=lambda k: k.score(Y_val.numpy()))                      # bandwidth on validation
+        seconds = time.perf_counter() - start
+        log_p = lambda Y: kde.score_samples(Y.double().numpy())  # noqa: E731
+        samples = torch.as_tensor(kde.sample(n, random_state=0))
+    else:
+        raise ValueError(key)
+    return _row(key, metrics.heldout_bits_per_dim(log_p), samples.float(), seconds, ctx)
+
+
+def _deep(key: str, ctx) -> dict:
+    """The VAEs, RealNVP and DDPM: float32 on the run's device, trained by the lessons' recipes."""
+    b, n, dev, progress = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"], ctx["progress"]
+    split = ctx["split"]
+    if key in ("vae_text", "vae_better"):
+        decoder, lr, steps = ("gaussian", 2e-3, b["vae_steps"]) if key == "vae_text" else ("categorical", 3e-3,
+                                                                                           b["vae_steps"])
+        fit = vae.train_vae(split.X_fit, split.X_val, decoder=decoder, steps=steps, lr=lr,
+                            patience=b["vae_patience"], generator=torch.Generator().manual_seed(0), device=dev,
+                            progress=progress, desc=LABELS[key])
+        model = fit.model.eval()
+        k = b["iwae_k"]
+        bpd = metrics.heldout_bits_per_dim(                        # importance-weighted bound (IWAE_k)
+            lambda y: vae.elbo_and_iwae(model, y, k=k, generator=torch.Generator().manual_seed(8))[1],
+            batch_size=60, device=dev)
+        with torch.no_grad():
+            samples = model.sample(n, generator=torch.Generator().manual_seed(6))
+        return _row(key, bpd, samples, fit.seconds, ctx)
+    if key == "realnvp":
+        model, fit = flows.fit_digits(hidden=b["flow_hidden"], steps=b["flow_steps"], patience=b["flow_patience"],
+                                      generator=torch.Generator().manual_seed(0), device=dev, progress=progress)
+        bpd = metrics.heldout_bits_per_dim(model.log_prob, device=dev)
+        return _row(key, bpd, model.sample(n, torch.Generator().manual_seed(6)), fit.seconds, ctx)
+    if key == "ddpm":
+        schedule, fit = diffusion.fit_digits(steps=b["ddpm_steps"], device=dev, progress=progress)
+        eps_model = fit.ema.model.eval()
+        g = torch.Generator().manual_seed(6)
+
+        def log_p(y):      # bound on log p(y): −(bound on the [−1, 1] scale) + 64 log 2 (Jacobian of 2y − 1)
+            return -diffusion.variational_bound(schedule, eps_model, data.unit_to_signed(y), n_t=b["ddpm_n_t"],
+                                                sigma="beta", generator=g) + 64 * math.log(2)
+
+        bpd = metrics.heldout_bits_per_dim(log_p, batch_size=120, device=dev)
+        with torch.no_grad():
+            x = diffusion.sample(schedule, eps_model, (n, 64), device=dev, clip_x0=True,
+                                 generator=torch.Generator().manual_seed(3))
+        return _row(key, bpd, data.signed_to_unit(x.clamp(-1, 1)), fit.seconds, ctx)
+    raise ValueError(key)
+
+
+def scoreboard(models=None, *, full: bool = False, device=None, progress: bool = False, verbose: bool = False,
+               **overrides) -> list[dict]:
+    """Fit and score the ``models`` (ids of ``MODELS``, default all, always in ``MODELS``' order).
+
+    ``full``: the full budgets (``budgets(full=True)``); ``overrides``: single budgets (e.g.
+    ``ddpm_steps=300`` for a short run). ``device``: where the deep models train (default
+    ``settings.get_device()``); the closed-form models and the judge run on the CPU in float64/float32.
+    Returns a list of rows, dicts with exactly the keys ``KEYS``.
+    """
+    models = list(MODELS) if models is None else [check_choice(m, "model", MODELS) for m in models]
+    if not models:
+        raise ValueError(f"models must name at least one of {MODELS}")
+    ctx = {"budgets": budgets(full, **overrides), "device": device if device is not None else settings.get_device(),
+           "progress": progress, "judge": metrics.DigitJudge(),
+           "ref_nearest": float(metrics.heldout_nearest_train_distance().mean()),
+           "split": data.load_digits_split()}
+    with settings.cpu_float64():
+        ctx["Y_fit"] = data.dequantize(torch.as_tensor(ctx["split"].X_fit, dtype=torch.float64),
+                                       torch.Generator().manual_seed(1))
+        ctx["Y_val"] = data.dequantize(torch.as_tensor(ctx["split"].X_val, dtype=torch.float64),
+                                       torch.Generator().manual_seed(1))
+    rows = []
+    for key in MODELS:
+        if key not in models:
+            continue
+        start = time.perf_counter()
+        if key == "real":
+            row = _row(key, None, data.heldout_digits(), None, ctx)
+        elif key in ("vae_text", "vae_better", "realnvp", "ddpm"):
+            row = _deep(key, ctx)
+        else:
+            row = _closed_form(key, ctx)
+        rows.append(row)
+        if verbose:
+            print(f"{row['model']:45s} done in {time.perf_counter() - start:6.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------ JSON, table, chart
+def write_json(rows: list[dict], path) -> Path:
+    """Write the rows as a JSON list of objects (keys ``KEYS``, null where not applicable)."""
+    _check_rows(rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{k: r[k] for k in KEYS} for r in rows], indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def _check_rows(rows) -> list[dict]:
+    if not isinstance(rows, list) or not rows:
+        raise ValueError("expected a non-empty list of scoreboard rows")
+    for r in rows:
+        if not isinstance(r, dict) or set(r) != set(KEYS):
+            raise ValueError(f"a scoreboard row must have exactly the keys {KEYS}, got {r!r}")
+        if r["bound"] not in ("exact", "upper", None) or (r["bound"] is None) != (r["bits_per_dim"] is None):
+            raise ValueError(f"bound must be 'exact' or 'upper' where bits_per_dim is given (else null): {r!r}")
+    return rows
+
+
+def read_json(path) -> list[dict]:
+    """The rows of a scoreboard JSON (checked against ``KEYS`` and the bound labels)."""
+    return _check_rows(json.loads(Path(path).read_text()))
+
+
+def render_table(rows: list[dict]) -> str:
+    """Markdown table of the rows: bits/dim with its bound, the judge's numbers, time."""
+    _check_rows(rows)
+
+    def num(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    lines = ["| model | held-out bits/dim | bound | judge confident (p ≥ 0.9) | smallest class | "
+             "nearest-train ratio | training (s) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {num(r['bits_per_dim'], '.3f')} | {r['bound'] or '–'} | "
+                     f"{num(r['confident_share'], '.1%')} | {num(r['min_class_share'], '.1%')} | "
+                     f"{num(r['nearest_train_ratio'], '.2f')} | {num(r['train_seconds'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
+    """Bar chart: bits/dim per model (hatched: upper bound) beside the judge's confident share.
+    Returns the figure; with ``path`` also saves it (PNG)."""
+    import matplotlib
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    _check_rows(rows)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
+    y = np.arange(len(rows))[::-1]
+    names = [r["model"] for r in rows]
+    for yi, r in zip(y, rows):
+        if r["bits_per_dim"] is not None:
+            ax1.barh(yi, r["bits_per_dim"], color="C0" if r["bound"] == "exact" else "C1",
+                     hatch=None if r["bound"] == "exact" else "//")
+            ax1.text(r["bits_per_dim"], yi, f" {r['bits_per_dim']:.2f}", va="center", fontsize=8)
+        if r["confident_share"] is not None:
+            ax2.barh(yi, r["confident_share"], color="C2" if r["model"] != LABELS["real"] else "C7")
+            ax2.text(r["confident_share"], yi, f" {r['confident_share']:.0%}", va="center", fontsize=8)
+    ax1.set_yticks(y, names)
+    ax1.set_xlabel("bits/dim (blue: exact, orange hatched: upper bound; lower is better)")
+    ax2.set_xlabel("judge confident share at p ≥ 0.9 (grey: real digits)")
+    ax2.set_xlim(0, 1.1)
+    ax1.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+# ------------------------------------------------------------------------------------ peers
+def _timed(fn, repeats: int = 1):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return out, best
+
+
+def _peer_gmm(devices) -> list[str]:
+    try:
+        from sklearn.mixture import GaussianMixture as SkGMM
+        from threadpoolctl import threadpool_limits
+    except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
+        return [f"GaussianMixture vs scikit-learn: skipped ({e})"]
+    out = []
+    crabs = data.load_leptograpsus_crabs(log=True).data
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 0.5, (8, 16))       # overlapping components: EM needs many iterations
+    synth = centres[rng.integers(0, 8, 100_000)] + rng.normal(0, 1, (100_000, 16))
+    for name, X, K in (("crabs (200 × 5, K = 4)", crabs, 4), ("synthetic (N = 100 000, d = 16, K = 8)", synth, 8)):
+        with threadpool_limits(1):
+            sk, t_sk = _timed(lambda: SkGMM(K, random_state=0, max_iter=200).fit(X))
+            for dev in devices:
+                with settings.cpu_float64() if dev == "cpu" else _nullcontext():
+                    Xd = X if dev == "cpu" else torch.as_tensor(X, dtype=torch.float32, device=dev)
+                    ours, t_ours = _timed(lambda: mixture.GaussianMixture(K, random_state=0, max_iter=200).fit(Xd))
+                    ll = ours.score(Xd)
+                out.append(f"GaussianMixture {name} on {dev}: mean log-likelihood {ll:.6f} vs scikit-learn "
+                           f"{sk.score(X):.6f} (difference {ll - sk.score(X):+.1e}); iterations {ours.n_iter_} vs "
+                           f"{sk.n_iter_}; time {t_ours:.2f} s vs {t_sk:.2f} s: ratio {t_ours / t_sk:.2f}× "
+                           f"(> 1: companion_lib slower)")
+    return out
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _peer_diffusers(device) -> list[str]:
+    try:
+        from diffusers import DDPMScheduler
+    except ImportError as e:
+        return [f"DDPM vs diffusers: skipped (diffusers not installed: {e})"]
+    T, shape = 1000, (256, 64)
+    sched = DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                          variance_type="fixed_small", clip_sample=True)
+    sched.set_timesteps(T)
+    ours = diffusion.NoiseSchedule.linear(T, 1e-4, 0.02)
+    worst = {}
+    for dtype in (torch.float64, torch.float32):
+        # diffusers computes its schedule in float32; for the float64 comparison it gets the same
+        # schedule in float64 (its own formula, linspace then cumprod), so both sides differ only by rounding
+        ctx = settings.cpu_float64() if dtype == torch.float64 else _nullcontext()
+        with ctx:
+            ref_sched = DDPMScheduler.from_config(sched.config)
+            ref_sched.set_timesteps(T)
+            if dtype == torch.float64:
+                ref_sched.betas = torch.linspace(1e-4, 0.02, T, dtype=dtype)
+                ref_sched.alphas = 1.0 - ref_sched.betas
+                ref_sched.alphas_cumprod = torch.cumprod(ref_sched.alphas, 0)
+                ref_sched.one = torch.tensor(1.0, dtype=dtype)
+            g = torch.Generator().manual_seed(0)
+            worst[dtype] = 0.0
+            for t in (1000, 700, 300, 50, 2, 1):      # one step: same model output, same x_t, same noise
+                eps, xt = (torch.randn(shape, generator=g, dtype=dtype) for _ in range(2))
+                ref = ref_sched.step(eps, t - 1, xt, generator=torch.Generator().manual_seed(t)).prev_sample
+                z = torch.randn(shape, generator=torch.Generator().manual_seed(t), dtype=dtype)
+                mine = diffusion.ddpm_step(ours, eps, xt, torch.full((shape[0],), t), z, clip_x0=True)
+                worst[dtype] = max(worst[dtype], (mine - ref).abs().max().item())
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.SiLU(), torch.nn.Linear(256, 64)).to(device)
+
+    def eps_fn(x, t):
+        return net(x)
+
+    def loop_ours():
+        return diffusion.sample(ours, eps_fn, shape, device=device, clip_x0=True,
+                                generator=torch.Generator(device=device).manual_seed(1))
+
+    def loop_diffusers():
+        gen = torch.Generator(device=device).manual_seed(1)
+        x = torch.randn(shape, generator=gen, device=device)
+        for t in sched.timesteps:
+            x = sched.step(eps_fn(x, t + 1), t, x, generator=gen).prev_sample
+        return x
+
+    with torch.no_grad():
+        a, t_ours = _timed(loop_ours, 3)
+        b, t_diff = _timed(loop_diffusers, 3)
+    return [f"DDPM step vs diffusers DDPMScheduler (linear β, σ_t² = β̃_t, x̂_0 clipped): largest |difference| "
+            f"{worst[torch.float64]:.1e} over 6 steps of a (256, 64) batch in float64 on the CPU; "
+            f"{worst[torch.float32]:.1e} in float32 (diffusers forms 1 − ᾱ_t in float32, which loses digits "
+            f"at small t; companion_lib forms its schedule in float64, then rounds)",
+            f"DDPM sampling loop, 1000 steps, (256, 64), a 64-256-64 MLP as ε_θ, on {device}: final samples differ "
+            f"by at most {(a - b).abs().max().item():.1e}; time {t_ours:.2f} s vs {t_diff:.2f} s: ratio "
+            f"{t_ours / t_diff:.2f}× (> 1: companion_lib slower)"]
+
+
+def _peer_zuko(device, steps: int = 300) -> list[str]:
+    try:
+        import zuko
+    except ImportError:
+        return ["RealNVP vs zuko: skipped (zuko is not installed; it is a bench-only extra: pip install zuko)"]
+    split = data.load_digits_split()
+    X_fit = torch.as_tensor(split.X_fit, dtype=torch.float32, device=device)
+    logit = flows.LogitTransform(64, alpha=0.05).to(device)
+    held = data.heldout_digits().to(device)
+    from companion_lib import training
+
+    def run(model, log_prob):
+        g_deq = torch.Generator().manual_seed(0)
+
+        def loss(m, levels):
+            return data.dequantized_bits_per_dim(log_prob(data.dequantize(levels, g_deq)), 64).mean()
+
+        fit = training.train(model, loss, X_fit, steps=steps, lr=1e-3, generator=torch.Generator().manual_seed(0),
+                             progress=False)
+        with torch.no_grad():
+            return data.dequantized_bits_per_dim(log_prob(held), 64).mean().item(), fit.seconds / steps
+
+    torch.manual_seed(0)
+    ours = flows.RealNVP(64, n_layers=8, hidden=128, masks="checkerboard", logit_alpha=0.05).to(device)
+    bpd_ours, t_ours = run(ours, ours.log_prob)
+    torch.manual_seed(0)
+    theirs = zuko.flows.RealNVP(64, transforms=8, hidden_features=(128, 128)).to(device)
+
+    def zuko_log_prob(y):
+        u, ld = logit(y)
+        return theirs().log_prob(u) + ld
+
+    bpd_zuko, t_zuko = run(theirs, zuko_log_prob)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_zuko = sum(p.numel() for p in theirs.parameters())
+    return [f"RealNVP vs zuko {zuko.__version__} RealNVP (8 couplings, hidden 128×2, same logit transform, "
+            f"{steps} steps, batch 128, Adam 1e-3, no early stopping) on {device}: held-out {bpd_ours:.3f} vs "
+            f"{bpd_zuko:.3f} bits/dim; {1e3 * t_ours:.1f} vs {1e3 * t_zuko:.1f} ms per training step: ratio "
+            f"{t_ours / t_zuko:.2f}× (> 1: companion_lib slower); parameters {n_ours:,} vs {n_zuko:,}"]
+
+
+def peers(zuko_steps: int = 300) -> list[str]:
+    """Run the peer comparisons (one thread on the CPU; CUDA too where present); return the lines."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    lines = []
+    for name, fn in (("GaussianMixture", lambda: _peer_gmm(devices)),
+                     ("diffusers", lambda: [l for d in devices for l in _peer_diffusers(d)]),
+                     ("zuko", lambda: [l for d in devices for l in _peer_zuko(d, zuko_steps)])):
+        try:
+            part = fn()
+        except Exception as e:  # a peer's own failure is reported, the others still run
+            part = [f"{name}: failed ({type(e).__name__}: {e})"]
+        for line in part:
+            print(line, flush=True)
+        lines += part
+    return lines
+
+
+# ------------------------------------------------------------------------------------ command line
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m companion_lib.bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sc = sub.add_parser("scoreboard", help="fit and score every model on the held-out digits")
+    sc.add_argument("--json", type=Path, help="write the rows to this JSON file")
+    sc.add_argument("--full", action="store_true", help="full budgets (for a GPU)")
+    sc.add_argument("--models", help=f"comma-separated subset of {','.join(MODELS)}")
+    sc.add_argument("--plot", type=Path, help="save the bar chart to this PNG")
+    pe = sub.add_parser("peers", help="companion_lib against scikit-learn, diffusers and zuko")
+    pe.add_argument("--zuko-steps", type=int, default=300)
+    args = parser.parse_args(argv)
+    settings.set_threads(None if getattr(args, "full", False) else 1)
+    if args.command == "peers":
+        peers(args.zuko_steps)
+        return 0
+    models = args.models.split(",") if args.models else None
+    start = time.perf_counter()
+    rows = scoreboard(models, full=args.full, verbose=True)
+    print(render_table(rows))
+    print(f"\nscoreboard ({'full' if args.full else 'quick'} mode, device {settings.get_device()}) in "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    if args.json:
+        print(f"rows written to {write_json(rows, args.json)}")
+    if args.plot:
+        bar_chart(rows, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
