@@ -5,10 +5,34 @@ inherit the variable) runs under the no-float64 stand-in of ``companion_lib.sett
 tests compare with float64 oracles and must not inherit it: each test under ``tests/`` runs with
 the variable unset, and a test that turns the stand-in on (``settings.no_float64()``) must turn it
 off again. ``tests/test_no_float64.py`` runs the public functions under the stand-in on purpose.
+
+Threads: every test runs with one torch thread (restored after it): the tests' tensors are small,
+one thread is faster, and the machine's cores are shared (``-n 2`` workers, other processes).
+Tests that run scikit-learn's k-means (OpenMP) or NumPy's BLAS at scale also ask for
+``one_blas_thread`` (``pytestmark = pytest.mark.usefixtures("one_blas_thread")``); it is not
+autouse because ``threadpool_limits`` costs ~2 ms a test.
 """
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 from companion_lib import settings
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_blas_thread():
+    """One OpenMP/BLAS thread (scikit-learn's k-means, NumPy) for the test: oversubscribed threads
+    on a shared 2-core machine made the mixture tests several times slower."""
+    with threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -12,14 +12,6 @@ from companion_lib.denoisers import ResidualDenoiser
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _schedules():
     return [diffusion.NoiseSchedule.linear(1000), diffusion.NoiseSchedule.cosine(1000, max_beta=0.2),
             diffusion.NoiseSchedule.cosine(50)]

@@ -17,15 +17,6 @@ GRID = torch.linspace(-15.0, 15.0, 6001, **F64)
 P = dict(weights=[0.7, 0.3], means=[-1.0, 1.5], variances=[0.25, 1.0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one torch thread is faster, and robust when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("mu1,var1,mu2,var2", [(0.0, 1.0, 0.0, 1.0), (0.3, 0.5, -1.0, 2.0), (2.0, 4.0, 0.5, 0.25)])
 def test_kl_gaussians_matches_quadrature_and_torch(mu1, var1, mu2, var2):
     closed = dv.kl_gaussians(torch.tensor(mu1, **F64), torch.tensor(var1, **F64),

@@ -22,11 +22,8 @@ def energy(x):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _close_figures():
     yield
-    torch.set_num_threads(n)
     plt.close("all")
 
 

@@ -7,7 +7,6 @@ import torch
 
 from companion_lib import flows, settings, training
 
-torch.set_num_threads(1)
 F64 = torch.float64
 
 

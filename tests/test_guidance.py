@@ -6,14 +6,6 @@ from companion_lib import diffusion, guidance
 from companion_lib.denoisers import ResidualDenoiser
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_cfg_combine_endpoints_and_linearity():
     g = torch.Generator().manual_seed(0)
     c, u = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)

@@ -9,8 +9,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from threadpoolctl import threadpool_limits
-
 from companion_lib import mixture, settings
 from companion_lib.data import load_leptograpsus_crabs, load_pearson_crabs
 from companion_lib.mixture import GaussianMixture
@@ -20,15 +18,7 @@ LEPTO = load_leptograpsus_crabs(log=True).data
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch and one OpenMP/BLAS thread (k-means): oversubscribed threads on the shared 2-core
-    machine made these tests several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_blas_thread")   # k-means (OpenMP); torch: tests/conftest.py
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

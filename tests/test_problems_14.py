@@ -12,7 +12,6 @@ from companion_lib import data, metrics, settings, vae
 from companion_lib.grading import PROBLEMS, grade_answer
 from companion_lib.problems import p14_5
 
-torch.set_num_threads(1)
 
 
 def _cast32(x):

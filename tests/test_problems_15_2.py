@@ -10,7 +10,6 @@ from companion_lib import flows, settings
 from companion_lib.grading import PROBLEMS, grade_answer
 from companion_lib.problems import p15_2
 
-torch.set_num_threads(1)
 IDS = ["15.2.coupling_forward", "15.2.coupling_inverse", "15.2.1"]
 
 

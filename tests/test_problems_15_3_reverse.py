@@ -2,18 +2,8 @@
 fixed inputs and on fresh grader inputs, and every registered wrong answer fails."""
 import numpy as np
 import pytest
-import torch
 
 from companion_lib.grading import PROBLEMS, grade_answer
-
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 IDS = ["15.3.3.posterior", "15.3.3.predict_x0", "15.3.3.loss", "15.3.3.step", "15.3.4.eps_star", "15.3.5.cfg"]

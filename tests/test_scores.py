@@ -7,7 +7,7 @@ import torch
 
 from companion_lib import ebm, scores
 
-from test_ebm import F64, MU, VAR, W, _one_thread, energy  # noqa: E402,F401  (one mixture, one fixture)
+from test_ebm import F64, MU, VAR, W, energy  # noqa: E402  (one mixture)
 
 
 def test_score_autograd_matches_analytic_and_ignores_constants():

@@ -218,6 +218,10 @@ def test_setup_turns_the_stand_in_on_from_the_environment():
     assert bad.returncode != 0 and "COMPANION_NO_FLOAT64='maybe'" in bad.stderr
 
 
+def test_each_test_runs_with_one_torch_thread():
+    """tests/conftest.py sets it for every test (and restores it after): no test file sets its own."""
+    assert torch.get_num_threads() == 1
+
 def test_env_flag_is_the_one_parser_of_on_off_variables(monkeypatch):
     from companion_lib import metrics
     for value, expected in (("", False), (" 0 ", False), ("No", False), ("1", True), ("TRUE", True), ("yes", True)):

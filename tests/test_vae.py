@@ -13,7 +13,6 @@ from torch.distributions import Independent, Normal  # noqa: E402
 
 from companion_lib import data, metrics, vae  # noqa: E402
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 HERE = Path(__file__).parent
 
@@ -42,15 +40,11 @@ DESELECTED = ("test_gaussian_mixture_array_api_compliance",
               "test_gaussian_mixture_raises_where_array_api_not_implemented")
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread and one OpenMP/BLAS thread per test, as sklearn.conftest limits threads per
-    xdist worker: k-means and torch both spawning threads on a shared 2-core machine made this file
-    take 100+ s instead of ~10 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+def _one_blas_thread(one_blas_thread):
+    """One OpenMP/BLAS thread per test (tests/conftest.py; torch's one thread is set there for every
+    test), as sklearn.conftest limits threads per xdist worker: k-means and torch both spawning
+    threads on a shared 2-core machine made this file take 100+ s instead of ~10 s."""
+    yield
 
 
 _SKIP32 = pytest.mark.skipif(os.environ.get("SKLEARN_RUN_FLOAT32_TESTS", "0") != "1",
