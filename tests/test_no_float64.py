@@ -21,7 +21,8 @@ import torch
 from companion_lib import settings
 
 MODULES = ["data", "mixture", "moments", "divergences", "ebm", "elbo", "vae", "metrics", "training",
-           "nets", "plots", "widgets", "scores", "gaussian"]
+           "nets", "plots", "widgets", "scores", "gaussian",
+           "flows", "distinguish", "two_sample", "diffusion", "denoisers", "guidance", "bench"]
 g = torch.Generator
 
 
@@ -75,6 +76,92 @@ def _joint_energy():
 def _judge(m):
     judge = m.DigitJudge()
     return judge.confident_share(torch.rand(5, 64)), judge.class_histogram(torch.rand(5, 64))
+
+
+# ---- Chapter 15
+MASK2 = torch.tensor([True, False])
+
+
+def _cond(z_a):
+    """A coupling conditioner (b, 1) -> (r, s), each (b, 1), as a lesson writes one."""
+    return 0.5 * torch.tanh(z_a), z_a - 0.1
+
+
+def _realnvp():
+    from companion_lib.flows import RealNVP
+    torch.manual_seed(0)
+    model = RealNVP(64, n_layers=2, hidden=8, masks="checkerboard", logit_alpha=0.05)
+    y = torch.rand(5, 64, generator=g().manual_seed(0))
+    z, log_det = model(y)
+    return model.log_prob(y), model.inverse(z), model.sample(3, g().manual_seed(1)), model.stages(y)
+
+
+def _flows_fit_digits(m):
+    model, fit = m.fit_digits(steps=3, eval_every=2, hidden=8, progress=False, generator=g().manual_seed(0))
+    return model.log_prob(torch.rand(4, 64)), fit
+
+
+W3, MU3, VAR3 = [0.5, 0.5], [-1.0, 1.0], [0.1, 0.1]        # 1-D mixture of lesson 15_3_2
+
+
+def _schedule():
+    from companion_lib.diffusion import NoiseSchedule
+    return NoiseSchedule.cosine(50, max_beta=0.2)
+
+
+def _t(n=40, seed=0, T=50):
+    return torch.randint(1, T + 1, (n,), generator=g().manual_seed(seed))
+
+
+def _schedule_5():
+    from companion_lib.diffusion import NoiseSchedule
+    return NoiseSchedule.linear(5, 1e-3, 0.2)
+
+
+def _schedule_calls():
+    from companion_lib.diffusion import NoiseSchedule
+    s = NoiseSchedule.linear(50)
+    return (s.at("alpha_bars", _t(), _x()), s.snr(), repr(s), NoiseSchedule(torch.full((10,), 0.05)).alpha_bars,
+            _schedule().T)
+
+
+def _denoiser(n_classes=None):
+    from companion_lib.denoisers import ResidualDenoiser
+    torch.manual_seed(0)
+    return ResidualDenoiser(2, hidden=16, blocks=1, emb_dim=8, n_classes=n_classes)
+
+
+def _residual_denoiser():
+    labels = torch.arange(40) % 3
+    return _denoiser()(_x(), _t()), _denoiser(3)(_x(), _t(), labels), _denoiser(3)(_x(), _t())
+
+
+def _diffusion_sample(m):
+    den = _denoiser()
+    out = m.sample(_schedule(), den, (8, 2), generator=g().manual_seed(0), keep=(50, 1))
+    fast = m.sample(_schedule(), den, (8, 2), generator=g().manual_seed(0), n_steps=5, clip_x0=True,
+                    sigma="beta")
+    return out, fast
+
+
+def _guided_sample():
+    from companion_lib import diffusion, guidance
+    den, labels = _denoiser(3), torch.arange(8) % 3
+    return diffusion.sample(_schedule(), guidance.guided_eps(den, labels, 3.0, den.null_label), (8, 2),
+                            generator=g().manual_seed(0), n_steps=5)
+
+
+def _scoreboard(m):
+    rows = m.scoreboard(["real", "uniform", "isotropic_gaussian", "realnvp", "ddpm"], device="cpu",
+                        n_samples=16, flow_hidden=8, flow_steps=3, flow_patience=None, ddpm_steps=3, ddpm_n_t=2)
+    return m.render_table(rows), m.bar_chart(rows)
+
+
+def _bench_json(m):
+    import tempfile
+    rows = m.scoreboard(["uniform"], device="cpu", n_samples=16)
+    with tempfile.TemporaryDirectory() as tmp:
+        return m.read_json(m.write_json(rows, f"{tmp}/rows.json"))
 
 
 CALLS = {
@@ -222,6 +309,63 @@ CALLS = {
     "widgets.forward_schedule_explorer": lambda m: m.forward_schedule_explorer(torch.rand(4, 64) * 2 - 1)[1](100),
     "widgets.gaussian_overlap": lambda m: m.gaussian_overlap(),
     "widgets.flow_layers": lambda m: m.flow_layers([torch.randn(20, 2), torch.randn(20, 2)])[1](1),
+    # flows (§15.2)
+    "flows.coupling_forward": lambda m: m.coupling_forward(_x(), MASK2, _cond),
+    "flows.coupling_inverse": lambda m: m.coupling_inverse(m.coupling_forward(_x(), MASK2, _cond)[0], MASK2, _cond),
+    "flows.AffineCoupling": lambda m: m.AffineCoupling(2, MASK2, hidden=8).inverse(m.AffineCoupling(2, MASK2, hidden=8)(_x())[0]),
+    "flows.LogitTransform": lambda m: m.LogitTransform(64).inverse(m.LogitTransform(64)(torch.rand(4, 64))[0]),
+    "flows.alternating_masks": lambda m: m.alternating_masks(64, 4, "checkerboard"),
+    "flows.standard_normal_log_prob": lambda m: m.standard_normal_log_prob(_x()),
+    "flows.RealNVP": lambda m: _realnvp(),
+    "flows.fit_digits": _flows_fit_digits,
+    # distinguish (§15.3, Problem 15.3.2 and eq. 15.9)
+    "distinguish.error_probability": lambda m: m.error_probability(torch.linspace(0, 4, 5), 1.0),
+    "distinguish.error_bound": lambda m: m.error_bound(torch.linspace(0, 4, 5), 1.0),
+    "distinguish.nearest_mean_error_mc": lambda m: m.nearest_mean_error_mc(1.0, 1.0, 1000, g().manual_seed(0)),
+    "distinguish.noised_mixture": lambda m: m.noised_mixture(W3, MU3, VAR3, 0.5),
+    "distinguish.reverse_conditional": lambda m: m.reverse_conditional(
+        torch.linspace(-1, 1, 3), 0.1, lambda x: -0.5 * x ** 2, torch.linspace(-4, 4, 41)),
+    "distinguish.reverse_conditional_mixture": lambda m: m.reverse_conditional_mixture(torch.linspace(-1, 1, 3), 0.1,
+                                                                                       W3, MU3, VAR3),
+    "distinguish.reverse_gaussian_kl": lambda m: m.reverse_gaussian_kl(torch.linspace(-1, 1, 3), 0.1, W3, MU3, VAR3,
+                                                                       n_points=51),
+    "distinguish.expected_reverse_kl": lambda m: m.expected_reverse_kl(0.1, W3, MU3, VAR3, n_nodes=21, n_points=51),
+    "distinguish.reverse_kl_per_step": lambda m: m.reverse_kl_per_step(_schedule_5(), W3, MU3, VAR3, n_nodes=11,
+                                                                       n_points=21),
+    # two_sample
+    "two_sample.energy_distance": lambda m: m.energy_distance(_x(), _x(seed=1)),
+    "two_sample.energy_test": lambda m: m.energy_test(_x(), _x(seed=1), 20, g().manual_seed(0)),
+    # diffusion (§15.3), float32 data and steps as on run.device
+    "diffusion.NoiseSchedule": lambda m: _schedule_calls(),
+    "diffusion.q_sample": lambda m: m.q_sample(_schedule(), _x(), _t(), _x(seed=1)),
+    "diffusion.forward_chain": lambda m: m.forward_chain(_schedule(), _x(), 10, g().manual_seed(0), keep=[0, 5, 10]),
+    "diffusion.terminal_kl": lambda m: m.terminal_kl(_schedule(), _x()),
+    "diffusion.posterior_mean_variance": lambda m: m.posterior_mean_variance(_schedule(), _x(), _x(seed=1), _t()),
+    "diffusion.predict_x0": lambda m: m.predict_x0(_schedule(), _x(), _t(), _x(seed=1)),
+    "diffusion.reverse_mean": lambda m: m.reverse_mean(_schedule(), _x(seed=1), _x(), _t()),
+    "diffusion.reverse_variance": lambda m: (m.reverse_variance(_schedule(), _t(), _x()),
+                                             m.reverse_variance(_schedule(), _t(), _x(), "beta")),
+    "diffusion.ddpm_step": lambda m: (m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2)),
+                                      m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2), "beta", True)),
+    "diffusion.ddpm_loss": lambda m: m.ddpm_loss(_schedule(), _denoiser(), _x(), _t(), _x(seed=1)).backward(),
+    "diffusion.timesteps": lambda m: m.timesteps(50, 7),
+    "diffusion.respace": lambda m: m.respace(_schedule(), m.timesteps(50, 7)),
+    "diffusion.sample": _diffusion_sample,
+    "diffusion.variational_bound": lambda m: m.variational_bound(_schedule(), _denoiser(), _x(8), n_t=4,
+                                                                 generator=g().manual_seed(0)),
+    "diffusion.noisy_mixture": lambda m: m.noisy_mixture(0.5, W2, M2, V2),
+    "diffusion.fit_digits": lambda m: m.fit_digits(steps=2, T=20, hidden=8, blocks=1, batch_size=16, warmup=1,
+                                                   eval_every=1, progress=False),
+    # denoisers, guidance (eq. 15.12)
+    "denoisers.ResidualDenoiser": lambda m: _residual_denoiser(),
+    "guidance.cfg_combine": lambda m: (m.cfg_combine(_x(), _x(seed=1), 3.0),
+                                       m.cfg_combine(_x(), _x(seed=1), torch.full((40, 1), 2.0))),
+    "guidance.guided_eps": lambda m: _guided_sample(),
+    "guidance.null_labels": lambda m: m.null_labels(torch.arange(40) % 3, 3, 0.2, g().manual_seed(0)),
+    # bench (lesson 15_9)
+    "bench.budgets": lambda m: m.budgets(flow_steps=5),
+    "bench.scoreboard": _scoreboard,
+    "bench.write_json": _bench_json,
 }
 
 # Public names not called above, with the reason.
@@ -236,6 +380,11 @@ NOT_CALLED = {
     "plots.em_staircase": "takes the dict of elbo.em_elbo_trace (called above)",
     "plots.variance_vs_samples": "takes NumPy arrays of variances",
     "moments.MomentFit": "a dataclass returned by method_of_moments (called above)",
+    "bench.render_table": "called by bench.scoreboard's entry above",
+    "bench.bar_chart": "called by bench.scoreboard's entry above",
+    "bench.read_json": "called by bench.write_json's entry above",
+    "bench.peers": "the instructor's peer benchmarks (python -m companion_lib.bench peers), not a notebook's",
+    "bench.main": "the command line (python -m companion_lib.bench)",
 }
 
 
