@@ -66,7 +66,7 @@ _BOUNDS = {"real": None, "uniform": "exact", "isotropic_gaussian": "exact", "ful
 
 _QUICK = dict(n_samples=400, ridges=(1e-4, 1e-3, 1e-2), reg_covars=(1e-3, 3e-3),
               kde_bandwidths=tuple(np.geomspace(0.02, 0.2, 7)), vae_steps=3000, vae_patience=8, iwae_k=200,
-              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=2500, ddpm_n_t=64)
+              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=5000, ddpm_n_t=64)
 _FULL = dict(n_samples=2000, ridges=tuple(np.logspace(-5, -1, 9)), reg_covars=(3e-4, 1e-3, 3e-3, 1e-2),
              kde_bandwidths=tuple(np.geomspace(0.01, 0.3, 15)), vae_steps=30_000, vae_patience=30, iwae_k=2000,
              flow_hidden=256, flow_steps=10_000, flow_patience=10, ddpm_steps=40_000, ddpm_n_t=256)
