@@ -150,6 +150,29 @@ def check_generator(generator, name: str = "generator"):
     return generator
 
 
+def check_values_in(t: torch.Tensor, low: int, high: int | None, expected: str) -> None:
+    """Raise ``ValueError(expected + ", got values in [min, max]")`` unless every value of the integer
+    tensor t lies in low..high (``high=None``: no upper bound).
+
+    On the CPU the check reads the values. On an accelerator reading them back would cost a host
+    synchronisation per call (one per step of a training or sampling loop), so there it is a
+    device-side assertion (``torch._assert_async``, message ``expected``) that stops the run without
+    waiting for the device; a backend without such assertions leaves the values unchecked.
+    """
+    if not t.numel():
+        return
+    if t.device.type == "cpu":
+        lo, hi = int(t.min()), int(t.max())
+        if lo < low or (high is not None and hi > high):
+            raise ValueError(f"{expected}, got values in [{lo}, {hi}]")
+        return
+    ok = (t >= low) if high is None else (t >= low) & (t <= high)
+    try:
+        torch._assert_async(ok.all(), expected)
+    except NotImplementedError:
+        pass
+
+
 def check_bool(value, name: str) -> bool:
     """A Python or NumPy bool."""
     if not isinstance(value, (bool, np.bool_)):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from companion_lib._checks import check_int
+from companion_lib._checks import check_int, check_values_in
 from companion_lib.nets import time_embedding
 
 __all__ = ["ResidualDenoiser"]
@@ -73,9 +73,8 @@ class ResidualDenoiser(nn.Module):
             if not isinstance(c, torch.Tensor) or c.shape != (x.shape[0],) or c.is_floating_point():
                 got = f"shape {tuple(c.shape)}, dtype {c.dtype}" if isinstance(c, torch.Tensor) else type(c).__name__
                 raise ValueError(f"c must be an integer tensor of shape ({x.shape[0]},), got {got}")
-            if c.numel() and (int(c.min()) < 0 or int(c.max()) > self.n_classes):
-                raise ValueError(f"labels must lie in 0..{self.n_classes} ({self.n_classes} is the null "
-                                 f"label), got values in [{int(c.min())}, {int(c.max())}]")
+            check_values_in(c, 0, self.n_classes, f"labels must lie in 0..{self.n_classes} "
+                            f"({self.n_classes} is the null label)")                 # no host sync off the CPU
 
     def forward(self, x, t, c=None):
         self._check(x, t, c)

@@ -11,7 +11,15 @@
 Indexing convention (everywhere in the companion): steps follow the text, t ∈ {1, …, T}. A schedule's
 tensors have length T and **index t − 1 holds step t** (``betas[0]`` is β_1). Where a formula needs
 ᾱ_0 it is 1 (no noise yet). Schedules are float64 on the CPU; they are cast to the data's dtype and
-device where they meet the data, never the other way round (the dtype rule of ``settings``).
+device where they meet the data, never the other way round (the dtype rule of ``settings``). The cast
+tables are kept per (device, dtype), so a training or sampling loop on a GPU reads them there.
+
+Checks and host synchronisation: on the CPU, data that are not finite and steps outside 1..T raise a
+``ValueError``. On an accelerator (CUDA, MPS) those value checks would each cost a device-to-host
+synchronisation per call (one per training or sampling step), so there the finiteness of data
+(x0, noise, x_t, ε) is **not** checked, and steps are range-checked by ``torch._assert_async``, a
+device-side assertion that stops the run with the same message without waiting for the device.
+Shapes, dtypes and devices are checked everywhere (they cost nothing).
 
 Floor 3: torch only, no plotting, no grading.
 """
@@ -21,7 +29,8 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_choice, check_float, check_generator, check_int
+from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
+                                   check_values_in)
 from companion_lib.settings import cpu_float64
 
 __all__ = ["NoiseSchedule", "q_sample", "forward_chain", "terminal_kl",
@@ -56,6 +65,7 @@ class NoiseSchedule:
         log_alpha_bars = torch.cumsum(torch.log1p(-b), 0)
         self.alpha_bars = torch.exp(log_alpha_bars)                 # ᾱ_t = ∏ α_s       (15.8)
         self.one_minus_alpha_bars = -torch.expm1(log_alpha_bars)    # 1 − ᾱ_t, no cancellation
+        self._tables = {}                                           # (name, dtype, device) → cast copy
 
     @property
     def T(self) -> int:
@@ -86,18 +96,31 @@ class NoiseSchedule:
         return cls(betas, kind="cosine")
 
     def _steps(self, t, name: str = "t") -> torch.Tensor:
-        """Validate integer steps t (batch,) in 1..T; returns them as a long tensor on the CPU."""
+        """Validate integer steps t (batch,) in 1..T; returns them as a long tensor on t's device.
+
+        On the CPU a step outside 1..T is a ``ValueError``; on an accelerator the range check is a
+        device-side ``torch._assert_async`` (no host synchronisation; see the module docstring)."""
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be an integer torch.Tensor of shape (batch,), got {type(t).__name__}")
         if t.ndim != 1:
             raise ValueError(f"{name} must have shape (batch,), got {tuple(t.shape)}")
         if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
             raise TypeError(f"{name} must hold integer steps (torch.long), got dtype {t.dtype}")
-        tc = t.detach().cpu().long()
-        if tc.numel() and (int(tc.min()) < 1 or int(tc.max()) > self.T):
-            raise ValueError(f"{name} must hold the text's steps 1..T = 1..{self.T}, "
-                             f"got values in [{int(tc.min())}, {int(tc.max())}]")
-        return tc
+        t = t.detach().long()
+        check_values_in(t, 1, self.T, f"{name} must hold the text's steps 1..T = 1..{self.T}")
+        return t
+
+    def _table(self, name: str, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``values`` cast to ``like``'s dtype (on the CPU) and moved to its device, once per
+        (name, dtype, device); rebuilt if the schedule's tensor was replaced or changed in place."""
+        key = (name, like.dtype, like.device)
+        hit = self._tables.get(key)
+        if hit is not None and hit[0] is values and hit[1] == values._version:
+            return hit[2]
+        with cpu_float64():
+            table = values.to(like.dtype).to(like.device)
+        self._tables[key] = (values, values._version, table)
+        return table
 
     def at(self, name: str, t, like: torch.Tensor) -> torch.Tensor:
         """Schedule quantity ``name`` (e.g. ``"alpha_bars"``) at steps t (batch,), shaped (batch, 1, …)
@@ -107,13 +130,12 @@ class NoiseSchedule:
             raise ValueError(f"{name!r} is not a per-step quantity of the schedule (e.g. 'alpha_bars')")
         if not isinstance(like, torch.Tensor):
             raise TypeError(f"like must be a torch.Tensor (batch, ...), got {type(like).__name__}")
-        tc = self._steps(t)
-        if like.ndim < 1 or like.shape[0] != tc.shape[0]:
-            raise ValueError(f"t has {tc.shape[0]} steps but the data has shape {tuple(like.shape)}; "
+        t = self._steps(t)
+        if like.ndim < 1 or like.shape[0] != t.shape[0]:
+            raise ValueError(f"t has {t.shape[0]} steps but the data has shape {tuple(like.shape)}; "
                              "expected one step per row")
-        with cpu_float64():
-            picked = values[tc - 1].to(like.dtype)                     # index t − 1 holds step t
-        return picked.to(like.device).reshape(-1, *([1] * (like.ndim - 1)))
+        picked = self._table(name, values, like)[t.to(like.device) - 1]     # index t − 1 holds step t
+        return picked.reshape(-1, *([1] * (like.ndim - 1)))
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t), float64 (T,)."""
@@ -132,7 +154,7 @@ def _check_data(x, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
     if x.ndim < 1:
         raise ValueError(f"{name} must have a batch dimension, got a scalar")
-    if not torch.isfinite(x).all():
+    if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
         raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
     return x
 
@@ -141,7 +163,9 @@ def q_sample(schedule: NoiseSchedule, x0, t, noise) -> torch.Tensor:
     """A draw of q(x_t | x_0): ``x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε`` (15.8).
 
     x0 (batch, ...) and noise ε (same shape, standard normal) floating tensors; t (batch,) integer
-    steps in 1..T. The result has x0's dtype and device (the float64 schedule is cast to them).
+    steps in 1..T. The result has x0's dtype and device (the float64 schedule is cast to them). On an
+    accelerator the call never waits for the device: x0 and noise are not checked for NaN there and
+    t is range-checked by a device-side assertion (see the module docstring).
     """
     if not isinstance(schedule, NoiseSchedule):
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")

@@ -89,6 +89,54 @@ def test_at_validates_its_inputs():
         s.at("alpha_bars", torch.tensor([1, 2]), x)
 
 
+META = torch.device("meta")   # tensors without values: reading one back (.cpu(), .item(), bool) raises
+
+
+def _recorded_asserts(monkeypatch):
+    """torch._assert_async, recording each message (and still running it)."""
+    messages, original = [], torch._assert_async
+    monkeypatch.setattr(torch, "_assert_async", lambda cond, msg: (messages.append(msg), original(cond, msg)))
+    return messages
+
+
+def test_at_and_q_sample_on_an_accelerator_never_wait_for_it(monkeypatch):
+    """Off the CPU the steps are range-checked on the device and x0/noise are not read back: on the
+    'meta' device any host synchronisation (t.cpu(), int(t.min()), bool(isfinite(x).all())) raises."""
+    asserts = _recorded_asserts(monkeypatch)
+    s = NoiseSchedule.cosine(100, max_beta=0.2)
+    t = torch.empty(8, dtype=torch.long, device=META)
+    x0, noise = torch.empty(8, 3, device=META), torch.empty(8, 3, device=META)
+    got = s.at("alpha_bars", t, x0)
+    assert got.device == META and got.shape == (8, 1) and got.dtype == torch.float32
+    xt = diffusion.q_sample(s, x0, t, noise)
+    assert xt.device == META and xt.shape == (8, 3) and xt.dtype == torch.float32
+    assert len(asserts) == 3 and all("1..T = 1..100" in m for m in asserts)
+    # the cast table is built once per (quantity, dtype, device) and then reused
+    tables = {k: v[2] for k, v in s._tables.items()}
+    assert set(tables) == {("alpha_bars", torch.float32, META), ("one_minus_alpha_bars", torch.float32, META)}
+    diffusion.q_sample(s, x0, t, noise)
+    assert all(s._tables[k][2] is v for k, v in tables.items())
+    # steps on the CPU with data on the device: checked on the CPU, with the clear error
+    with pytest.raises(ValueError, match="1..T"):
+        diffusion.q_sample(s, x0, torch.full((8,), 101), noise)
+    assert diffusion.q_sample(s, x0, torch.full((8,), 100), noise).device == META
+
+
+def test_cached_tables_follow_the_schedule_and_the_cpu_checks_stay():
+    s = NoiseSchedule.linear(10)
+    x = torch.zeros(3, 4)
+    t = torch.tensor([1, 5, 10])
+    before = s.at("betas", t, x)
+    with settings.cpu_float64():
+        s.betas.mul_(0.5)                                      # changed in place: the table is rebuilt
+    assert torch.allclose(s.at("betas", t, x), before * 0.5)
+    s.betas = torch.full((10,), 0.3, dtype=torch.float64)      # replaced: rebuilt too
+    assert torch.equal(s.at("betas", t, x), torch.full((3, 1), 0.3))
+    assert s.at("betas", t, x.double()).dtype == torch.float64     # one table per dtype
+    with pytest.raises(ValueError, match="finite"):
+        diffusion.q_sample(s, torch.full((3, 4), float("nan")), t, x)
+
+
 # ---------------------------------------------------------------- q_sample (15.8)
 def test_q_sample_is_the_formula_and_keeps_dtype_and_device():
     s = NoiseSchedule.linear(100)

@@ -283,3 +283,27 @@ def test_noisy_mixture_matches_the_forward_process_and_eps_star_is_the_condition
         scores.eps_from_score(star, 0.0)
     with pytest.raises(ValueError, match="variances"):
         diffusion.noisy_mixture(0.5, w, m, torch.tensor([0.1, -0.1]))
+
+
+def test_the_reverse_process_on_an_accelerator_never_waits_for_it():
+    """ddpm_step, the posterior, the loss and the sampler on the 'meta' device (tensors without
+    values): no call reads a step, a label or a value back to the host (that would raise there)."""
+    meta = torch.device("meta")
+    s = diffusion.NoiseSchedule.cosine(50, max_beta=0.2)
+    t = torch.empty(6, dtype=torch.long, device=meta)
+    xt, eps, noise = (torch.empty(6, 4, device=meta) for _ in range(3))
+    for sigma in diffusion.SIGMAS:
+        for clip in (False, True):
+            out = diffusion.ddpm_step(s, eps, xt, t, noise, sigma=sigma, clip_x0=clip)
+            assert out.device == meta and out.shape == (6, 4) and out.dtype == torch.float32
+    mean, var = diffusion.posterior_mean_variance(s, eps, xt, t)
+    assert mean.device == var.device == meta
+    torch.manual_seed(0)
+    net = ResidualDenoiser(4, hidden=8, blocks=1, emb_dim=8).to(meta)
+    loss = diffusion.ddpm_loss(s, net, xt, t, noise)
+    assert loss.device == meta and loss.shape == ()
+    x0 = diffusion.sample(s, net, (6, 4), device=meta, n_steps=5, clip_x0=True)
+    assert x0.device == meta and x0.shape == (6, 4)
+    cond = ResidualDenoiser(4, hidden=8, blocks=1, emb_dim=8, n_classes=3).to(meta)
+    labels = torch.empty(6, dtype=torch.long, device=meta)
+    assert diffusion.ddpm_loss(s, cond, xt, t, noise, labels).device == meta
