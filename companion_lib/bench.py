@@ -26,6 +26,7 @@ against diffusers' ``DDPMScheduler``, ``flows.RealNVP`` against zuko's RealNVP.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -319,7 +320,7 @@ def _peer_gmm(devices) -> list[str]:
         with threadpool_limits(1):
             sk, t_sk = _timed(lambda: SkGMM(K, random_state=0, max_iter=200).fit(X))
             for dev in devices:
-                with settings.cpu_float64() if dev == "cpu" else _nullcontext():
+                with settings.cpu_float64() if dev == "cpu" else contextlib.nullcontext():
                     Xd = X if dev == "cpu" else torch.as_tensor(X, dtype=torch.float32, device=dev)
                     ours, t_ours = _timed(lambda: mixture.GaussianMixture(K, random_state=0, max_iter=200).fit(Xd))
                     ll = ours.score(Xd)
@@ -328,14 +329,6 @@ def _peer_gmm(devices) -> list[str]:
                            f"{sk.n_iter_}; time {t_ours:.2f} s vs {t_sk:.2f} s: ratio {t_ours / t_sk:.2f}× "
                            f"(> 1: companion_lib slower)")
     return out
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _peer_diffusers(device) -> list[str]:
@@ -352,7 +345,7 @@ def _peer_diffusers(device) -> list[str]:
     for dtype in (torch.float64, torch.float32):
         # diffusers computes its schedule in float32; for the float64 comparison it gets the same
         # schedule in float64 (its own formula, linspace then cumprod), so both sides differ only by rounding
-        ctx = settings.cpu_float64() if dtype == torch.float64 else _nullcontext()
+        ctx = settings.cpu_float64() if dtype == torch.float64 else contextlib.nullcontext()
         with ctx:
             ref_sched = DDPMScheduler.from_config(sched.config)
             ref_sched.set_timesteps(T)
