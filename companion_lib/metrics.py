@@ -253,6 +253,33 @@ def _train_judge_net(seed: int, steps: int, batch_size: int = 128, lr: float = 3
     return net
 
 
+#: (seed, steps) of the judge whose weights ship in ``companion_lib/datasets/digit_judge.pt``: the
+#: output of ``_train_judge_net(0, 2000)`` with the pinned torch (``tests/test_metrics.py`` retrains it
+#: and checks that the shipped weights are what training gives), loaded in milliseconds instead of
+#: ~5 s of training in every notebook that judges samples.
+_SHIPPED_JUDGE = (0, 2000)
+
+
+def _shipped_judge_net():
+    """The judge network with the shipped weights, or None when the file is missing."""
+    from importlib import resources
+
+    from companion_lib.nets import mlp  # floor 2
+
+    path = resources.files("companion_lib.datasets").joinpath("digit_judge.pt")
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    with torch.random.fork_rng(devices=[]):
+        net = mlp(DIGIT_DIMS, 256, 10, depth=2)
+    net.load_state_dict(state)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 class DigitJudge:
     """A judge of sample quality: labels an 8×8 image on the [0, 1) scale with a digit and a confidence.
 
@@ -260,8 +287,9 @@ class DigitJudge:
     images (fresh noise every batch), with uniform-noise images labelled "no digit in particular"
     (uniform over the ten classes) among the mixup partners; fixed seed, one thread, float32, on the
     CPU whatever the run's device, so quick and full mode share one judge. Training takes about 5 s
-    (2000 steps of 144 images) on one core, once per process (cached; the global RNG, torch's thread
-    count and the run's device are left as they were).
+    (2000 steps of 144 images) on one core; the default judge's weights ship with the package (a test
+    retrains it and compares), so it loads in milliseconds. Once per process (cached; the global RNG,
+    torch's thread count and the run's device are left as they were).
 
     Measured at construction, with the default seed and steps (``.measured``; a test checks them):
 
@@ -281,7 +309,9 @@ class DigitJudge:
         steps = check_int(steps, "steps", low=1)
         key = (seed, steps)
         if key not in _JUDGES:
-            net = _train_judge_net(seed, steps)
+            net = _shipped_judge_net() if key == _SHIPPED_JUDGE else None
+            if net is None:
+                net = _train_judge_net(seed, steps)
             _JUDGES[key] = (net, self._measure(net))
         self.net, self.measured = _JUDGES[key]
         self.measured = dict(self.measured)

@@ -72,6 +72,21 @@ def test_judge_meets_the_issue_numbers(judge):
     assert judge.confident_share(noise) == pytest.approx(m["confident_noise"])
 
 
+def test_shipped_judge_weights_are_what_training_gives():
+    """The default judge loads shipped weights; retraining (seed 0, 2000 steps, one thread, CPU) must
+    reproduce them, else the file is stale (regenerate it with _train_judge_net(0, 2000))."""
+    shipped = metrics._shipped_judge_net()
+    assert shipped is not None, "companion_lib/datasets/digit_judge.pt is missing"
+    trained = metrics._train_judge_net(*metrics._SHIPPED_JUDGE)
+    for (name, a), (_, b) in zip(shipped.state_dict().items(), trained.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"shipped judge weight {name} differs")
+    # and the shipped judge is the one DigitJudge() uses
+    default = metrics.DigitJudge()
+    x = data.heldout_digits()[:5]
+    torch.testing.assert_close(torch.as_tensor(default.predict_proba(x)).float(),
+                               torch.softmax(shipped(x), 1), rtol=1e-5, atol=1e-6)
+
+
 def test_judge_accuracy_by_predict(judge, split):
     acc = (judge.predict(data.heldout_digits()) == split.y_test).mean()
     assert acc == pytest.approx(judge.accuracy)
