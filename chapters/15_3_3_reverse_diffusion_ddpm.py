@@ -275,7 +275,7 @@ plt.show()
 # of Exercise 3. Training sits alone in the next cell: re-running the sampling cells does not retrain.
 
 # %%
-DIGIT_STEPS = run.budget(quick=2000, full=40_000)
+DIGIT_STEPS = run.budget(quick=2500, full=40_000)
 _, fit = diffusion.fit_digits(steps=DIGIT_STEPS, T=T, max_beta=0.2, loss=ddpm_loss, device=run.device)
 eps_model = fit.ema.model
 print(f"denoiser parameters: {sum(p.numel() for p in fit.model.parameters()):,}")
