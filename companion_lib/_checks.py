@@ -173,6 +173,20 @@ def check_values_in(t: torch.Tensor, low: int, high: int | None, expected: str) 
         pass
 
 
+def check_steps(t, name: str, low: int, high: int | None, expected: str) -> torch.Tensor:
+    """Integer steps: a 1-D integer tensor (batch,) with values in low..high (``check_values_in``:
+    no host synchronisation off the CPU). Returns it detached, as ``torch.long``, on its device."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be an integer torch.Tensor of shape (batch,), got {type(t).__name__}")
+    if t.ndim != 1:
+        raise ValueError(f"{name} must have shape (batch,), got {tuple(t.shape)}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer steps (torch.long), got dtype {t.dtype}")
+    t = t.detach().long()
+    check_values_in(t, low, high, expected)
+    return t
+
+
 def check_bool(value, name: str) -> bool:
     """A Python or NumPy bool."""
     if not isinstance(value, (bool, np.bool_)):

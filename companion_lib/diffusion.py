@@ -30,7 +30,7 @@ import math
 import torch
 
 from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
-                                   check_values_in)
+                                   check_steps)
 from companion_lib.settings import cpu_float64
 
 __all__ = ["NoiseSchedule", "q_sample", "forward_chain", "terminal_kl",
@@ -100,15 +100,7 @@ class NoiseSchedule:
 
         On the CPU a step outside 1..T is a ``ValueError``; on an accelerator the range check is a
         device-side ``torch._assert_async`` (no host synchronisation; see the module docstring)."""
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be an integer torch.Tensor of shape (batch,), got {type(t).__name__}")
-        if t.ndim != 1:
-            raise ValueError(f"{name} must have shape (batch,), got {tuple(t.shape)}")
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer steps (torch.long), got dtype {t.dtype}")
-        t = t.detach().long()
-        check_values_in(t, 1, self.T, f"{name} must hold the text's steps 1..T = 1..{self.T}")
-        return t
+        return check_steps(t, name, 1, self.T, f"{name} must hold the text's steps 1..T = 1..{self.T}")
 
     def _table(self, name: str, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``values`` cast to ``like``'s dtype (on the CPU) and moved to its device, once per

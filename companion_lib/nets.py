@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from companion_lib._checks import check_float, check_int, check_values_in
+from companion_lib._checks import check_float, check_int, check_steps
 
 __all__ = ["mlp", "time_embedding"]
 
@@ -48,13 +48,7 @@ def time_embedding(t, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """
     dim = check_int(dim, "dim", low=2)
     max_period = check_float(max_period, "max_period", low=0.0, low_open=True)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t must be an integer torch.Tensor of shape (batch,), got {type(t).__name__}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (batch,), got {tuple(t.shape)}")
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"t must hold integer steps (torch.long), got dtype {t.dtype}")
-    check_values_in(t, 0, None, "t must hold steps >= 0 (the text's t = 1..T)")   # no host sync off the CPU
+    t = check_steps(t, "t", 0, None, "t must hold steps >= 0 (the text's t = 1..T)")  # no host sync off the CPU
     half = dim // 2
     k = torch.arange(half, device=t.device, dtype=torch.float32)
     freqs = torch.exp(-math.log(max_period) * k / half)          # ω_k = max_period^(−k/h)
