@@ -478,3 +478,11 @@ if len(curve) > 1:
 #   printed numbers above say how far quick mode gets.
 # * Clipping $\hat x_0$ is a change to (15.11), and $\sigma_t$ is a real choice: it barely moves the samples but
 #   moves the likelihood bound, which counts the Jacobian of the $[0,1) \to [-1,1]$ rescaling.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("15.3.3")

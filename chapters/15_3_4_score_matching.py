@@ -260,3 +260,11 @@ plt.show()
 #   as the text says; the raw score error would overstate the effect through the factor $1/(1-\bar\alpha_t)$.
 # * The reverse chain run with the exact $\epsilon^*$ reproduces the mixture; with the learned $\epsilon_\theta$ it
 #   comes close, and the histogram distances above say how close.
+
+# %% [markdown]
+# Your exercises in this lesson, as the autograder last saw them:
+
+# %%
+from companion_lib.grading import progress
+
+progress("15.3.4")
