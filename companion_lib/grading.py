@@ -20,7 +20,8 @@ kind="value"     the student hands in a value (number, array, tensor; tuples/lis
                  ``reference()`` returns the expected value. By default it is compared elementwise
                  (``rtol``/``atol``); ``compare=`` replaces that, e.g. a training result judged
                  against a threshold: ``reference=lambda: 3.4, compare=at_most(0.05)`` passes any
-                 finite scalar <= 3.45 (see :func:`at_most`, :func:`at_least`).
+                 finite scalar <= 3.45 (see :func:`at_most`, :func:`at_least`);
+                 :func:`float32_aware` holds a float32 answer to float32's precision.
 kind="function"  the student hands in a callable: a function, or a class (an ``nn.Module``
                  subclass, say). It is run on every input tuple of ``cases``; so is ``reference``,
                  and the outputs are compared.
@@ -72,7 +73,7 @@ import torch
 from companion_lib import settings
 
 __all__ = ["Problem", "Result", "Progress", "PROBLEMS", "HISTORY", "STATUSES", "register", "check",
-           "grade_answer", "judge", "progress", "problems_for_section", "case_seed", "at_most", "at_least"]
+           "grade_answer", "judge", "progress", "problems_for_section", "case_seed", "at_most", "at_least", "float32_aware"]
 
 #: Every per-problem status a grade can have (the instructor's CSV uses exactly these).
 STATUSES = ("passed", "failed", "unsolved", "missing", "no-credit")
@@ -98,6 +99,39 @@ def at_least(margin: float = 0.0) -> Callable:
     """``compare=`` for a result that must reach the reference value minus ``margin`` (a bound, an
     accuracy): the answer is one finite number."""
     return _threshold(-1, float(margin))
+
+
+# A reference is computed in float64; a correct answer computed in float32 differs from it by float32
+# round-off, which a float64 tolerance would call wrong: float32_aware holds such an answer to
+# float32's precision and, when even that fails, says that the dtype may be part of the cause.
+def _has_float32(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    if isinstance(x, np.ndarray):
+        return x.dtype in (np.float32, np.float16)
+    if isinstance(x, (tuple, list)):
+        return any(_has_float32(v) for v in x)
+    if isinstance(x, dict):
+        return any(_has_float32(v) for v in x.values())
+    return False
+
+
+def float32_aware(rtol: float, atol: float, rtol32: float = 2e-5, atol32: float = 1e-6):
+    """``compare=``: (rtol, atol) for float64 answers, (rtol32, atol32) for answers holding float32."""
+
+    def compare(expected, got):
+        low = _has_float32(got)
+        try:
+            _compare(expected, got, rtol32 if low else rtol, atol32 if low else atol)
+        except _Mismatch as err:
+            if low:
+                return (f"{err} Your answer is float32, which carries about 7 significant digits; the "
+                        "inputs are float64: compute in their dtype (avoid .float() and float32 constants).")
+            return str(err)
+        return None
+
+    compare.__qualname__ = f"float32_aware(rtol={rtol:g}, atol={atol:g})"
+    return compare
 
 
 def _threshold(sign: int, margin: float) -> Callable:

@@ -5,8 +5,7 @@ import torch
 from companion_lib import mixture, settings
 from companion_lib._checks import as_tensor
 from companion_lib.data import load_pearson_crabs
-from companion_lib.grading import Problem, case_seed, register
-from companion_lib.problems._precision import float32_aware
+from companion_lib.grading import Problem, case_seed, float32_aware, register
 
 
 def _e_step_cases(rng=None):

@@ -5,8 +5,7 @@ import math
 import torch
 
 from companion_lib import ebm
-from companion_lib.grading import Problem, case_seed, register
-from companion_lib.problems._precision import float32_aware
+from companion_lib.grading import Problem, case_seed, float32_aware, register
 
 
 def _score_cases(rng=None):

@@ -5,8 +5,7 @@ import torch
 
 from companion_lib import elbo
 from companion_lib.data import load_pearson_crabs
-from companion_lib.grading import Problem, case_seed, register
-from companion_lib.problems._precision import float32_aware
+from companion_lib.grading import Problem, case_seed, float32_aware, register
 
 F64 = torch.float64
 
