@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from companion_lib import gaussian
 from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
                                    check_steps)
 from companion_lib.settings import cpu_float64
@@ -410,11 +411,6 @@ def sample(schedule: NoiseSchedule, eps_fn, shape, *, device=None, generator: to
     return (x, kept) if keep else x
 
 
-def _gaussian_kl(mean1, var1, mean2, var2) -> torch.Tensor:
-    """KL(N(mean1, var1) ‖ N(mean2, var2)) per coordinate (broadcasting)."""
-    return 0.5 * (torch.log(var2 / var1) + var1 / var2 + (mean1 - mean2) ** 2 / var2 - 1.0)
-
-
 def _strata(T: int, n: int):
     """Edges of at most ``n`` strata of the steps 2..T, geometrically spaced (narrow at small t, where the
     terms of the bound are large and change fast); returns (starts, widths) as lists."""
@@ -464,7 +460,7 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
     x1 = q_sample(schedule, x0, t1, randn())
     mu = reverse_mean(schedule, eps_fn(x1, t1), x1, t1)
     v1 = schedule.at("betas", t1, x0)
-    total = total + (0.5 * torch.log(2 * math.pi * v1) + (x0 - mu) ** 2 / (2 * v1)).flatten(1).sum(1)
+    total = total - gaussian.log_normal(x0, mu, v1, check=False).flatten(1).sum(1)
     # Σ_{t=2}^T L_{t−1}, stratified over t
     for start, width in zip(*_strata(schedule.T, n_t)):
         t = start + torch.randint(0, width, (b,), generator=generator, device=gen_device).to(dev)
@@ -472,7 +468,7 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
         m_q, v_q = posterior_mean_variance(schedule, x0, xt, t)
         m_p = reverse_mean(schedule, eps_fn(xt, t), xt, t)
         v_p = reverse_variance(schedule, t, x0, sigma).expand_as(x0)
-        total = total + width * _gaussian_kl(m_q, v_q, m_p, v_p).flatten(1).sum(1)
+        total = total + width * gaussian.kl(m_q, v_q, m_p, v_p, check=False).flatten(1).sum(1)
     return total
 
 

@@ -26,7 +26,9 @@ import math
 import torch
 
 from companion_lib._checks import as_tensor, check_float, check_generator, check_int, check_weights
-from companion_lib.gaussian import LOG_2PI, log_normal, log_normal_diag
+from companion_lib.gaussian import log_normal, log_normal_diag
+from companion_lib.gaussian import entropy as gaussian_entropy
+from companion_lib.gaussian import kl as gaussian_kl
 from companion_lib.settings import cpu_float64
 
 
@@ -94,7 +96,8 @@ def mixture_moments(weights, means, variances) -> tuple[torch.Tensor, torch.Tens
 # ---------------------------------------------------------------- KL divergences
 @cpu_float64()
 def kl_gaussians(mu1, var1, mu2, var2) -> torch.Tensor:
-    """Closed-form KL(N(μ₁, diag var₁) ‖ N(μ₂, diag var₂)), summed over the last dimension.
+    """Closed-form KL(N(μ₁, diag var₁) ‖ N(μ₂, diag var₂)), summed over the last dimension: the sum of
+    ``gaussian.kl`` (the one Gaussian KL; this function adds the shape contract of Problem 14.2).
 
     Inputs: tensors of one common shape, 0-d (1-D Gaussians) or (d,) (diagonal Gaussians); variances
     > 0. Returns a 0-d tensor:  ½ Σ_j [ log(var₂/var₁) + (var₁ + (μ₁ − μ₂)²)/var₂ − 1 ].
@@ -112,8 +115,7 @@ def kl_gaussians(mu1, var1, mu2, var2) -> torch.Tensor:
         var2 = as_tensor(var2, "var2", shape=shape, **kw)
     _positive(var1, "var1")
     _positive(var2, "var2")
-    terms = torch.log(var2 / var1) + (var1 + (mu1 - mu2) ** 2) / var2 - 1.0
-    return 0.5 * terms.sum()
+    return gaussian_kl(mu1, var1, mu2, var2, check=False).sum()
 
 
 def trapezoid(values, grid) -> torch.Tensor:
@@ -211,7 +213,7 @@ def kl_gaussian_to_density(mean, var, log_p_fn, n_points: int = 801, reach: floa
     phi = torch.exp(log_normal(z, 0.0, 1.0, check=False))                    # N(0, 1) density
     x = mean[..., None] + var.sqrt()[..., None] * z                           # (..., g) points under Q
     log_p = log_p_fn(x.reshape(-1)).reshape(x.shape)
-    entropy_q = 0.5 * (1 + LOG_2PI + torch.log(var))                          # H(Q), closed form
+    entropy_q = gaussian_entropy(var, check=False)                            # H(Q), closed form
     return -entropy_q - torch.trapezoid(phi * log_p, z, dim=-1)               # E_Q[log q − log p]
 
 

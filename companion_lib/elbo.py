@@ -26,7 +26,7 @@ import torch
 from companion_lib import mixture
 from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
                                    check_weights)
-from companion_lib.gaussian import LOG_2PI, log_normal_diag
+from companion_lib.gaussian import LOG_2PI, check_covariance, entropy_full, kl_full, log_normal_diag
 from companion_lib.settings import cpu_float64
 
 __all__ = [
@@ -113,57 +113,17 @@ def elbo_gap(log_joint, q) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- Gaussians
-def _cov(S, name="cov"):
-    S = as_tensor(S, name, dtype=None)
-    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
-        raise ValueError(f"{name} must be a covariance matrix (d, d) or a batch (..., d, d), "
-                         f"got shape {tuple(S.shape)}")
-    if not torch.allclose(S, S.transpose(-1, -2), rtol=1e-8, atol=1e-10):
-        raise ValueError(f"{name} must be symmetric (..., d, d)")
-    chol, info = torch.linalg.cholesky_ex(S)
-    if (info > 0).any():
-        raise ValueError(f"{name} must be positive definite (..., d, d)")
-    return S, chol
-
-
-def gaussian_entropy(cov) -> torch.Tensor:
-    """Differential entropy of N(μ, Σ) in nats, ½ log det(2πe Σ) (does not depend on μ).
-
-    cov: (d, d) or a batch (..., d, d), symmetric positive definite → shape (...).
-    """
-    S, chol = _cov(cov)
-    d = S.shape[-1]
-    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    return 0.5 * (d * (1 + LOG_2PI) + logdet)
+# The Gaussian entropy and KL live in ``gaussian`` (one home); these names stay for the lessons.
+#: Deprecated alias of ``gaussian.entropy_full`` (the same object): H[N(μ, Σ)] = ½ log det(2πe Σ), cov (..., d, d) → (...).
+gaussian_entropy = entropy_full
+#: Deprecated alias of ``gaussian.kl_full`` (the same object): KL(N(m1, S1) ‖ N(m2, S2)), m (..., k), S (..., k, k).
+gaussian_kl = kl_full
 
 
 def gaussian_entropy_diag(log_var) -> torch.Tensor:
     """Entropy of N(μ, diag(exp(log_var))) in nats: ½ Σ_j (1 + log 2π + log σ_j²). (..., d) → (...)."""
     log_var = as_tensor(log_var, "log_var", ndim=(1, 2, 3), dtype=None)
     return 0.5 * (log_var.shape[-1] * (1 + LOG_2PI) + log_var.sum(-1))
-
-
-def gaussian_kl(m1, S1, m2, S2) -> torch.Tensor:
-    """KL(N(m1, S1) ‖ N(m2, S2)) in nats, closed form; shapes broadcast.
-
-    m: (..., k); S: (..., k, k).  ½[tr(S2⁻¹S1) + (m2−m1)ᵀS2⁻¹(m2−m1) − k + log det S2 − log det S1].
-    """
-    m1 = as_tensor(m1, "m1", dtype=None)
-    m2 = as_tensor(m2, "m2", dtype=None, device=m1.device)
-    S1, L1 = _cov(as_tensor(S1, "S1", dtype=m1.dtype, device=m1.device), "S1")
-    S2, L2 = _cov(as_tensor(S2, "S2", dtype=m1.dtype, device=m1.device), "S2")
-    k = m1.shape[-1]
-    if m2.shape[-1] != k or S1.shape[-1] != k or S2.shape[-1] != k:
-        raise ValueError(f"m1 (..., k), S1 (..., k, k), m2, S2 must share k; got {tuple(m1.shape)}, "
-                         f"{tuple(S1.shape)}, {tuple(m2.shape)}, {tuple(S2.shape)}")
-    batch = torch.broadcast_shapes(m1.shape[:-1], m2.shape[:-1], S1.shape[:-2], S2.shape[:-2])
-    L2 = L2.expand(*batch, k, k)
-    trace = torch.cholesky_solve(S1.expand(*batch, k, k), L2).diagonal(dim1=-2, dim2=-1).sum(-1)
-    diff = (m2 - m1).expand(*batch, k).unsqueeze(-1)
-    maha = (torch.linalg.solve_triangular(L2, diff, upper=False) ** 2).sum((-1, -2))
-    logdet1 = 2 * torch.log(torch.diagonal(L1, dim1=-2, dim2=-1)).sum(-1)
-    logdet2 = 2 * torch.log(torch.diagonal(L2, dim1=-2, dim2=-1)).sum(-1)
-    return 0.5 * (trace + maha - k + logdet2 - logdet1)
 
 
 class LinearGaussian:
@@ -200,7 +160,7 @@ class LinearGaussian:
         if S.shape[-2:] != (self.k, self.k) or (S.ndim == 3 and S.shape[0] != n):
             raise ValueError(f"S must have shape ({self.k}, {self.k}) or ({n}, {self.k}, {self.k}), "
                              f"got {tuple(S.shape)}")
-        S, _ = _cov(S, "S")
+        S, _ = check_covariance(S, "S")
         return m, S
 
     @cpu_float64()
@@ -256,7 +216,7 @@ class LinearGaussian:
         trWSW = torch.einsum("dk,...kl,dl->...", self.W, S, self.W)
         e_log_lik = -0.5 * (self.d * (LOG_2PI + math.log(self.sigma2))
                             + ((resid ** 2).sum(1) + trWSW) / self.sigma2)
-        return e_log_prior + e_log_lik + gaussian_entropy(S)                # eq. 14.4
+        return e_log_prior + e_log_lik + entropy_full(S)                     # eq. 14.4
 
     @cpu_float64()
     def elbo_mc(self, x, m, S, n_samples: int = 1000, generator: torch.Generator | None = None):

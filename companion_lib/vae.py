@@ -170,10 +170,15 @@ def reparameterize(mu, sigma, eps) -> torch.Tensor:
 
 
 def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """log N(x; μ, σ² I_D) with all constants: x, mu (..., D), sigma (...) → (...).
+    """log N(x; μ, σ² I_D) with all constants (eq. 14.11): x, mu (..., D), sigma (...) → (...).
 
-    A sigma with as many dimensions as ``x`` is one standard deviation per coordinate,
-    log N(x; μ, diag(σ²)).
+    **sigma is the standard deviation σ** (the encoder's and decoder's outputs), and the result is
+    summed over the last dimension. A sigma with as many dimensions as ``x`` is one standard deviation
+    per coordinate, log N(x; μ, diag(σ²)).
+
+    Deprecated name (kept for this release; the lessons' exercises use it): the one Gaussian
+    log-density is ``gaussian.log_normal_diag(x, mu, var)`` with the **variance** var = σ²; this is
+    ``gaussian.log_normal_diag(x, mu, sigma ** 2)`` (with ``sigma[..., None] ** 2`` for one σ per row).
     """
     var = sigma**2
     if var.ndim < len(torch.broadcast_shapes(x.shape, mu.shape)):

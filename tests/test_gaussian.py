@@ -51,3 +51,51 @@ def test_dtype_device_and_gradients_follow_x():
 def test_bad_input(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+def test_kl_and_entropy_against_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    m1, m2 = torch.randn(2, 4, generator=g, dtype=F64)
+    v1, v2 = torch.rand(2, 4, generator=g, dtype=F64) + 0.1
+    p, q = torch.distributions.Normal(m1, v1.sqrt()), torch.distributions.Normal(m2, v2.sqrt())
+    assert torch.allclose(gaussian.kl(m1, v1, m2, v2), torch.distributions.kl_divergence(p, q), atol=1e-12)
+    assert torch.allclose(gaussian.kl(m1, v1, m1, v1), torch.zeros(4, dtype=F64), atol=1e-12)
+    assert torch.allclose(gaussian.entropy(v1), p.entropy(), atol=1e-12)
+    # full covariances: the same numbers for diagonal ones, and torch's for a correlated pair
+    assert torch.allclose(gaussian.kl_full(m1, torch.diag(v1), m2, torch.diag(v2)),
+                          gaussian.kl(m1, v1, m2, v2).sum(), atol=1e-12)
+    assert torch.allclose(gaussian.entropy_full(torch.diag(v1)), gaussian.entropy(v1).sum(), atol=1e-12)
+    S = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=F64)
+    P = torch.distributions.MultivariateNormal(m1[:2], S)
+    Q = torch.distributions.MultivariateNormal(m2[:2], torch.diag(v2[:2]))
+    assert torch.allclose(gaussian.kl_full(m1[:2], S, m2[:2], torch.diag(v2[:2])),
+                          torch.distributions.kl_divergence(P, Q), atol=1e-12)
+    assert torch.allclose(gaussian.entropy_full(S), P.entropy(), atol=1e-12)
+
+
+def test_the_old_names_are_the_gaussian_module():
+    from companion_lib import divergences, elbo
+    assert elbo.gaussian_kl is gaussian.kl_full and elbo.gaussian_entropy is gaussian.entropy_full
+    # divergences.kl_gaussians is the summed gaussian.kl; vae.log_normal is log_normal_diag with σ² = sigma²
+    m1, v1, m2, v2 = torch.tensor([0.3, -1.0], dtype=F64), torch.tensor([0.5, 2.0], dtype=F64), 0.1, 1.5
+    assert float(divergences.kl_gaussians(m1, v1, torch.full((2,), m2, dtype=F64), torch.full((2,), v2, dtype=F64))
+                 ) == pytest.approx(float(gaussian.kl(m1, v1, m2, v2).sum()), rel=1e-12)
+    from companion_lib import vae
+    x, mu, sigma = torch.zeros(3, 2, dtype=F64), torch.ones(3, 2, dtype=F64), torch.tensor([0.5, 2.0, 3.0], dtype=F64)
+    assert torch.allclose(vae.log_normal(x, mu, sigma), gaussian.log_normal_diag(x, mu, sigma[:, None] ** 2), atol=1e-12)
+    assert not torch.allclose(vae.log_normal(x, mu, sigma), gaussian.log_normal_diag(x, mu, sigma[:, None]), atol=1e-3)
+
+
+@pytest.mark.parametrize("call, err, match", [
+    (lambda: gaussian.kl(0.0, 1.0, 0.0, 0.0), ValueError, "var2 must be > 0"),
+    (lambda: gaussian.kl(0.0, -1.0, 0.0, 1.0), ValueError, "var1 must be > 0"),
+    (lambda: gaussian.kl(torch.zeros(3), 1.0, torch.zeros(2), 1.0), ValueError, "broadcast"),
+    (lambda: gaussian.kl(float("nan"), 1.0, 0.0, 1.0), ValueError, "finite"),
+    (lambda: gaussian.kl(0.0, 1.0, 0.0, 1.0, check=False), TypeError, "torch.Tensor"),
+    (lambda: gaussian.entropy(torch.tensor([1.0, 0.0])), ValueError, "var must be > 0"),
+    (lambda: gaussian.entropy_full(torch.tensor([[1.0, 2.0], [2.0, 1.0]])), ValueError, "positive definite"),
+    (lambda: gaussian.kl_full(torch.zeros(2), torch.eye(2), torch.zeros(3), torch.eye(3)), ValueError, "share k"),
+])
+def test_bad_kl_and_entropy_input(call, err, match):
+    with pytest.raises(err, match=match):
+        call()
