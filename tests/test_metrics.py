@@ -72,17 +72,30 @@ def test_judge_meets_the_issue_numbers(judge):
     assert judge.confident_share(noise) == pytest.approx(m["confident_noise"])
 
 
-def test_shipped_judge_weights_are_what_training_gives():
+def test_shipped_judge_is_what_training_gives():
     """The default judge loads shipped weights; retraining (seed 0, 2000 steps, one thread, CPU) must
-    reproduce them, else the file is stale (regenerate it with _train_judge_net(0, 2000))."""
+    give a judge that judges alike, else the file is stale (regenerate it with _train_judge_net(0, 2000)).
+
+    Not the weights' bits: 2000 float32 steps on another CPU (AVX-512, AVX2, Apple silicon: BLAS and
+    ATen kernels that round differently) end at other weights. What a stale file or a broken recipe
+    would change is how the judge judges, so that is compared, within what another seed of the same
+    recipe moves it (seeds 1-3: accuracy within 0.003, confident share of real digits within 0.04, at
+    most 2 of 360 held-out labels changed); 300 steps instead of 2000 fails (accuracy 0.969, confident
+    share 0.63, 11 of 360 labels changed)."""
     shipped = metrics._shipped_judge_net()
     assert shipped is not None, "companion_lib/datasets/digit_judge.pt is missing"
     trained = metrics._train_judge_net(*metrics._SHIPPED_JUDGE)
-    for (name, a), (_, b) in zip(shipped.state_dict().items(), trained.state_dict().items()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"shipped judge weight {name} differs")
+    want, got = metrics.DigitJudge._measure(shipped), metrics.DigitJudge._measure(trained)
+    tolerance = {"accuracy": 0.006, "confident_real": 0.06, "confident_noise": 0.01, "confident_blends": 0.01}
+    for key, tol in tolerance.items():  # accuracy: 2 of 360 digits; shares: a few percent
+        assert abs(got[key] - want[key]) <= tol, f"retrained judge's {key} {got[key]:.4f} vs shipped {want[key]:.4f}"
+    held = data.heldout_digits()
+    with torch.no_grad():
+        agree = (trained(held).argmax(1) == shipped(held).argmax(1)).float().mean().item()
+    assert agree >= 0.985, f"retrained and shipped judge agree on only {agree:.1%} of the held-out digits"
     # and the shipped judge is the one DigitJudge() uses
     default = metrics.DigitJudge()
-    x = data.heldout_digits()[:5]
+    x = held[:5]
     torch.testing.assert_close(torch.as_tensor(default.predict_proba(x)).float(),
                                torch.softmax(shipped(x), 1), rtol=1e-5, atol=1e-6)
 
