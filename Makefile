@@ -17,7 +17,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # One torch thread per notebook kernel and two kernels at a time (one per core): see README.
 JOBS   ?= 2
 
-.PHONY: lab test unit notebooks sync env clean handout
+.PHONY: lab test unit test-variants notebooks sync env clean handout
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
@@ -48,6 +48,14 @@ test: $(TEST_STAMP)
 
 unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
+
+# The unit tests three more times, each under kernels that round differently (as another CPU would:
+# BLAS without AVX-512, BLAS without AVX, ATen's portable kernels); all must pass. Not part of `test`
+# (it triples the unit tests' time). See README, "What the tests tolerate".
+VARIANTS := MKL_ENABLE_INSTRUCTIONS=AVX2 MKL_ENABLE_INSTRUCTIONS=SSE4_2 ATEN_CPU_CAPABILITY=default
+test-variants: $(TEST_STAMP)
+	set -e; for v in $(VARIANTS); do echo "== $$v"; \
+	  env $$v $(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -q tests; done
 
 # Re-pair every notebook (.py is the source) and re-execute it in quick mode, saving outputs.
 notebooks: $(STAMP)
