@@ -6,7 +6,7 @@
                         noise level. A conditional network has one extra label, the null label ∅
                         (index ``n_classes``), that classifier-free guidance trains with (§15.3, eq. 15.12).
 
-Shapes: b = batch, d = data dimension. Floor 2: no section's mathematics, no plotting.
+Shapes: b = batch, d = data dimension. No section's mathematics, no plotting.
 """
 from __future__ import annotations
 

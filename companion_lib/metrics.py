@@ -1,4 +1,4 @@
-"""Measuring models (floor 4: looking at results). Every measure scores on the one fixed evaluation set.
+"""Measuring models (looking at results). Every measure scores on the one fixed evaluation set.
 
 * ``bits_per_dim`` / ``nats_to_bits_per_dim``  the companion's one bits/dim convention (below)
 * ``heldout_bits_per_dim``  a model's bits/dim on ``data.heldout_digits()``, from its log-density
@@ -215,7 +215,7 @@ def _train_judge_net(seed: int, steps: int, batch_size: int = 128, lr: float = 3
     random pairs of the batch, images and (one-hot) targets alike; AdamW with cosine decay. The global
     RNG, the thread count and the default dtype of the caller are left as they were.
     """
-    from companion_lib.nets import mlp  # floor 2
+    from companion_lib.nets import mlp
 
     split = load_digits_split(validation=False)
     X = torch.as_tensor(split.X_train, dtype=torch.float32)
@@ -264,7 +264,7 @@ def _shipped_judge_net():
     """The judge network with the shipped weights, or None when the file is missing."""
     from importlib import resources
 
-    from companion_lib.nets import mlp  # floor 2
+    from companion_lib.nets import mlp
 
     path = resources.files("companion_lib.datasets").joinpath("digit_judge.pt")
     if not path.is_file():

@@ -1,4 +1,4 @@
-"""Small networks that several sections share (floor 2: no section's mathematics).
+"""Small networks that several sections share (no section's mathematics).
 
 * ``mlp``            a plain multilayer perceptron: ``depth`` hidden layers of width ``hidden``, SiLU
 * ``time_embedding`` the sinusoidal embedding of a diffusion step t ∈ {1, …, T} (Vaswani et al. 2017;

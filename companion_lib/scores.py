@@ -1,6 +1,6 @@
 """Scores: the gradient of a log-density, how to learn it, and how to sample with it (§14.3; §15.3).
 
-Floor 3 (torch only; no plotting, no grading). x has shape (n, d) throughout.
+Torch only; no plotting, no grading. x has shape (n, d) throughout.
 
 * ``score``         s(x) = ∇_x log P(x) = −∇_x E(x), by autograd; Z drops out           (eq. 15.1)
 * ``dsm_loss``      denoising score matching for an energy: x̃ = x + σε,

@@ -7,7 +7,7 @@
 In 1-D, ``scipy.stats.ks_2samp`` is the classical choice; the energy test works in any dimension
 (images included) and needs no bandwidth. Used by §15.3.1 to check that iterating (15.7) gives (15.8).
 
-Floor 2: torch only; computes on the samples' device and dtype (float32 on a GPU is fine).
+Torch only; computes on the samples' device and dtype (float32 on a GPU is fine).
 """
 from __future__ import annotations
 
