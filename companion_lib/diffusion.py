@@ -21,7 +21,7 @@ synchronisation per call (one per training or sampling step), so there the finit
 device-side assertion that stops the run with the same message without waiting for the device.
 Shapes, dtypes and devices are checked everywhere (they cost nothing).
 
-Floor 3: torch only, no plotting, no grading.
+Torch only, no plotting, no grading (imports: ``companion_lib._layers``).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import math
 import torch
 
 from companion_lib import gaussian
+from companion_lib.gaussian_mixture import as_mixture
 from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
                                    check_steps)
 from companion_lib.settings import cpu_float64
@@ -472,22 +473,18 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
     return total
 
 
-def noisy_mixture(alpha_bar, weights, means, variances):
+def noisy_mixture(alpha_bar, weights, means=None, variances=None):
     """The forward process applied to an isotropic Gaussian mixture: if x_0 ~ Σ_k ρ_k N(μ_k, σ_k² I) then
     by (15.8) x_t ~ Σ_k ρ_k N(√ᾱ_t μ_k, (ᾱ_t σ_k² + 1 − ᾱ_t) I), again a mixture, with an exact score
     (``ebm.gmm_score``) and so an exact optimal ε* (eq. 15.13, ``scores.eps_from_score``).
 
-    alpha_bar: ᾱ_t, a number in (0, 1]; weights (K,), means (K, d), variances (K,) tensors.
-    Returns (weights, means_t, variances_t) in the means' dtype and device.
+    alpha_bar: ᾱ_t, a number in (0, 1]; the mixture: a ``gaussian_mixture.MixtureOfGaussians`` or
+    weights (K,), means (K, d), variances (K,) tensors. Returns (weights, means_t, variances_t) in the
+    means' dtype and device (``MixtureOfGaussians.noised`` keeps them as one value).
     """
     ab = check_float(alpha_bar, "alpha_bar", low=0.0, high=1.0, low_open=True)
-    means = _check_data(means, "means")
-    if means.ndim != 2:
-        raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
-    variances = _check_data(variances, "variances")
-    if variances.shape != (means.shape[0],) or (variances <= 0).any():
-        raise ValueError(f"variances must be positive, shape ({means.shape[0]},) (one σ_k² per component)")
-    return weights, math.sqrt(ab) * means, ab * variances.to(means.dtype) + (1.0 - ab)
+    noised = as_mixture(weights, means, variances).noised(ab)
+    return noised.weights, noised.means, noised.variances
 
 
 # ---------------------------------------------------------------- the digits recipe
@@ -508,7 +505,7 @@ def fit_digits(*, steps: int = 2500, T: int = 1000, max_beta: float = 0.2, hidde
     Returns ``(schedule, fit)``: ε_θ is ``fit.ema.model`` (on ``device``, float32), to be called
     ε_θ(x_t, t) on the [−1, 1] scale (``data.unit_to_signed``).
     """
-    from companion_lib import data, training  # floor 2
+    from companion_lib import data, training
     from companion_lib.denoisers import ResidualDenoiser
 
     seed = check_int(seed, "seed", low=0)

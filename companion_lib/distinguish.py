@@ -16,7 +16,7 @@ Here t (in Problem 15.3.2) is a *distance* between means, as in the text, not a 
 Everything is float64 on the CPU (exact computations: the dtype rule of ``settings``), except the
 simulation, which runs in float32 on any device.
 
-Floor 3: torch, ``divergences`` (1-D Gaussian densities, quadrature KL) and ``diffusion`` (the
+Torch, ``divergences`` (1-D Gaussian densities, quadrature KL) and ``diffusion`` (the
 mixture pushed through (15.8)); no plotting.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 from companion_lib import diffusion
 from companion_lib._checks import as_tensor, check_float, check_generator, check_int
 from companion_lib.divergences import kl_quadrature, log_normal, mixture_log_pdf
+from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
 from companion_lib.settings import cpu_float64
 
 __all__ = ["error_probability", "error_bound", "nearest_mean_error_mc", "noised_mixture",
@@ -95,14 +96,11 @@ def nearest_mean_error_mc(t: float, sigma: float = 1.0, n: int = 100_000,
 
 # ---------------------------------------------------------------- eq. 15.9: one reverse step
 def _mixture(weights, means, variances):
-    w = as_tensor(weights, "weights", ndim=1, dtype=F64, device="cpu", min_rows=1)
-    m = as_tensor(means, "means", shape=(w.shape[0],), dtype=F64, device="cpu")
-    v = as_tensor(variances, "variances", shape=(w.shape[0],), dtype=F64, device="cpu")
-    if (w < 0).any() or abs(float(w.sum()) - 1) > 1e-9:
-        raise ValueError(f"weights must be >= 0 and sum to 1, got {w.tolist()}")
-    if (v <= 0).any():
-        raise ValueError("variances must be > 0")
-    return w, m, v
+    """The 1-D mixture (a ``MixtureOfGaussians`` or the triple) as float64 CPU tensors w, μ, s² (K,)."""
+    mix = as_mixture(weights, means, variances, dtype=F64, device="cpu")
+    if mix.d != 1:
+        raise ValueError(f"means must have shape ({mix.K},): a 1-D mixture, got ({mix.K}, {mix.d})")
+    return mix.weights, mix.means[:, 0], mix.variances
 
 
 def _beta(beta) -> float:
@@ -110,13 +108,16 @@ def _beta(beta) -> float:
 
 
 @cpu_float64()
-def noised_mixture(weights, means, variances, alpha_bar: float):
+def noised_mixture(weights, means=None, variances=None, alpha_bar: float | None = None):
     """q(x_t) for 1-D data x_0 ~ Σ_k w_k N(μ_k, s_k²): by (15.8) each component stays Gaussian,
-    N(√ᾱ μ_k, ᾱ s_k² + 1 − ᾱ) (``diffusion.noisy_mixture`` with d = 1). ᾱ in (0, 1] (1: the data).
+    N(√ᾱ μ_k, ᾱ s_k² + 1 − ᾱ) (``MixtureOfGaussians.noised`` with d = 1). ᾱ in (0, 1] (1: the data).
+    Call it with the triple, ``noised_mixture(w, mu, s2, alpha_bar)``, or with a 1-D
+    ``MixtureOfGaussians``, ``noised_mixture(mix, alpha_bar=ab)``.
     Returns (weights, means, variances), float64 CPU tensors (K,)."""
-    w, m, v = _mixture(weights, means, variances)
-    w, m_t, v_t = diffusion.noisy_mixture(alpha_bar, w.clone(), m[:, None], v)
-    return w, m_t[:, 0], v_t
+    if alpha_bar is None:
+        raise TypeError("alpha_bar (ᾱ_t in (0, 1]) is required")
+    noised = MixtureOfGaussians(*_mixture(weights, means, variances)).noised(alpha_bar)
+    return noised.weights, noised.means[:, 0], noised.variances
 
 
 @cpu_float64()
@@ -146,7 +147,7 @@ def reverse_conditional(x_t, beta: float, log_prior, grid) -> torch.Tensor:
 
 
 @cpu_float64()
-def reverse_conditional_mixture(x_t, beta: float, weights, means, variances):
+def reverse_conditional_mixture(x_t, beta: float, weights, means=None, variances=None):
     """q(x_{t−1} | x_t) in closed form when q(x_{t−1}) = Σ_k w_k N(μ_k, s_k²): Bayes' rule for Gaussians
     per component, a mixture again. With a = √(1 − β):
     v_k = (1/s_k² + a²/β)⁻¹,  m_k(x_t) = v_k (μ_k/s_k² + a x_t/β),  r_k(x_t) ∝ w_k N(x_t; a μ_k, a² s_k² + β).
@@ -167,7 +168,7 @@ def _posterior_moments(r, m, v):
 
 
 @cpu_float64()
-def reverse_gaussian_kl(x_t, beta: float, weights, means, variances, n_points: int = 401,
+def reverse_gaussian_kl(x_t, beta: float, weights, means=None, variances=None, n_points: int = 401,
                         reach: float = 12.0) -> dict:
     """How far q(x_{t−1} | x_t) is from a Gaussian, for a Gaussian-mixture q(x_{t−1}) (the prior).
 
@@ -196,7 +197,7 @@ def reverse_gaussian_kl(x_t, beta: float, weights, means, variances, n_points: i
 
 
 @cpu_float64()
-def expected_reverse_kl(beta: float, weights, means, variances, n_nodes: int = 161, reach: float = 8.0,
+def expected_reverse_kl(beta: float, weights, means=None, variances=None, n_nodes: int = 161, reach: float = 8.0,
                         n_points: int = 401) -> float:
     """E_{x_t ~ q(x_t)} KL(q(x_{t−1} | x_t) ‖ best Gaussian), in nats, for one forward step of variance β
     from q(x_{t−1}) = Σ_k w_k N(μ_k, s_k²) (use ``noised_mixture`` for a later step of a chain).
@@ -216,7 +217,7 @@ def expected_reverse_kl(beta: float, weights, means, variances, n_nodes: int = 1
 
 
 @cpu_float64()
-def reverse_kl_per_step(schedule, weights, means, variances, n_nodes: int = 161,
+def reverse_kl_per_step(schedule, weights, means=None, variances=None, n_nodes: int = 161,
                         n_points: int = 401) -> torch.Tensor:
     """For data x_0 ~ Σ_k w_k N(μ_k, s_k²) and a ``diffusion.NoiseSchedule``, the expected KL between
     each true reverse step q(x_{t−1} | x_t) and its best Gaussian fit, t = 1..T: a float64 tensor (T,)

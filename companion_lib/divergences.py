@@ -8,7 +8,8 @@ so the average negative log-likelihood on n samples (an estimate of the left sid
 KL(P ‖ Q_θ) by a constant that does not depend on θ, and its minimiser approaches the KL minimiser
 as n grows. This module holds the pieces the lesson needs:
 
-* exact 1-D densities (``log_normal``, ``mixture_log_pdf``, ``sample_mixture``, ``mixture_moments``);
+* exact 1-D densities (``log_normal``, ``mixture_log_pdf``, ``sample_mixture``, ``mixture_moments``: a
+  1-D ``gaussian_mixture.MixtureOfGaussians`` or its (weights, means, variances));
 * KL divergences: closed form between (diagonal) Gaussians (``kl_gaussians``) and by quadrature on a
   grid (``kl_quadrature``, ``entropy_quadrature``);
 * the isotropic Gaussian N(μ, σ²I) of Example 14.2.1: its maximum-likelihood estimates
@@ -17,7 +18,7 @@ as n grows. This module holds the pieces the lesson needs:
   mass covering) and ``fit_reverse_kl`` (min KL(Q‖P) by gradient descent: mode seeking), with
   ``kl_gaussian_to_density`` (KL(Q‖P) by quadrature on a grid that moves with Q) and ``bimodal_fits``.
 
-Floor 2: torch (and ``_checks``) only; no plotting, no grading.
+Torch (and ``_checks``) only; no plotting, no grading.
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_float, check_generator, check_int, check_weights
+from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.gaussian import log_normal, log_normal_diag
 from companion_lib.gaussian import entropy as gaussian_entropy
 from companion_lib.gaussian import kl as gaussian_kl
+from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
 from companion_lib.settings import cpu_float64
 
 
@@ -57,40 +59,34 @@ def _check_grid(grid) -> torch.Tensor:
 # ``log_normal(x, mean, var)``: log N(x; mean, var) elementwise, var the variance (``gaussian``'s, re-exported)
 
 
-def _mixture_params(weights, means, variances, dtype=torch.float64, device=None):
-    weights = check_weights(weights, "weights", dtype=dtype, device=device)
-    K = weights.shape[0]
-    means = as_tensor(means, "means", shape=(K,), dtype=dtype, device=device)
-    variances = _positive(as_tensor(variances, "variances", shape=(K,), dtype=dtype, device=device),
-                          "variances")
-    return weights, means, variances
+def _mixture_1d(weights, means, variances, dtype=torch.float64, device=None) -> MixtureOfGaussians:
+    mix = as_mixture(weights, means, variances, dtype=dtype, device=device)
+    if mix.d != 1:
+        raise ValueError(f"means must have shape ({mix.K},): a 1-D mixture, got ({mix.K}, {mix.d})")
+    return mix
 
 
-def mixture_log_pdf(x, weights, means, variances) -> torch.Tensor:
-    """Exact log-density of the 1-D mixture Σ_k w_k N(μ_k, σ_k²): x (n,) → (n,); params (K,)."""
+def mixture_log_pdf(x, weights, means=None, variances=None) -> torch.Tensor:
+    """Exact log-density of the 1-D mixture Σ_k w_k N(μ_k, σ_k²): x (n,) → (n,); the mixture is a
+    ``gaussian_mixture.MixtureOfGaussians`` or weights, means, variances (K,)."""
     x = as_tensor(x, "x", ndim=1, dtype=None)
-    w, m, v = _mixture_params(weights, means, variances, dtype=x.dtype, device=x.device)
-    return torch.logsumexp(torch.log(w) + log_normal(x[:, None], m, v, check=False), dim=1)
+    return _mixture_1d(weights, means, variances, dtype=x.dtype, device=x.device).log_prob(x[:, None])
 
 
 @cpu_float64()
-def sample_mixture(n: int, weights, means, variances, generator: torch.Generator | None = None,
+def sample_mixture(n: int, weights, means=None, variances=None, generator: torch.Generator | None = None,
                    device=None) -> torch.Tensor:
     """n i.i.d. draws (n,) float64 from the 1-D mixture (ancestral: component, then Gaussian)."""
     n = check_int(n, "n", low=1)
-    check_generator(generator)
-    w, m, v = _mixture_params(weights, means, variances)
-    h = torch.multinomial(w, n, replacement=True, generator=generator)
-    x = m[h] + v[h].sqrt() * torch.randn(n, generator=generator, dtype=torch.float64)
+    x = _mixture_1d(weights, means, variances).sample(n, generator)[:, 0]
     return x.to(device) if device is not None else x
 
 
 @cpu_float64()
-def mixture_moments(weights, means, variances) -> tuple[torch.Tensor, torch.Tensor]:
+def mixture_moments(weights, means=None, variances=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of the 1-D mixture (0-d tensors): E x = Σ w μ, Var x = Σ w (σ² + μ²) − (E x)²."""
-    w, m, v = _mixture_params(weights, means, variances)
-    mean = (w * m).sum()
-    return mean, (w * (v + m ** 2)).sum() - mean ** 2
+    mean, cov = _mixture_1d(weights, means, variances).moments()
+    return mean[0], cov[0, 0]
 
 
 # ---------------------------------------------------------------- KL divergences

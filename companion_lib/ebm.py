@@ -3,7 +3,7 @@ by quadrature, a learned energy network, and a joint energy E(x, h) with a discr
 −∇E (eq. 15.1), denoising score matching and Langevin sampling live in ``scores`` (re-exported here:
 ``ebm.score``, ``ebm.dsm_loss``, ``ebm.langevin_step``, ``ebm.langevin``).
 
-Floor 3: torch only (no plotting, no grading). Every energy maps x of shape (n, d) to (n,).
+Torch only (no plotting, no grading). Every energy maps x of shape (n, d) to (n,).
 
 * Gibbs distribution (eq. 14.3):   P(x) = exp(−E(x)) / Z,   Z = ∫ exp(−E(x)) dx.
 * Score (eq. 15.1):                s(x) = ∇_x log P(x) = −∇_x E(x)      (Z drops out).
@@ -19,9 +19,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import (as_tensor, check_float, check_generator, check_int, check_labels,
-                                   check_weights)
-from companion_lib.gaussian import LOG_2PI, log_normal_diag
+from companion_lib._checks import as_tensor, check_float, check_int, check_labels
+from companion_lib.gaussian import LOG_2PI
+from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
 from companion_lib.nets import mlp
 from companion_lib.scores import dsm_loss, langevin, langevin_step, score  # noqa: F401  (re-exported)
 from companion_lib.settings import cpu_float64
@@ -29,52 +29,43 @@ from companion_lib.settings import cpu_float64
 
 # ------------------------------------------------------------------------------ analytic energies
 def _check_gmm(x, weights, means, variances):
+    """x (n, d) and the mixture (a ``MixtureOfGaussians`` or the triple) in x's dtype on its device."""
     x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
-    d = x.shape[1]
-    weights = check_weights(weights, "weights", dtype=x.dtype, device=x.device, positive=True)
-    K = weights.shape[0]
-    means = as_tensor(means, "means", shape=(K, d), dtype=x.dtype, device=x.device)
-    variances = as_tensor(variances, "variances", shape=(K,), dtype=x.dtype, device=x.device)
-    if (variances <= 0).any():
-        raise ValueError("variances must be positive, shape (K,) (one isotropic σ_k² per component)")
-    return x, weights, means, variances
+    mix = as_mixture(weights, means, variances, dtype=x.dtype, device=x.device)
+    if mix.d != x.shape[1]:
+        raise ValueError(f"means must have shape ({mix.K}, {x.shape[1]}) to match x (n, {x.shape[1]}), "
+                         f"got ({mix.K}, {mix.d})")
+    return x, mix
 
 
-def _gmm_log_joint(x, weights, means, variances):
-    """log ρ_k + log N(x; μ_k, σ_k² I) for x (n, d) → (n, K) (the §14.1 mixture's log p(h, x))."""
-    return torch.log(weights) + log_normal_diag(x[:, None, :], means[None], variances[None, :, None],
-                                                check=False)
-
-
-def gmm_energy(x, weights, means, variances) -> torch.Tensor:
+def gmm_energy(x, weights, means=None, variances=None) -> torch.Tensor:
     """Energy of an isotropic Gaussian mixture, E(x) = −log Σ_k ρ_k N(x; μ_k, σ_k² I).
 
-    x (n, d); weights (K,) positive, summing to 1; means (K, d); variances (K,). Returns (n,).
+    x (n, d); the mixture: a ``gaussian_mixture.MixtureOfGaussians``, or weights (K,) (≥ 0, summing
+    to 1), means (K, d), variances (K,). Returns (n,).
     With this energy Z = 1 exactly (eq. 14.3); E + c has Z = exp(−c).
     """
-    x, weights, means, variances = _check_gmm(x, weights, means, variances)
-    return -torch.logsumexp(_gmm_log_joint(x, weights, means, variances), dim=1)
+    x, mix = _check_gmm(x, weights, means, variances)
+    return -mix.log_prob(x)
 
 
-def gmm_score(x, weights, means, variances) -> torch.Tensor:
+def gmm_score(x, weights, means=None, variances=None) -> torch.Tensor:
     """Analytic score of the mixture energy: −∇E(x) = Σ_k r_k(x) (μ_k − x) / σ_k²   (eq. 15.1).
 
-    r_k(x) = p(h = k | x) are the responsibilities (the E-step of §14.1). x (n, d) → (n, d).
+    r_k(x) = p(h = k | x) are the responsibilities (the E-step of §14.1). x (n, d) → (n, d); the
+    mixture as in ``gmm_energy`` (``MixtureOfGaussians.score``).
     """
-    x, weights, means, variances = _check_gmm(x, weights, means, variances)
-    resp = torch.softmax(_gmm_log_joint(x, weights, means, variances), dim=1)          # (n, K)
-    return torch.einsum("nk,nkd->nd", resp / variances, means[None] - x[:, None, :])
+    x, mix = _check_gmm(x, weights, means, variances)
+    return mix.score(x)
 
 
-def gmm_sample(n, weights, means, variances, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Exact samples of the mixture: (n, d) on the means' device (draws on the CPU generator)."""
+def gmm_sample(n, weights, means=None, variances=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Exact samples of the mixture: (n, d) on the means' device, in their dtype (draws on the CPU
+    generator; ``MixtureOfGaussians.sample``)."""
     n = check_int(n, "n", low=1)
-    check_generator(generator)
-    means = as_tensor(means, "means", ndim=2, dtype=None)
-    _, weights, means, variances = _check_gmm(means[:1], weights, means, variances)
-    h = torch.multinomial(weights.cpu(), n, replacement=True, generator=generator).to(means.device)
-    z = torch.randn(n, means.shape[1], generator=generator, dtype=means.dtype).to(means.device)
-    return means[h] + variances[h].sqrt()[:, None] * z
+    if not isinstance(weights, MixtureOfGaussians):
+        means = as_tensor(means, "means", ndim=2, dtype=None)
+    return as_mixture(weights, means, variances).sample(n, generator)
 
 
 def quadratic_energy(x, precision, mean=None) -> torch.Tensor:

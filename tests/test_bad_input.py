@@ -31,7 +31,7 @@ CASES = {
     # ---------------------------------------------------------------- ebm: weights, shapes, NaN, labels
     "ebm.gmm_energy unnormalised weights": (lambda: ebm.gmm_energy(X2, W * 2, MU, VAR), ValueError, "sum to 1"),
     "ebm.gmm_energy negative weight": (lambda: ebm.gmm_energy(X2, torch.tensor([1.2, -0.2, 0.0], dtype=F64), MU, VAR),
-                                       ValueError, "> 0"),
+                                       ValueError, ">= 0"),
     "ebm.gmm_score NaN x": (lambda: ebm.gmm_score(torch.full((2, 2), NAN), W, MU, VAR), ValueError, "finite"),
     "ebm.gmm_sample n=0": (lambda: ebm.gmm_sample(0, W, MU, VAR), ValueError, "n must be >= 1"),
     "ebm.gmm_sample generator": (lambda: ebm.gmm_sample(3, W, MU, VAR, generator=0), TypeError, "generator"),

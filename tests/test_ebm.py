@@ -119,7 +119,7 @@ def test_joint_energy_fit_caption_generate():
     (lambda: ebm.gmm_energy(torch.zeros(3), W, MU, VAR), "2-D"),
     (lambda: ebm.gmm_energy(torch.zeros(3, 3), W, MU, VAR), r"means must have shape \(3, 3\)"),
     (lambda: ebm.gmm_score(torch.zeros(3, 2), W, MU, -VAR), "variances must be positive"),
-    (lambda: ebm.gmm_score(torch.zeros(3, 2), -W, MU, VAR), "positive"),
+    (lambda: ebm.gmm_score(torch.zeros(3, 2), -W, MU, VAR), "weights must be >= 0"),
     (lambda: ebm.langevin_step(torch.zeros(3, 2), torch.zeros(2, 2), 0.1, torch.zeros(3, 2)),
      r"score must have shape \(3, 2\)"),
     (lambda: ebm.langevin_step(torch.zeros(3, 2), torch.zeros(3, 2), 0.0, torch.zeros(3, 2)), "step_size"),

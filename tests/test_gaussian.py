@@ -1,4 +1,5 @@
 """gaussian: the one log-density, against torch.distributions, in variances (not σ, not log σ²)."""
+import dataclasses
 import math
 
 import numpy as np
@@ -99,3 +100,84 @@ def test_the_old_names_are_the_gaussian_module():
 def test_bad_kl_and_entropy_input(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+# ------------------------------------------------------------------------------ the mixture as a value
+from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture  # noqa: E402
+
+W2, M2, V2 = torch.tensor([0.3, 0.7], dtype=F64), torch.tensor([[-1.0, 0.5], [2.0, 0.0]], dtype=F64), \
+    torch.tensor([0.4, 1.5], dtype=F64)
+
+
+def _torch_mixture(mix):
+    comp = torch.distributions.Independent(torch.distributions.Normal(
+        mix.means, mix.variances.sqrt()[:, None].expand_as(mix.means)), 1)
+    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(mix.weights), comp)
+
+
+def test_mixture_log_prob_score_and_moments_against_torch():
+    mix = MixtureOfGaussians(W2, M2, V2)
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=F64) * 2
+    ref = _torch_mixture(mix)
+    assert torch.allclose(mix.log_prob(x), ref.log_prob(x), atol=1e-12)
+    xg = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(ref.log_prob(xg).sum(), xg)
+    assert torch.allclose(mix.score(x), grad, atol=1e-10)                        # eq. 15.1
+    assert torch.allclose(mix.responsibilities(x).sum(1), torch.ones(50, dtype=F64))
+    mean, cov = mix.moments()
+    assert torch.allclose(mean, ref.mean, atol=1e-12) and torch.allclose(cov.diagonal(), ref.variance, atol=1e-12)
+    assert cov[0, 1] != 0                                                         # the means are not aligned
+
+
+def test_mixture_sample_and_noised_follow_the_forward_process():
+    mix = MixtureOfGaussians(W2, M2, V2)
+    g = torch.Generator().manual_seed(1)
+    x0 = mix.sample(200_000, g)
+    assert x0.shape == (200_000, 2) and x0.dtype == F64
+    mean, cov = mix.moments()
+    assert torch.allclose(x0.mean(0), mean, atol=0.02) and torch.allclose(torch.cov(x0.T), cov, atol=0.05)
+    ab = 0.3
+    xt = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * torch.randn(x0.shape, generator=g, dtype=F64)   # (15.8)
+    noised = mix.noised(ab)
+    m_t, c_t = noised.moments()
+    assert torch.allclose(m_t, math.sqrt(ab) * mean, atol=1e-12)
+    assert torch.allclose(c_t, ab * cov + (1 - ab) * torch.eye(2, dtype=F64), atol=1e-12)
+    assert torch.allclose(xt.mean(0), m_t, atol=0.02) and torch.allclose(torch.cov(xt.T), c_t, atol=0.03)
+    assert torch.equal(noised.weights, mix.weights) and mix.noised(1.0).variances.equal(mix.variances)
+
+
+def test_as_mixture_takes_either_and_one_dimensional_means():
+    mix = as_mixture([0.5, 0.5], [0.0, 1.0], [1.0, 2.0])
+    assert (mix.K, mix.d) == (2, 1) and mix.means.dtype == F64
+    assert as_mixture(mix) is mix
+    f32 = as_mixture(mix, dtype=torch.float32)
+    assert f32.means.dtype == f32.weights.dtype == f32.variances.dtype == torch.float32
+    with pytest.raises(TypeError, match="not both"):
+        as_mixture(mix, [0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(TypeError, match="means and variances are required"):
+        as_mixture([0.5, 0.5])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mix.weights = torch.ones(2)
+
+
+@pytest.mark.parametrize("args, match", [
+    (([0.5, 0.6], [0.0, 1.0], [1.0, 1.0]), "weights must be >= 0 and sum to 1"),
+    (([1.2, -0.2], [0.0, 1.0], [1.0, 1.0]), "weights must be >= 0"),
+    (([0.5, 0.5], [0.0], [1.0, 1.0]), r"means must have shape \(2, d\)"),
+    (([0.5, 0.5], [0.0, 1.0], [1.0, 0.0]), "variances must be positive"),
+    (([0.5, 0.5], [0.0, 1.0], [1.0]), r"variances must be positive, shape \(2,\)"),
+    (([0.5, 0.5], [float("nan"), 1.0], [1.0, 1.0]), "means must be finite"),
+    (([], [], []), "weights"),
+])
+def test_mixture_is_validated_once_with_one_tolerance(args, match):
+    with pytest.raises(ValueError, match=match):
+        MixtureOfGaussians(*args)
+    MixtureOfGaussians([0.5, 0.5 + 5e-7], [0.0, 1.0], [1.0, 1.0])               # within WEIGHT_ATOL = 1e-6
+
+
+def test_mixture_checks_x():
+    mix = MixtureOfGaussians(W2, M2, V2)
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 2\)"):
+        mix.log_prob(torch.zeros(3, 3, dtype=F64))
+    with pytest.raises(ValueError, match="alpha_bar"):
+        mix.noised(0.0)
