@@ -41,7 +41,8 @@ from sklearn.metrics import adjusted_rand_score
 from scipy.optimize import linear_sum_assignment
 from sklearn.model_selection import KFold, cross_val_score
 
-from companion_lib import data, metrics, mixture, moments, plots, settings, widgets
+from companion_lib import data, metrics, mixture, moments, settings
+from companion_lib.viz import ch14, widgets
 from companion_lib.grading import check
 from companion_lib.mixture import GaussianMixture
 
@@ -253,7 +254,7 @@ assert gap < 1e-6 and gap_yours < 1e-5
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
 histogram(ax, "One Gaussian vs a two-component mixture")
-plots.mixture_density_1d(ax, grid, w2, mu2, sd2 ** 2, label="2-component mixture (EM)")
+ch14.mixture_density_1d(ax, grid, w2, mu2, sd2 ** 2, label="2-component mixture (EM)")
 ax.plot(grid, np.exp(one.score_samples(grid[:, None])), color="k", ls=":", lw=1.5, label="one Gaussian")
 ax.legend(fontsize=8, loc="upper left")
 plt.show()
@@ -483,9 +484,9 @@ with settings.cpu_float64():  # exact, in float64 on the CPU
 
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
 histogram(ax, "Pearson's moments (1894) vs maximum likelihood (EM)")
-plots.mixture_density_1d(ax, grid, w2, mu2, sd2 ** 2, components=False, label="maximum likelihood (EM)")
-plots.mixture_density_1d(ax, grid, [best.weight, 1 - best.weight], best.means, best.sds ** 2,
-                         components=False, label="method of moments", color="C0")
+ch14.mixture_density_1d(ax, grid, w2, mu2, sd2 ** 2, components=False, label="maximum likelihood (EM)")
+ch14.mixture_density_1d(ax, grid, [best.weight, 1 - best.weight], best.means, best.sds ** 2,
+                        components=False, label="method of moments", color="C0")
 ax.legend(fontsize=8, loc="upper left")
 plt.show()
 

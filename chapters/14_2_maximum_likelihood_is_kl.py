@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from companion_lib import data, divergences, metrics, mixture, plots, settings, widgets
+from companion_lib import data, divergences, metrics, mixture, settings
+from companion_lib.viz import common, widgets
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
@@ -325,9 +326,9 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     eps = torch.randn(16, D, generator=run.generator, dtype=torch.float64)
     iso_samples = mu_iso + var_iso.sqrt() * eps                            # x = μ + σ ε
     fig, axes = plt.subplots(1, 3, figsize=(11, 2.6), gridspec_kw=dict(width_ratios=[8, 1.4, 8]))
-    plots.image_grid(Y_test[:16], nrow=8, ax=axes[0], title="held-out digits", vmin=0, vmax=1)
-    plots.image_grid(mu_iso[None], nrow=1, ax=axes[1], title="μ", vmin=0, vmax=1)
-    plots.image_grid(iso_samples, nrow=8, ax=axes[2], title="samples of N(μ, σ²I)", vmin=0, vmax=1)
+    common.image_grid(Y_test[:16], nrow=8, ax=axes[0], title="held-out digits", vmin=0, vmax=1)
+    common.image_grid(mu_iso[None], nrow=1, ax=axes[1], title="μ", vmin=0, vmax=1)
+    common.image_grid(iso_samples, nrow=8, ax=axes[2], title="samples of N(μ, σ²I)", vmin=0, vmax=1)
     fig.suptitle("the isotropic Gaussian generalises perfectly and draws noisy copies of the mean image", fontsize=10)
     fig.tight_layout()
 
@@ -520,7 +521,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     fig, axes = plt.subplots(len(rows), 1, figsize=(6, 1.1 * len(rows) + 0.4))
     for ax, (name, imgs) in zip(axes, rows):
         title = f"samples of {name}: held-out {results[name]:.2f} bits/dim" if name in results else name
-        plots.image_grid(imgs, nrow=n_show, ax=ax, title=title, vmin=0, vmax=1)
+        common.image_grid(imgs, nrow=n_show, ax=ax, title=title, vmin=0, vmax=1)
     fig.tight_layout()
 
 # %% [markdown]

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, ebm, plots, settings, training, widgets
+from companion_lib import data, ebm, settings, training
+from companion_lib.viz import ch14, widgets
 from companion_lib.grading import check
 from companion_lib.mixture import GaussianMixture
 
@@ -98,8 +99,8 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 # %%
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
     pts, _, _ = ebm.grid_2d(LIM, 200)
-    plots.energy_and_density(centres, energy(pts).reshape(200, 200), log_p,
-                             title="three valleys: the energy and the distribution it defines")
+    ch14.energy_and_density(centres, energy(pts).reshape(200, 200), log_p,
+                            title="three valleys: the energy and the distribution it defines")
     plt.tight_layout()
     plt.show()
 
@@ -186,8 +187,8 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 # %%
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
     q_pts, _, _ = ebm.grid_2d(LIM, 22)
-    plots.score_field(centres, log_p, q_pts, ebm.score(energy, q_pts),
-                      title="the score $-\\nabla E$ points uphill in probability, into the valleys")
+    ch14.score_field(centres, log_p, q_pts, ebm.score(energy, q_pts),
+                     title="the score $-\\nabla E$ points uphill in probability, into the valleys")
     plt.show()
 
 # %% [markdown]
@@ -280,7 +281,6 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
         tv[eta] = {t: ebm.total_variation(ebm.histogram_2d(x, LIM, BINS), exact_bins) for t, x in kept.items()}
 
 # %%
-# NBVAL_CHECK_OUTPUT
 print(f"{N_CHAINS} chains; TV of {N_CHAINS} exact samples (the floor): {floor:.3f}")
 steps_shown = sorted(tv[0.2])
 print("   η   " + "".join(f"{t:>8}" for t in steps_shown) + "   (steps)")
@@ -424,8 +424,8 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     axes[1].set_title("learned density $e^{-E_\\theta}/Z$ (Z on the grid)", fontsize=10)
     axes[1].set_xlabel("$x_1$")
     axes[1].set_ylabel("$x_2$")
-    plots.samples_vs_density(c_net, log_p_net, chains, ax=axes[2], data=X_test,
-                             title="Langevin samples from $E_\\theta$ over held-out data")
+    ch14.samples_vs_density(c_net, log_p_net, chains, ax=axes[2], data=X_test,
+                            title="Langevin samples from $E_\\theta$ over held-out data")
     plt.tight_layout()
     plt.show()
 

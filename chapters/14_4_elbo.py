@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, elbo, mixture, plots, settings, widgets
+from companion_lib import data, elbo, mixture, settings
+from companion_lib.viz import ch14, widgets
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
@@ -115,7 +116,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     Q = torch.stack([1 - grid, grid], 1)
     sweep = elbo.discrete_elbo(log_joint.expand(len(grid), -1), Q)
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    plots.elbo_sweep(grid, log_px, sweep, ax=ax, q_post=post[0, 1])
+    ch14.elbo_sweep(grid, log_px, sweep, ax=ax, q_post=post[0, 1])
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_ylim(1.9, 3.15)
     plt.show()
@@ -318,8 +319,8 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     pm1, pc1 = lg1.posterior(x1)
     post_point = (pm1[0, 0].item(), 0.5 * torch.log(pc1[0, 0]).item())
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    plots.elbo_contour(ms, log_s, surface, ax=ax, post=post_point, log_px=lg1.log_px(x1).item(),
-                       title="ELBO over q = N(m, s²); contours at log p(x) − {0.02, 0.1, …, 8} nats")
+    ch14.elbo_contour(ms, log_s, surface, ax=ax, post=post_point, log_px=lg1.log_px(x1).item(),
+                      title="ELBO over q = N(m, s²); contours at log p(x) − {0.02, 0.1, …, 8} nats")
     plt.show()
 
 # %%
@@ -407,7 +408,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 print(f"after {n_iter} iterations: {ll[-1].item():.5f};  converged EM: {gm.score(crabs):.5f}")
 
 # %%
-axes = plots.em_staircase(trace, zoom_from=2, optimum=gm.score(crabs))
+axes = ch14.em_staircase(trace, zoom_from=2, optimum=gm.score(crabs))
 axes[0].figure.suptitle("EM on Pearson's crabs as coordinate ascent on the ELBO (reg_covar = 0)", fontsize=11)
 axes[0].figure.tight_layout()
 plt.show()

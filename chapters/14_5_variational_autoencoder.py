@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from companion_lib import data, metrics, plots, settings, vae, widgets
+from companion_lib import data, metrics, settings, vae
+from companion_lib.viz import ch14, common, widgets
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
@@ -281,8 +282,8 @@ print(f"trained with {'your' if net_result else 'the reference'} networks and {'
       f"({fit.steps_run / fit.seconds:.0f} steps/s)")
 
 # %%
-ax = plots.training_curves(fit.history, ylabel="−ELBO (bits/dim)",
-                           title="VAE (d = 16): the validation curve turns up, early stopping keeps the best")
+ax = common.training_curves(fit.history, ylabel="−ELBO (bits/dim)",
+                            title="VAE (d = 16): the validation curve turns up, early stopping keeps the best")
 ax.axhline(math.log2(17), color="k", lw=0.8, ls="--", label="uniform over 17 levels")
 ax.set_ylim(top=min(ax.get_ylim()[1], 5.5))
 ax.legend(fontsize=8)
@@ -319,7 +320,6 @@ bound_result
 # >    with $s = 1$ sample per image and 128 images per step.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 g = torch.Generator().manual_seed(4)
 with torch.no_grad():
     elbo_ref = vae.elbo_and_iwae(model, y_test, k=run.budget(quick=500, full=5000), generator=g)[0].mean()
@@ -336,7 +336,6 @@ print("\n".join(lines))
 # $\varepsilon_i$). Only the first gets better with $s$.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 R, g = 400, torch.Generator().manual_seed(5)
 xr = y_test[:1].expand(R, n)
 lines = [" s   std, eps_j fresh   std, eps_i shared"]
@@ -381,7 +380,6 @@ with torch.no_grad():   # the size of f itself for this image, and how much it v
     f_vals = vae.log_weights(model, y_test[:1], 2000, generator=torch.Generator().manual_seed(9))[:, 0].cpu()
 
 # %%
-# NBVAL_CHECK_OUTPUT
 G_rep = grads["reparam"][-1]
 lines = [f"s = {s_values[-1]}, {R} repeats, {G_rep.shape[1]} gradient components (mu_phi: {d}, sigma_phi: 1)",
          f"f(z) = log p(x, z) - log q(z|x) for this image: mean {f_vals.mean():.1f} nats, "
@@ -398,8 +396,8 @@ for est in ("score", "score_loo"):
 print("\n".join(lines))
 
 # %%
-ax = plots.variance_vs_samples(s_values, {estimators[e]: total_var[e] for e in ("score", "score_loo", "reparam")},
-                               title="∇ ELBO w.r.t. the encoder output, one held-out digit")
+ax = ch14.variance_vs_samples(s_values, {estimators[e]: total_var[e] for e in ("score", "score_loo", "reparam")},
+                              title="∇ ELBO w.r.t. the encoder output, one held-out digit")
 ax.set_xticks(s_values, [str(v) for v in s_values])
 ax.xaxis.set_minor_locator(plt.NullLocator())
 plt.show()
@@ -423,9 +421,9 @@ with torch.no_grad():
     mu_e, _ = model.encode(y_test[idx])
     recon, sig_rec = model.decode(mu_e)
 fig, axes = plt.subplots(2, 1, figsize=(10, 2.9))
-plots.image_grid(y_test[idx], nrow=10, ax=axes[0], vmin=0, vmax=1, title="held-out digits (dequantised)")
-plots.image_grid(recon, nrow=10, ax=axes[1], vmin=0, vmax=1,
-                 title=f"reconstructions μθ(μφ(x)); decoder σθ ≈ {sig_rec.mean():.3f}")
+common.image_grid(y_test[idx], nrow=10, ax=axes[0], vmin=0, vmax=1, title="held-out digits (dequantised)")
+common.image_grid(recon, nrow=10, ax=axes[1], vmin=0, vmax=1,
+                  title=f"reconstructions μθ(μφ(x)); decoder σθ ≈ {sig_rec.mean():.3f}")
 plt.tight_layout()
 plt.show()
 
@@ -442,10 +440,10 @@ with torch.no_grad():
     means, sig_s = model.decode(z)
     noisy = means + sig_s[:, None] * torch.randn(means.shape, generator=gs).to(run.device)
 fig, axes = plt.subplots(3, 1, figsize=(10, 3.6))
-plots.image_grid(y_fit[:16], nrow=16, ax=axes[0], vmin=0, vmax=1, title="real training digits")
-plots.image_grid(means, nrow=16, ax=axes[1], vmin=0, vmax=1, title="samples: decoder means μθ(z), z ~ N(0, I)")
-plots.image_grid(noisy.clamp(0, 1), nrow=16, ax=axes[2], vmin=0, vmax=1,
-                 title="the same z with the decoder's noise σθ(z)·ε added (clipped to [0, 1])")
+common.image_grid(y_fit[:16], nrow=16, ax=axes[0], vmin=0, vmax=1, title="real training digits")
+common.image_grid(means, nrow=16, ax=axes[1], vmin=0, vmax=1, title="samples: decoder means μθ(z), z ~ N(0, I)")
+common.image_grid(noisy.clamp(0, 1), nrow=16, ax=axes[2], vmin=0, vmax=1,
+                  title="the same z with the decoder's noise σθ(z)·ε added (clipped to [0, 1])")
 plt.tight_layout()
 plt.show()
 
@@ -463,8 +461,8 @@ with torch.no_grad():
     path, _ = model.decode((1 - t) * za + t * zb)
 fade = (1 - t) * y_test[a] + t * y_test[b]
 fig, axes = plt.subplots(2, 1, figsize=(10, 2.9))
-plots.image_grid(path, nrow=10, ax=axes[0], vmin=0, vmax=1, title="decoded straight line in latent space (d = 16)")
-plots.image_grid(fade, nrow=10, ax=axes[1], vmin=0, vmax=1, title="straight line in pixel space (cross-fade)")
+common.image_grid(path, nrow=10, ax=axes[0], vmin=0, vmax=1, title="decoded straight line in latent space (d = 16)")
+common.image_grid(fade, nrow=10, ax=axes[1], vmin=0, vmax=1, title="straight line in pixel space (cross-fade)")
 plt.tight_layout()
 plt.show()
 
@@ -492,11 +490,11 @@ grid_z = torch.stack([ticks.repeat(m), ticks.flip(0).repeat_interleave(m)], 1)  
 with torch.no_grad():
     grid_img = model2.decode(grid_z.to(run.device))[0]
 fig, axes = plt.subplots(1, 2, figsize=(12, 5.6))
-plots.latent_scatter(codes, digits.y_test, ax=axes[0], title="encoder means of held-out digits (d = 2)")
+ch14.latent_scatter(codes, digits.y_test, ax=axes[0], title="encoder means of held-out digits (d = 2)")
 axes[0].set_xlim(-extent, extent)
 axes[0].set_ylim(-extent, extent)
-plots.image_grid(grid_img, nrow=m, ax=axes[1], vmin=0, vmax=1,
-                 title=f"decoder means μθ(z) on a {m}×{m} grid of the same plane")
+common.image_grid(grid_img, nrow=m, ax=axes[1], vmin=0, vmax=1,
+                  title=f"decoder means μθ(z) on a {m}×{m} grid of the same plane")
 centres = np.arange(m) * 9 + 3.5                 # tile centres in image_grid's canvas (8 px + 1 gap)
 labels = [f"{v:.1f}" for v in ticks.tolist()]
 axes[1].set_xticks(centres[::2], labels[::2])
@@ -529,7 +527,6 @@ ui
 # discrete digits with `metrics.bits_per_dim` (lower is better; uniform over 17 levels: 4.09).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 k = run.budget(quick=200, full=2000)
 
 
@@ -607,7 +604,6 @@ for name, kind, lr in (("per-pixel σθ", "gaussian_per_pixel", 3e-3), ("categor
           f"of {fit_k.steps_run} ({'stopped early' if fit_k.stopped_early else 'the step budget'})")
 
 # %%
-# NBVAL_CHECK_OUTPUT
 table = {name: bounds(net, y_test) for name, net in decoders.items()}
 lines = [f"held-out, d = {d}, same encoder and stopping rule  ELBO b/d   IWAE b/d (k = {k})"]
 for name, (_, _, eb, wb) in table.items():
@@ -635,10 +631,10 @@ assert cat_b < pixel_b < text_b
 # %%
 cat_model = decoders["categorical, 17 levels"]
 fig, axes = plt.subplots(2, 1, figsize=(10, 2.6))
-plots.image_grid(cat_model.sample(16, torch.Generator().manual_seed(7), noise=False), nrow=16, ax=axes[0],
-                 vmin=0, vmax=1, title="categorical decoder: means E[y | z], z ~ N(0, I)")
-plots.image_grid(cat_model.sample(16, torch.Generator().manual_seed(7)), nrow=16, ax=axes[1], vmin=0, vmax=1,
-                 title="the same z: one level per pixel drawn from p(ℓ | z)")
+common.image_grid(cat_model.sample(16, torch.Generator().manual_seed(7), noise=False), nrow=16, ax=axes[0],
+                  vmin=0, vmax=1, title="categorical decoder: means E[y | z], z ~ N(0, I)")
+common.image_grid(cat_model.sample(16, torch.Generator().manual_seed(7)), nrow=16, ax=axes[1], vmin=0, vmax=1,
+                  title="the same z: one level per pixel drawn from p(ℓ | z)")
 plt.tight_layout()
 plt.show()
 

@@ -46,7 +46,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, divergences, ebm, flows, metrics, mixture, plots, settings, training, widgets
+from companion_lib import data, divergences, ebm, flows, metrics, mixture, settings, training
+from companion_lib.viz import ch15, common, widgets
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
@@ -168,13 +169,7 @@ print(f"total variation, histogram vs (15.2): {tv_formula:.3f};  vs the density 
 assert det_err < 1e-10 and tv_formula < 0.03 and tv_no_jac > 0.2
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
-for ax, img, title in zip(axes, images_2d,
-                          ("400 000 samples of f⁻¹(z)", "(15.2), binned", "without |det J_f| (wrong)")):
-    ax.imshow(img, origin="lower", extent=(-lim2, lim2, -lim2, lim2), cmap="magma",
-              vmax=images_2d[0].max() * 1.1)
-    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$")
-fig.tight_layout()
+ch15.binned_densities(images_2d, lim2, ["400 000 samples of f⁻¹(z)", "(15.2), binned", "without |det J_f| (wrong)"])
 plt.show()
 
 # %% [markdown]
@@ -388,12 +383,8 @@ ui, draw_layer = widgets.flow_layers(flow_moons.stages(moons_held[:1000]), color
 display(ui)
 
 # %%
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
-for ax, k in zip(axes, (0, 1, 2, 4, 8)):
-    pts_k = flow_moons.stages(moons_held[:1000])[k].cpu().numpy()
-    ax.scatter(pts_k[:, 0], pts_k[:, 1], c=colour.cpu().numpy(), s=2, cmap="viridis")
-    ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", title=f"after {k} layers")
-fig.tight_layout()
+stages, shown = flow_moons.stages(moons_held[:1000]), (0, 1, 2, 4, 8)
+ch15.point_clouds([stages[k] for k in shown], [f"after {k} layers" for k in shown], 3.5, colors=colour)
 plt.show()
 
 # %% [markdown]
@@ -442,7 +433,7 @@ metrics.record_heldout_result("15_2/realnvp", f"RealNVP, 8 affine couplings, log
                               f"early-stopped at step {fit.best_step}", bpd_flow, "15_2", order=0)
 
 # %%
-ax = plots.training_curves(fit.history, ylabel="bits/dim", title="RealNVP on the digits: early stopping")
+ax = common.training_curves(fit.history, ylabel="bits/dim", title="RealNVP on the digits: early stopping")
 ax.set_ylim(top=min(ax.get_ylim()[1], 4.5))
 plt.show()
 
@@ -485,9 +476,9 @@ judge = metrics.DigitJudge()
 print(judge)
 samples_es = flow_digits.sample(500, torch.Generator().manual_seed(6)).clamp(0, 1).cpu()
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-plots.image_grid(data.heldout_digits()[:40], nrow=10, ax=axes[0], vmin=0, vmax=1, title="real held-out digits")
-plots.image_grid(samples_es[:40], nrow=10, ax=axes[1], vmin=0, vmax=1,
-                 title=f"RealNVP samples (held-out {bpd_flow:.2f} bits/dim)")
+common.image_grid(data.heldout_digits()[:40], nrow=10, ax=axes[0], vmin=0, vmax=1, title="real held-out digits")
+common.image_grid(samples_es[:40], nrow=10, ax=axes[1], vmin=0, vmax=1,
+                  title=f"RealNVP samples (held-out {bpd_flow:.2f} bits/dim)")
 plt.show()
 
 # %% [markdown]
@@ -529,10 +520,10 @@ print(f"\nover-trained minus early-stopped: held-out {bpd_over - bpd_flow:+.2f} 
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-plots.image_grid(samples_es[:40], nrow=10, ax=axes[0], vmin=0, vmax=1,
-                 title=f"early-stopped: {bpd_flow:.2f} b/d, judge {conf_es:.0%}")
-plots.image_grid(samples_over[:40], nrow=10, ax=axes[1], vmin=0, vmax=1,
-                 title=f"over-trained: {bpd_over:.1f} b/d, judge {conf_over:.0%}")
+common.image_grid(samples_es[:40], nrow=10, ax=axes[0], vmin=0, vmax=1,
+                  title=f"early-stopped: {bpd_flow:.2f} b/d, judge {conf_es:.0%}")
+common.image_grid(samples_over[:40], nrow=10, ax=axes[1], vmin=0, vmax=1,
+                  title=f"over-trained: {bpd_over:.1f} b/d, judge {conf_over:.0%}")
 plt.show()
 
 # %% [markdown]
@@ -576,7 +567,7 @@ result_density
 
 # %%
 from companion_lib.grading import PROBLEMS  # noqa: E402
-from companion_lib.problems.p15_2 import push_forward  # noqa: E402  (the map f of the problem)
+from companion_lib.grading.problems.p15_2 import push_forward  # noqa: E402  (the map f of the problem)
 
 reference_density = PROBLEMS["15.2.1"].expected()
 with settings.cpu_float64():
@@ -611,13 +602,8 @@ with settings.cpu_float64():
     images_34 = hist_34.numpy(), quad_ref.numpy()
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.7))
-for ax, img, title in zip(axes, images_34, ("400 000 samples: (x₃, x₄)",
-                                            "reference density, ∫∫ dx₁dx₂ by quadrature")):
-    ax.imshow(img, origin="lower", extent=(-lim4, lim4, -lim4, lim4), cmap="magma",
-              vmax=images_34[0].max() * 1.1)
-    ax.set(title=title, xlabel="$x_3$", ylabel="$x_4$")
-fig.tight_layout()
+ch15.binned_densities(images_34, lim4, ["400 000 samples: (x₃, x₄)", "reference density, ∫∫ dx₁dx₂ by quadrature"],
+                      xlabel="$x_3$", ylabel="$x_4$", figsize=(8, 3.7))
 plt.show()
 
 # %% [markdown]

@@ -52,7 +52,8 @@ import torch
 from IPython.display import display
 from scipy import stats
 
-from companion_lib import data, diffusion, plots, settings, two_sample, widgets
+from companion_lib import data, diffusion, settings, two_sample
+from companion_lib.viz import common, widgets
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
@@ -180,7 +181,7 @@ for sch in (lin, cos):
     rows.append(q_sample(sch.alpha_bars, x0.expand(len(show_t), -1), tt, eps.expand(len(show_t), -1)))
 assert rows[0].dtype == torch.float32 and rows[0].device.type == run.device.type
 fig, ax = plt.subplots(figsize=(11, 3.2))
-plots.image_grid(data.signed_to_unit(torch.cat(rows)).clamp(0, 1).cpu(), nrow=len(show_t), ax=ax, vmin=0, vmax=1)
+common.image_grid(data.signed_to_unit(torch.cat(rows)).clamp(0, 1).cpu(), nrow=len(show_t), ax=ax, vmin=0, vmax=1)
 ax.set_title("t = " + ",  ".join(map(str, show_t)) + "    (top: linear, bottom: cosine)", fontsize=10)
 plt.show()
 print(f"correlation of this ε with x₀ over the 64 pixels: {torch.corrcoef(torch.stack([eps[0], x0[0]]))[0, 1].item():.2f} "
@@ -347,7 +348,7 @@ assert off < 5 / math.sqrt(n_img)
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 1.8))
-plots.image_grid(data.signed_to_unit(pics).clamp(0, 1), nrow=3, ax=ax, vmin=0, vmax=1)
+common.image_grid(data.signed_to_unit(pics).clamp(0, 1), nrow=3, ax=ax, vmin=0, vmax=1)
 ax.set_title(f"x₀ | chain mean / √ᾱ_t ({n_img} chains) | one x_t, t = {t_img}", fontsize=9)
 plt.show()
 

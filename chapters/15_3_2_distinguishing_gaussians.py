@@ -47,7 +47,8 @@ import torch
 from IPython.display import display
 from scipy import stats
 
-from companion_lib import data, diffusion, distinguish, divergences, plots, settings, widgets
+from companion_lib import data, diffusion, distinguish, divergences, settings
+from companion_lib.viz import widgets
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, diffusion, metrics, plots, settings, training
+from companion_lib import data, diffusion, metrics, settings, training
+from companion_lib.viz import ch15, common, widgets
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
 
@@ -252,16 +253,10 @@ d_real = nearest(moons_test, moons).mean().item()
 print(f"mean distance to the nearest training point: samples {d_model:.3f}, fresh moons {d_real:.3f}")
 
 # %%
-fig, axes = plt.subplots(1, 5, figsize=(14, 2.9), sharex=True, sharey=True)
-for ax, step in zip(axes, (1000, 300, 100, 30, 0)):
-    pts = kept2d[step].cpu()
-    ax.scatter(moons[:, 0], moons[:, 1], s=1, c="lightgrey")
-    ax.scatter(pts[:, 0], pts[:, 1], s=1, c="C0")
-    ax.set_title(f"x_{step}" if step else "x_0 (samples)")
-axes[0].set_xlim(-3, 3)
-axes[0].set_ylim(-3, 3)
-plt.suptitle("ancestral sampling on two moons (grey: data)", y=1.02)
-plt.tight_layout()
+shown = (1000, 300, 100, 30, 0)
+ch15.point_clouds([kept2d[step] for step in shown], [f"x_{step}" if step else "x_0 (samples)" for step in shown],
+                  3.0, background=moons, s=1, equal=False, share=True, figsize=(14, 2.9),
+                  suptitle="ancestral sampling on two moons (grey: data)")
 plt.show()
 
 # %% [markdown]
@@ -282,7 +277,7 @@ print(f"denoiser parameters: {sum(p.numel() for p in fit.model.parameters()):,}"
 print(f"{fit.steps_run} steps in {fit.seconds:.1f} s ({fit.steps_run / fit.seconds:.0f} steps/s)")
 
 # %%
-plots.training_curves(fit.history, ylabel="loss (15.10) per pixel", title="training the digit denoiser")
+common.training_curves(fit.history, ylabel="loss (15.10) per pixel", title="training the digit denoiser")
 plt.show()
 
 # %% [markdown]
@@ -301,27 +296,20 @@ samples, chain = diffusion.sample(schedule, eps_model, (256, 64), device=run.dev
                                   generator=torch.Generator().manual_seed(3), keep=KEEP)
 print(f"256 samples x 1000 steps in {time.perf_counter() - start:.1f} s")
 samples_unit = data.signed_to_unit(samples.clamp(-1, 1)).cpu()
-plots.image_grid(samples_unit[:64], nrow=16, vmin=0, vmax=1, title="DDPM samples (the first 64 of 256)")
+common.image_grid(samples_unit[:64], nrow=16, vmin=0, vmax=1, title="DDPM samples (the first 64 of 256)")
 plt.show()
 
 
 # %%
 def show_chain(step):
     fig, ax = plt.subplots(figsize=(7, 1.4))
-    plots.image_grid(data.signed_to_unit(chain[step][:16].clamp(-1, 1)).cpu(), nrow=16, ax=ax, vmin=0, vmax=1,
-                     title=f"x_{step}: the same 16 chains" + (" (done)" if step == 0 else ""))
+    common.image_grid(data.signed_to_unit(chain[step][:16].clamp(-1, 1)).cpu(), nrow=16, ax=ax, vmin=0, vmax=1,
+                      title=f"x_{step}: the same 16 chains" + (" (done)" if step == 0 else ""))
     return fig
 
 
-step_slider = W.SelectionSlider(options=list(KEEP), value=250, description="t")
-def _draw(step):
-    fig = show_chain(step)
-    display(fig)
-    plt.close(fig)
-
-
-chain_view = W.interactive_output(_draw, {"step": step_slider})
-display(W.VBox([step_slider, chain_view]))
+display(widgets.sliders_with_figure({"step": W.SelectionSlider(options=list(KEEP), value=250, description="t")},
+                                    show_chain))
 
 # %% [markdown]
 # ### Measuring the samples

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from companion_lib import diffusion, ebm, scores, settings, training
+from companion_lib.viz import ch15
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
 
@@ -239,14 +240,8 @@ for name, x in draws.items():
     print(f"{name:<28} TV to exact cells {tv:.3f}; blob shares {np.round(shares, 3)} (truth {WEIGHTS.numpy()})")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
-for ax, (name, x) in zip(axes, draws.items()):
-    ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
-    ax.set_title(name, fontsize=10)
-    ax.set_xlim(-LIM, LIM)
-    ax.set_ylim(-LIM, LIM)
-    ax.set_aspect("equal")
-plt.tight_layout()
+ch15.point_clouds(list(draws.values()), list(draws), LIM, s=1, alpha=0.4, share=True, title_size=10,
+                  figsize=(12, 4))
 plt.show()
 
 # %% [markdown]

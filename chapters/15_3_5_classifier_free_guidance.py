@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, diffusion, ebm, guidance, metrics, plots, settings, training
+from companion_lib import data, diffusion, ebm, guidance, metrics, settings, training
+from companion_lib.viz import common, widgets
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
 
@@ -215,7 +216,7 @@ plt.show()
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 for ax, w in zip(axes, (0.0, 1.0, 7.5)):
     order = torch.arange(10)[:, None] * PER_CLASS + torch.arange(8)[None]      # 8 per class, one row each
-    plots.image_grid(grids[w][order.flatten()], nrow=8, ax=ax, vmin=0, vmax=1, title=f"w = {w}")
+    common.image_grid(grids[w][order.flatten()], nrow=8, ax=ax, vmin=0, vmax=1, title=f"w = {w}")
 plt.suptitle("rows: the class asked for, 0 to 9", y=1.0)
 plt.tight_layout()
 plt.show()
@@ -232,15 +233,14 @@ def draw_class(digit, w):
     xs = diffusion.sample(schedule, guided(model, labels, w, 10), (16, 64), device=run.device, clip_x0=True,
                           n_steps=50, generator=torch.Generator().manual_seed(5))
     fig, ax = plt.subplots(figsize=(7, 1.3))
-    plots.image_grid(data.signed_to_unit(xs.clamp(-1, 1)).cpu(), nrow=16, ax=ax, vmin=0, vmax=1,
-                     title=f"class {digit}, w = {w}")
-    display(fig)
-    plt.close(fig)
+    common.image_grid(data.signed_to_unit(xs.clamp(-1, 1)).cpu(), nrow=16, ax=ax, vmin=0, vmax=1,
+                      title=f"class {digit}, w = {w}")
+    return fig
 
 
 controls = {"digit": W.Dropdown(options=list(range(10)), value=3, description="class"),
             "w": W.FloatSlider(value=3.0, min=0.0, max=10.0, step=0.5, description="w")}
-display(W.VBox([W.HBox(list(controls.values())), W.interactive_output(draw_class, controls)]))
+display(widgets.sliders_with_figure(controls, draw_class))
 
 # %% [markdown]
 # ## Summary

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from companion_lib import bench, data, metrics, settings
+from companion_lib.viz import ch15
 
 run = settings.setup(seed=0)
 t_start = time.perf_counter()
@@ -115,7 +116,7 @@ assert all(r["bits_per_dim"] < iso_board for r in learned)
 # Right, how often the judge is confident about a sample; the grey bar is the real held-out digits.
 
 # %%
-fig = bench.bar_chart(rows, title=f"held-out digits, {run.mode} mode")
+fig = ch15.bar_chart(rows, title=f"held-out digits, {run.mode} mode")
 plt.show()
 
 # %% [markdown]

@@ -1,6 +1,6 @@
 """Shared input validation: bad input becomes a ``ValueError`` that says what was expected.
 
-Floor 1 of the package: imports nothing else from ``companion_lib``.
+Imports nothing else from ``companion_lib`` (the table: ``companion_lib._layers``).
 """
 from __future__ import annotations
 
@@ -225,3 +225,37 @@ def as_array(x, name: str = "x", *, ndim=None, shape=None, min_rows: int | None 
     if finite and not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite; it holds {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
     return arr
+
+
+def check_axes(ax, name: str = "ax", *, count: int | None = None):
+    """``None`` or a Matplotlib Axes (``count`` given: ``None`` or a sequence of ``count`` Axes, e.g. the
+    array ``plt.subplots(1, count)`` returns). Returns it unchanged (a sequence as a flat list)."""
+    if ax is None:
+        return None
+    from matplotlib.axes import Axes
+
+    if count is None:
+        if not isinstance(ax, Axes):
+            raise TypeError(f"{name} must be a Matplotlib Axes (e.g. from plt.subplots()) or None, got {_describe(ax)}")
+        return ax
+    items = list(np.ravel(np.asarray(ax, dtype=object))) if not isinstance(ax, Axes) else [ax]
+    if len(items) != count or not all(isinstance(a, Axes) for a in items):
+        raise TypeError(f"{name} must be {count} Matplotlib Axes (e.g. plt.subplots(1, {count})[1]) or None, "
+                        f"got {_describe(ax)}")
+    return items
+
+
+def check_callable(fn, name: str, expected: str):
+    """A callable; ``expected`` says what it should map (e.g. "z (m, 2) to images (m, 64)")."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be a function mapping {expected}, got {_describe(fn)}")
+    return fn
+
+
+def check_text(value, name: str, *, optional: bool = True):
+    """A string (or ``None`` where ``optional``), e.g. a title or an axis label."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string{' or None' if optional else ''}, got {_describe(value)}")
+    return value

@@ -1,4 +1,4 @@
-"""The distribution-learning scoreboard and peer benchmarks (floor 5: a face of the package).
+"""The distribution-learning scoreboard and peer benchmarks (a face of the package).
 
     python -m companion_lib.bench scoreboard [--json FILE] [--full] [--models a,b,...]
     python -m companion_lib.bench peers
@@ -265,34 +265,11 @@ def render_table(rows: list[dict]) -> str:
 
 
 def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
-    """Bar chart: bits/dim per model (hatched: upper bound) beside the judge's confident share.
-    Returns the figure; with ``path`` also saves it (PNG)."""
-    import matplotlib
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """Deprecated: moved to ``companion_lib.viz.ch15.bar_chart`` (same arguments); kept here for this
+    release. Returns the figure; with ``path`` also saves it (PNG)."""
+    from companion_lib.viz.ch15 import bar_chart as draw
 
-    _check_rows(rows)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
-    y = np.arange(len(rows))[::-1]
-    names = [r["model"] for r in rows]
-    for yi, r in zip(y, rows):
-        if r["bits_per_dim"] is not None:
-            ax1.barh(yi, r["bits_per_dim"], color="C0" if r["bound"] == "exact" else "C1",
-                     hatch=None if r["bound"] == "exact" else "//")
-            ax1.text(r["bits_per_dim"], yi, f" {r['bits_per_dim']:.2f}", va="center", fontsize=8)
-        if r["confident_share"] is not None:
-            ax2.barh(yi, r["confident_share"], color="C2" if r["model"] != LABELS["real"] else "C7")
-            ax2.text(r["confident_share"], yi, f" {r['confident_share']:.0%}", va="center", fontsize=8)
-    ax1.set_yticks(y, names)
-    ax1.set_xlabel("bits/dim (blue: exact, orange hatched: upper bound; lower is better)")
-    ax2.set_xlabel("judge confident share at p ≥ 0.9 (grey: real digits)")
-    ax2.set_xlim(0, 1.1)
-    ax1.set_title(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return draw(_check_rows(rows), path, title)
 
 
 # ------------------------------------------------------------------------------------ peers

@@ -185,7 +185,7 @@ def test_em_trace_is_a_monotone_staircase(crabs_fit):
 
 # ---------------------------------------------------------------- the widget and figures
 def test_widget_draw_changes_with_the_slider(crabs_fit, monkeypatch):
-    from companion_lib import plots
+    from companion_lib.viz import ch14 as plots   # the widget draws with viz.ch14's elbo_bars
 
     titles = []
     real_bars = plots.elbo_bars
