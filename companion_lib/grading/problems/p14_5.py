@@ -5,7 +5,8 @@ import math
 import torch
 
 from companion_lib import vae
-from companion_lib.grading import Problem, at_most, case_seed, register
+from companion_lib.grading.compare import at_most
+from companion_lib.grading.registry import Problem, case_seed
 
 
 def _reparam_cases(rng=None):
@@ -42,7 +43,7 @@ def _wrong_log_sigma(mu, sigma, eps):           # treats σ as log σ
     return mu + torch.exp(sigma.reshape(-1, 1)) * eps
 
 
-register(Problem(
+_REPARAMETERIZE = Problem(
     id="14.5.reparameterize",
     section="14.5",
     title="A reparameterised sample z = μ + σ·ε",
@@ -57,7 +58,7 @@ register(Problem(
           "(sigma.reshape(-1, 1)); it is a standard deviation, not a variance."),
     wrong_answers=(_wrong_variance, _wrong_broadcast, _wrong_shared_noise, _wrong_log_sigma),
     rtol=1e-6, atol=1e-9,
-))
+)
 
 
 def _elbo_term_cases(rng=None):
@@ -114,7 +115,7 @@ def _wrong_no_prior(x, md, sd, z, me, se):       # forgets log p(z)
     return vae.elbo_term(x, md, sd, z, me, se) + 0.5 * (z**2).sum(1)
 
 
-register(Problem(
+_ELBO_TERM = Problem(
     id="14.5.elbo_term",
     section="14.5",
     title="One term of the ELBO estimate, eq. (14.13)",
@@ -132,7 +133,7 @@ register(Problem(
     wrong_answers=(_wrong_no_n, _wrong_q_sign, _wrong_sigma_not_squared, _wrong_with_constant,
                    _wrong_no_prior),
     rtol=1e-6, atol=1e-8,
-))
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ class _WrongLogVariance(_Nets):                # reads the last output as log σ
     enc_sigma = staticmethod(lambda t: torch.exp(0.5 * t))
 
 
-register(Problem(
+_VAE_NETWORKS = Problem(
     id="14.5.vae_networks",
     section="14.5",
     title="The encoder and decoder of eqs. (14.10)–(14.11)",
@@ -238,7 +239,7 @@ register(Problem(
           "(encoder.0, encoder.2, encoder.4). Split the output with out[..., :-1] and out[..., -1]."),
     wrong_answers=(_WrongReLU, _WrongSoftplus, _WrongNoSigmoid, _WrongLogVariance),
     rtol=1e-6, atol=1e-9,
-))
+)
 
 
 def _neg_elbo_cases(rng=None):
@@ -280,7 +281,7 @@ def _neg_elbo_no_q(model, y, eps):             # forgets −log q(z|y): the obje
     return vae.negative_elbo(model, y, eps) - 0.5 * (((z - mu) ** 2).sum(1) / s**2 + d * torch.log(s**2))
 
 
-register(Problem(
+_NEGATIVE_ELBO = Problem(
     id="14.5.negative_elbo",
     section="14.5",
     title="The VAE's loss: −(14.13) for a batch, one reparameterised sample each",
@@ -299,12 +300,12 @@ register(Problem(
           "makes it a loss to minimise."),
     wrong_answers=(_neg_elbo_sign, _neg_elbo_variance, _neg_elbo_no_sample, _neg_elbo_no_q),
     rtol=1e-6, atol=1e-8,
-))
+)
 
 #: Pass mark of the short training run (held-out −ELBO, bits/dim, on ``data.heldout_digits()``).
 TRAINED_BOUND_MARK = 3.45
 
-register(Problem(
+_TRAINED_BOUND = Problem(
     id="14.5.trained_bound",
     section="14.5",
     title="A short training run of your VAE reaches a held-out bound",
@@ -318,4 +319,7 @@ register(Problem(
     hint=("If you are far above the mark, check the sign of your loss, that σ_φ multiplies ε (not σ_φ²), "
           "and that −log q(z|y) is in the loss."),
     wrong_answers=(math.log2(17), 3.9, float("nan")),
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_REPARAMETERIZE, _ELBO_TERM, _VAE_NETWORKS, _NEGATIVE_ELBO, _TRAINED_BOUND)

@@ -1,6 +1,6 @@
-"""One submission's sacrificial worker (private): ``python -m companion_lib._grade_worker``.
+"""One submission's sacrificial worker, run as a script by path (``python .../grading/worker.py``).
 
-The instructor's grader (``companion_lib.grade``) starts one worker per notebook, in a session of its
+The instructor's grader (``companion_lib.grading.instructor``) starts one worker per notebook, in a session of its
 own, and writes the job to its stdin as JSON: the code cells to run, the kernel's working folder and
 environment, a control folder, the time limits. The worker starts a kernel there, runs the cells one
 by one (outputs are read and thrown away, so a flood costs nothing), interrupts a cell that runs past

@@ -10,7 +10,7 @@ import torch
 from companion_lib import grading
 from companion_lib.grading import PROBLEMS, Problem, Result, check
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IDS = sorted(PROBLEMS)
 
 
@@ -124,7 +124,7 @@ def _ids_used(folder):
 
 def test_every_problem_is_posed_in_a_chapter_and_solved_in_solutions():
     in_chapters, in_solutions = _ids_used("chapters"), _ids_used("solutions")
-    # section "0.x" is reserved for test-only problems (tests/grading_fixtures), which other test
+    # section "0.x" is reserved for test-only problems (tests/grading/grading_fixtures), which other test
     # files of the same pytest worker may have registered
     lessons = {pid for pid, p in PROBLEMS.items() if not p.section.startswith("0.")}
     assert in_chapters <= lessons, f"unregistered ids in chapters: {in_chapters - lessons}"

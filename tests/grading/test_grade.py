@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from companion_lib import _grade_transport, grade
+from companion_lib import grade
+from companion_lib.grading import transport
+from companion_lib.grading.instructor import cli
+from companion_lib.grading.instructor.audit import reference_use
+from companion_lib.grading.instructor.processes import RUN_STATUSES, grade_notebook
+from companion_lib.grading.instructor.submissions import Submission, assignment, code_cells, notebook_seed
+from companion_lib.grading.judge import evaluate
 from companion_lib.grading import PROBLEMS, STATUSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "grading_fixtures"))
@@ -50,13 +56,13 @@ def test_every_notebook_gets_a_row_with_every_problem_column(graded):
     assert graded["code"] == 0
     assert set(graded["rows"]) == set(graded["cases"]) | {"broken.ipynb"}
     header = next(csv.reader(graded["csv"].open()))
-    every = grade.assignment(SECTIONS)  # other helpers may add problems to 14.1: all are columns
+    every = assignment(SECTIONS)  # other helpers may add problems to 14.1: all are columns
     assert header[:2] == ["student", "notebook"] and header[2:2 + len(every)] == every
     assert set(COLUMNS) <= set(every)
     for row in graded["rows"].values():
         assert all(row[c] in STATUSES for c in every)
         assert all(row[c] == "missing" for c in every if c not in COLUMNS)  # never checked by anyone
-        assert row["run"] in grade.RUN_STATUSES
+        assert row["run"] in RUN_STATUSES
     assert graded["rows"]["broken.ipynb"]["run"] == "unreadable"
     assert graded["rows"]["right.ipynb"]["student"] != ""
 
@@ -97,7 +103,7 @@ def test_results_are_per_notebook_atomic_files_with_hash_and_seed(graded):
     assert len(files) == len(graded["rows"])
     r = json.loads(next(graded["results"].glob("right-*.json")).read_text())
     assert r["sha256"] == graded["rows"]["right.ipynb"]["sha256"] and r["base_seed"] == 7
-    assert r["seed"] == grade.notebook_seed(7, r["sha256"])
+    assert r["seed"] == notebook_seed(7, r["sha256"])
     assert json.loads((graded["results"] / "_run.json").read_text()) == {"seed": 7}
     assert not list((graded["results"] / "_started").iterdir())
 
@@ -147,28 +153,28 @@ def test_shards_merge_into_one_csv(graded, tmp_path):
 
 
 def test_shard_selection_is_a_partition():
-    subs = [grade.Submission(f"n{i}.ipynb", b"", f"{i:064x}") for i in range(7)]
-    parts = [grade._shard(subs, f"{i}/3") for i in range(3)]
+    subs = [Submission(f"n{i}.ipynb", b"", f"{i:064x}") for i in range(7)]
+    parts = [cli._shard(subs, f"{i}/3") for i in range(3)]
     assert sorted(s.name for p in parts for s in p) == sorted(s.name for s in subs)
     with pytest.raises(ValueError, match="I/N"):
-        grade._shard(subs, "3/3")
+        cli._shard(subs, "3/3")
 
 
 def test_notebook_timeout_stops_the_notebook_and_keeps_a_row(tmp_path):
     nb = submissions.write_notebook(tmp_path / "slow.ipynb", ["x = 1", "import time\ntime.sleep(10**6)", "y = 2"])
-    r = grade.grade_notebook(nb, timeout=600, notebook_timeout=3, sections=["14.1"])
+    r = grade_notebook(nb, timeout=600, notebook_timeout=3, sections=["14.1"])
     assert r["run"] == "notebook-timeout" and r["cells_run"] == 1
     assert {g["status"] for g in r["grades"].values()} == {"missing"}
 
 
 def test_bad_path_is_reported(tmp_path):
     with pytest.raises(ValueError, match=".ipynb"):
-        grade.grade_notebook(tmp_path / "nope.txt")
+        grade_notebook(tmp_path / "nope.txt")
 
 
 def test_unknown_section_is_a_clear_error():
     with pytest.raises(ValueError, match="sections with problems"):
-        grade.assignment(["99.9"])
+        assignment(["99.9"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,22 +186,22 @@ def test_transport_round_trip_keeps_types_and_never_unpickles(tmp_path):
     value = ({"w": torch.arange(3.0, dtype=torch.float64), 2: [np.int64(4), 1.5, None, "s", True]},
              torch.zeros(2, 2, dtype=torch.bfloat16), object())
     stem = tmp_path / "x"
-    _grade_transport.write_inputs(stem, {"p": [value]})
-    (back,) = _grade_transport.read_inputs(stem)["p"]
+    transport.write_inputs(stem, {"p": [value]})
+    (back,) = transport.read_inputs(stem)["p"]
     assert back[0]["w"].dtype == torch.float64 and torch.equal(back[0]["w"], value[0]["w"])
     assert back[0][2] == [4, 1.5, None, "s", True] and back[1].dtype == torch.bfloat16
     assert type(back[2]).__name__ == "object" and not isinstance(back[2], (int, float, str))
     # an .npz holding a pickled object array is refused, not loaded
     np.savez(stem.with_suffix(".npz"), a0=np.array([object()], dtype=object))
     with pytest.raises(Exception):
-        _grade_transport.read_inputs(stem)
+        transport.read_inputs(stem)
 
 
 def test_exports_folder_replaced_by_a_link_is_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
     target.mkdir()
     (tmp_path / "answers").symlink_to(target)
-    exports, notes = _grade_transport.read_exports(tmp_path / "answers")
+    exports, notes = transport.read_exports(tmp_path / "answers")
     assert exports == {} and "link" in notes[0]
 
 
@@ -224,17 +230,17 @@ CHAPTER_STYLE = [
       "check('14.1.e_step', e_step)"], None),
 ])
 def test_reference_use_reads_the_defining_cell(cells, uses):
-    reason = grade.reference_use(cells, -1, PROBLEMS["14.1.e_step"], {})
+    reason = reference_use(cells, -1, PROBLEMS["14.1.e_step"], {})
     assert (reason is None) if uses is None else (uses in reason)
 
 
 def test_worked_solutions_are_never_refused_credit():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for path in sorted((root / "solutions").glob("*.ipynb")):
-        cells = grade.code_cells(path.read_bytes())
+        cells = code_cells(path.read_bytes())
         for pid, problem in PROBLEMS.items():
             if problem.kind == "function" and any(pid in c for c in cells):
-                assert grade.reference_use(cells, -1, problem, {}) is None, (path.name, pid)
+                assert reference_use(cells, -1, problem, {}) is None, (path.name, pid)
 
 
 @pytest.mark.parametrize("pid", sorted(PROBLEMS))
@@ -246,14 +252,14 @@ def test_every_problem_survives_the_transport(pid, tmp_path):
     problem = PROBLEMS[pid]
     cases = problem.cases_for(problem.grading_rng(12345))
     if problem.kind == "function":
-        _grade_transport.write_inputs(tmp_path / "in", {pid: cases})
-        kernel_cases = _grade_transport.read_inputs(tmp_path / "in")[pid]
+        transport.write_inputs(tmp_path / "in", {pid: cases})
+        kernel_cases = transport.read_inputs(tmp_path / "in")[pid]
     else:
         kernel_cases = []
     for answer, want in [(problem.expected(), "passed")] + [(w, "failed") for w in problem.wrong_answers]:
         arrays = {}
-        skeleton = _grade_transport.encode(
-            [[k, p] for k, p in grading._evaluate(problem, answer, kernel_cases)], arrays)
-        outcomes = [(k, p) for k, p in _grade_transport.decode(skeleton, arrays)]
+        skeleton = transport.encode(
+            [[k, p] for k, p in evaluate(problem, answer, kernel_cases)], arrays)
+        outcomes = [(k, p) for k, p in transport.decode(skeleton, arrays)]
         status, message = grading.judge(problem, cases, outcomes)
         assert status == want, f"{pid}: {want} expected, got {status}: {message}"

@@ -4,7 +4,7 @@ import math
 import torch
 
 from companion_lib import distinguish
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 
 F64 = torch.float64
 
@@ -42,7 +42,7 @@ def _wrong_variance(t, sigma):               # σ² used where σ belongs
     return 1 - _phi(t / (2 * sigma ** 2))
 
 
-register(Problem(
+_ERROR_PROBABILITY = Problem(
     id="15.3.2.error_probability",
     section="15.3",
     title="Problem 15.3.2 (i): the error probability of the nearest-mean classifier",
@@ -58,7 +58,7 @@ register(Problem(
           "1 − Φ(z) = ½ erfc(z/√2) (torch.special.erfc), accurate far into the tail."),
     wrong_answers=(_wrong_full_distance, _wrong_success, _wrong_both_tails, _wrong_variance),
     rtol=1e-7, atol=1e-12,
-))
+)
 
 
 # ---------------------------------------------------------------- (ii) P(error) ≤ ½ exp(−t² / 8σ²)
@@ -78,7 +78,7 @@ def _wrong_not_squared(t, sigma):            # ½ exp(−t/8σ): the square forg
     return 0.5 * torch.exp(-t / (8 * sigma))
 
 
-register(Problem(
+_ERROR_BOUND = Problem(
     id="15.3.2.error_bound",
     section="15.3",
     title="Problem 15.3.2 (ii): the exponential bound on the error probability",
@@ -91,4 +91,7 @@ register(Problem(
     hint="Substitute the z of part (i), z = t/(2σ), into ½ exp(−z²/2) and simplify the exponent.",
     wrong_answers=(_wrong_z_is_t_over_sigma, _wrong_no_half, _wrong_z_squared_halved_twice, _wrong_not_squared),
     rtol=1e-7, atol=1e-12,
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_ERROR_PROBABILITY, _ERROR_BOUND)

@@ -1,4 +1,4 @@
-"""Synthetic submissions for tests/test_grade.py: one notebook per case of issue 9.
+"""Synthetic submissions for tests/grading/test_grade.py: one notebook per case of issue 9.
 
 ``CLASS`` maps a file name to its code cells and to the statuses the grader must give
 (problems: 14.1.e_step, 14.1.gaussian_mle, 0.9.scale, 0.9.threshold; "-" = missing).
@@ -86,7 +86,7 @@ def class_of(right_path: str, pid_file: str = "/nonexistent") -> dict:
         # ---- forgeries: each hands in a wrong answer (or none) and tries to be credited
         "forge_patch_grader.ipynb": ([HEADER, E_STEP_WRONG,
                                       "ok = lambda pid, a: Result(pid, 'passed', 'ok')\n"
-                                      "grading.grade_answer = ok\ngrading._compare = lambda *a, **k: None\n"
+                                      "grading.grade_answer = ok\ngrading.compare.compare_values = lambda *a, **k: None\n"
                                       "grading.judge = lambda *a, **k: ('passed', 'ok')\n"
                                       "check = lambda pid, a: grading.HISTORY.append(ok(pid, a))",
                                       'check("14.1.e_step", e_step)\ngrading.check("14.1.e_step", e_step)'],

@@ -8,7 +8,7 @@ import torch
 
 from companion_lib import flows, settings
 from companion_lib.grading import PROBLEMS, grade_answer
-from companion_lib.problems import p15_2
+from companion_lib.grading.problems import p15_2
 
 IDS = ["15.2.coupling_forward", "15.2.coupling_inverse", "15.2.1"]
 

@@ -5,7 +5,8 @@ import math
 import torch
 
 from companion_lib import ebm
-from companion_lib.grading import Problem, case_seed, float32_aware, register
+from companion_lib.grading.compare import float32_aware
+from companion_lib.grading.registry import Problem, case_seed
 
 
 def _score_cases(rng=None):
@@ -43,7 +44,7 @@ def _wrong_std(x, w, m, v):                  # divides by σ_k instead of σ_k²
     return torch.einsum("nk,nkd->nd", resp / v.sqrt(), m[None] - x[:, None])
 
 
-register(Problem(
+_GMM_SCORE = Problem(
     id="14.3.gmm_score",
     section="14.3",
     title="Score of a Gaussian-mixture energy",
@@ -58,7 +59,7 @@ register(Problem(
           "components, so keep it; torch.softmax over log terms is safest)."),
     wrong_answers=(_wrong_energy_gradient, _wrong_unnormalised, _wrong_no_weights, _wrong_std),
     rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
-))
+)
 
 
 def _step_cases(rng=None):
@@ -87,7 +88,7 @@ def _wrong_no_noise(x, s, eta, xi):          # plain gradient ascent: finds a mo
     return x + 0.5 * eta * s
 
 
-register(Problem(
+_LANGEVIN_STEP = Problem(
     id="14.3.langevin_step",
     section="14.3",
     title="One step of unadjusted Langevin dynamics",
@@ -100,7 +101,7 @@ register(Problem(
     hint="The drift is half the step size times the score; the noise is scaled by the square root of η.",
     wrong_answers=(_wrong_full_step, _wrong_noise_scale, _wrong_descent_sign, _wrong_no_noise),
     rtol=1e-9, atol=1e-12, compare=float32_aware(1e-9, 1e-12, rtol32=1e-5, atol32=1e-6),
-))
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ def _dsm_clean_point(energy_fn, x, sigma, generator):   # the score at the clean
     return 0.5 * ((sigma * s + eps) ** 2).sum(1).mean()
 
 
-register(Problem(
+_DSM_LOSS = Problem(
     id="14.3.dsm_loss",
     section="14.3",
     title="The denoising score-matching loss",
@@ -193,4 +194,7 @@ register(Problem(
           "(x̃ must require grad); the score is its negative."),
     wrong_answers=(_dsm_no_graph, _dsm_energy_gradient, _dsm_no_sigma, _dsm_clean_point),
     rtol=1e-6, atol=1e-9,
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_GMM_SCORE, _LANGEVIN_STEP, _DSM_LOSS)

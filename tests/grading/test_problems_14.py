@@ -10,7 +10,7 @@ from torch import nn
 
 from companion_lib import data, metrics, settings, vae
 from companion_lib.grading import PROBLEMS, grade_answer
-from companion_lib.problems import p14_5
+from companion_lib.grading.problems import p14_5
 
 
 

@@ -5,7 +5,7 @@ import math
 import torch
 
 from companion_lib import flows
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 from companion_lib.nets import mlp
 
 F64 = torch.float64
@@ -80,7 +80,7 @@ def _wrong_moves_a(z, mask, conditioner):         # conditions on B and moves A 
     return flows.coupling_forward(z, ~mask, conditioner)
 
 
-register(Problem(
+_COUPLING_FORWARD = Problem(
     id="15.2.coupling_forward",
     section="15.2",
     title="The affine coupling layer, eqs. (15.3)–(15.4), with its log-determinant",
@@ -99,7 +99,7 @@ register(Problem(
                    _wrong_moves_a),
     reference_names=("companion_lib.flows.AffineCoupling", "companion_lib.flows.RealNVP"),
     rtol=1e-6, atol=1e-9,
-))
+)
 
 
 def _wrong_inverse_as_printed(z_next, mask, conditioner):   # (15.6) as printed: ⊙ h instead of ⊘ h
@@ -121,7 +121,7 @@ def _wrong_inverse_forward(z_next, mask, conditioner):      # applies the forwar
     return flows.coupling_forward(z_next, mask, conditioner)[0]
 
 
-register(Problem(
+_COUPLING_INVERSE = Problem(
     id="15.2.coupling_inverse",
     section="15.2",
     title="The inverse of the affine coupling layer, eqs. (15.5)–(15.6)",
@@ -137,7 +137,7 @@ register(Problem(
                    _wrong_inverse_forward),
     reference_names=("companion_lib.flows.AffineCoupling", "companion_lib.flows.RealNVP"),
     rtol=1e-6, atol=1e-9,
-))
+)
 
 
 # ---------------------------------------------------------------- Problem 15.2.1
@@ -193,7 +193,7 @@ def _wrong_shift_sign(x, a, b):           # pulls back with + a₁x₁² + a₂x
     return density_15_2_1(x, a * flip, b * flip)
 
 
-register(Problem(
+_P15_2_1 = Problem(
     id="15.2.1",
     section="15.2",
     title="Problem 15.2.1: the density of f(z) for a standard Gaussian z in R⁴",
@@ -208,4 +208,7 @@ register(Problem(
           "p(x) = N(z(x); 0, I) · |det ∂z/∂x|. The Jacobian of z(x) is triangular."),
     wrong_answers=(_wrong_no_jacobian, _wrong_det_not_inverse, _wrong_direction, _wrong_shift_sign),
     rtol=1e-6, atol=0.0,
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_COUPLING_FORWARD, _COUPLING_INVERSE, _P15_2_1)

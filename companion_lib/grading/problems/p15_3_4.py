@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import diffusion, ebm, scores
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 
 F64 = torch.float64
 
@@ -42,7 +42,7 @@ def _wrong_means_only(x, ab, w, m, v):           # shrinks the means but keeps t
     return scores.eps_from_score(ebm.gmm_score(x, w, ab ** 0.5 * m, v), 1.0 - ab)
 
 
-register(Problem(
+_EPS_STAR = Problem(
     id="15.3.4.eps_star",
     section="15.3",
     title="The optimal noise prediction ε* of a Gaussian mixture (15.13)",
@@ -58,4 +58,7 @@ register(Problem(
     wrong_answers=(_wrong_sign, _wrong_no_sqrt, _wrong_clean_score, _wrong_means_only),
     rtol=1e-6, atol=1e-9,
     reference_names=("companion_lib.diffusion.noisy_mixture", "companion_lib.scores.eps_from_score"),
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_EPS_STAR,)

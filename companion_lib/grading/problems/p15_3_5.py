@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import guidance
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 
 F64 = torch.float64
 
@@ -31,7 +31,7 @@ def _wrong_convex(eps_cond, eps_uncond, w):         # (1 − w) ε_cond + w ε_u
     return (1 - w) * eps_cond + w * eps_uncond
 
 
-register(Problem(
+_CFG = Problem(
     id="15.3.5.cfg",
     section="15.3",
     title="The guided noise prediction of classifier-free guidance (15.12)",
@@ -44,4 +44,7 @@ register(Problem(
     hint="Start from ε_uncond and move w times the difference ε_cond − ε_uncond.",
     wrong_answers=(_wrong_plus_one, _wrong_sign, _wrong_weighted_sum, _wrong_convex),
     rtol=1e-7, atol=1e-10,
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_CFG,)

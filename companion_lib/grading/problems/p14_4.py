@@ -5,7 +5,8 @@ import torch
 
 from companion_lib import elbo
 from companion_lib.data import load_pearson_crabs
-from companion_lib.grading import Problem, case_seed, float32_aware, register
+from companion_lib.grading.compare import float32_aware
+from companion_lib.grading.registry import Problem, case_seed
 
 F64 = torch.float64
 
@@ -43,7 +44,7 @@ def _wrong_bits(cov):                     # in bits instead of nats
     return elbo.gaussian_entropy(cov) / math.log(2)
 
 
-register(Problem(
+_GAUSSIAN_ENTROPY = Problem(
     id="14.4.gaussian_entropy",
     section="14.4",
     title="Entropy of a Gaussian N(μ, Σ)",
@@ -58,7 +59,7 @@ register(Problem(
           "torch.logdet (or a Cholesky factor) handles a batch of matrices."),
     wrong_answers=(_wrong_no_e, _wrong_diagonal_only, _wrong_no_half, _wrong_bits),
     rtol=1e-7, atol=1e-10,
-))
+)
 
 
 # ---------------------------------------------------------------- the ELBO gap, discrete h
@@ -111,7 +112,7 @@ def _wrong_naive_zero(log_joint, q):      # q log q with q = 0 gives 0·(−inf)
     return (q * (torch.log(q) - log_post)).sum(1)
 
 
-register(Problem(
+_ELBO_GAP = Problem(
     id="14.4.elbo_gap",
     section="14.4",
     title="The ELBO gap log p(x) − ELBO(q) for a discrete h",
@@ -131,4 +132,7 @@ register(Problem(
     wrong_answers=(_wrong_no_entropy, _wrong_reverse_kl, _wrong_joint_not_posterior, _wrong_naive_zero,
                    _wrong_by_subtraction),
     rtol=1e-7, atol=1e-10, compare=float32_aware(1e-7, 1e-10, rtol32=1e-4, atol32=1e-5),
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_GAUSSIAN_ENTROPY, _ELBO_GAP)

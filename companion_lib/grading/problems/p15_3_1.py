@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import diffusion
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 from companion_lib.settings import cpu_float64
 
 F64 = torch.float64
@@ -41,7 +41,7 @@ def _wrong_square_root(betas):            # ∏ √(1 − β_s) = √ᾱ_t: the 
     return torch.cumprod(torch.sqrt(1 - betas), 0)
 
 
-register(Problem(
+_ALPHA_BAR = Problem(
     id="15.3.1.alpha_bar",
     section="15.3",
     title="ᾱ_t from the schedule β_1..β_T",
@@ -56,7 +56,7 @@ register(Problem(
     wrong_answers=(_wrong_product_of_betas, _wrong_linearised, _wrong_off_by_one, _wrong_square_root),
     rtol=1e-6, atol=1e-12,
     reference_names=("companion_lib.diffusion.NoiseSchedule",),
-))
+)
 
 
 # ---------------------------------------------------------------- x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε
@@ -130,7 +130,7 @@ def _wrong_index_t(alpha_bars, x0, t, noise):             # ᾱ at index t: step
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise.to(x0)
 
 
-register(Problem(
+_Q_SAMPLE = Problem(
     id="15.3.1.q_sample",
     section="15.3",
     title="Sampling x_t from x_0 in one draw (15.8)",
@@ -147,4 +147,7 @@ register(Problem(
     wrong_answers=(_wrong_no_square_roots, _wrong_swapped, _wrong_float64, _wrong_index_t),
     compare=_compare_q_sample,
     reference_names=("companion_lib.diffusion.q_sample", "companion_lib.diffusion.NoiseSchedule"),
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_ALPHA_BAR, _Q_SAMPLE)

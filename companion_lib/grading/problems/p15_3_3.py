@@ -5,7 +5,7 @@ import math
 import torch
 
 from companion_lib import diffusion
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 
 F64 = torch.float64
 
@@ -70,7 +70,7 @@ def _wrong_no_sqrt(s, x0, xt, t):         # α_t and ᾱ_{t−1} without their s
     return mean, ((1 - ab_prev) / one_m * beta).expand_as(xt)
 
 
-register(Problem(
+_POSTERIOR = Problem(
     id="15.3.3.posterior",
     section="15.3",
     title="Problem 15.3.3 (i): mean and variance of q(x_{t−1} | x_t, x_0)",
@@ -88,7 +88,7 @@ register(Problem(
           "precision-weighted combination. ᾱ_{t−1} = ᾱ_t / α_t."),
     wrong_answers=(_wrong_variance_beta, _wrong_swapped, _wrong_alpha_bar_t, _wrong_no_sqrt),
     rtol=1e-5, atol=1e-6,
-))
+)
 
 
 # ---------------------------------------------------------------- Problem 15.3.3 (ii): x̂_0 from ε
@@ -113,7 +113,7 @@ def _wrong_x0_alpha_t(s, xt, t, eps):     # one step's α_t instead of the cumul
     return (xt - s.at("betas", t, xt).sqrt() * eps) / s.at("alphas", t, xt).sqrt()
 
 
-register(Problem(
+_PREDICT_X0 = Problem(
     id="15.3.3.predict_x0",
     section="15.3",
     title="Problem 15.3.3 (ii): the x_0 that a noise prediction implies",
@@ -126,7 +126,7 @@ register(Problem(
     hint="x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε: solve for x_0.",
     wrong_answers=(_wrong_x0_no_sqrt, _wrong_x0_plus, _wrong_x0_alpha_t),
     rtol=1e-6, atol=1e-8,
-))
+)
 
 
 # ---------------------------------------------------------------- the training loss (15.10)
@@ -173,7 +173,7 @@ def _wrong_loss_x0_target(s, eps_model, x0, t, noise):   # regresses on x_0 inst
     return (x0 - eps_model(xt, t)).pow(2).sum(1).mean()
 
 
-register(Problem(
+_LOSS = Problem(
     id="15.3.3.loss",
     section="15.3",
     title="The training loss (15.10) on one minibatch",
@@ -189,7 +189,7 @@ register(Problem(
           "(noise − eps_model(x_t, t)) squared, summed over dim 1, averaged over the batch."),
     wrong_answers=(_wrong_loss_mse, _wrong_loss_variances, _wrong_loss_clean_input, _wrong_loss_x0_target),
     rtol=1e-5, atol=1e-6,
-))
+)
 
 
 # ---------------------------------------------------------------- one sampling step (15.11)
@@ -229,7 +229,7 @@ def _wrong_step_ignores_sigma(s, eps, xt, t, noise, sigma):  # always σ_t² = �
     return diffusion.ddpm_step(s, eps, xt, t, noise, sigma="beta")
 
 
-register(Problem(
+_STEP = Problem(
     id="15.3.3.step",
     section="15.3",
     title="One step of ancestral sampling (15.11)",
@@ -248,4 +248,7 @@ register(Problem(
     rtol=1e-5, atol=1e-6,
     reference_names=("companion_lib.diffusion.ddpm_step", "companion_lib.diffusion.reverse_mean",
                      "companion_lib.diffusion.reverse_variance", "companion_lib.diffusion.sample"),
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_POSTERIOR, _PREDICT_X0, _LOSS, _STEP)

@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import divergences
-from companion_lib.grading import Problem, case_seed, register
+from companion_lib.grading.registry import Problem, case_seed
 
 F64 = dict(dtype=torch.float64)
 
@@ -36,7 +36,7 @@ def _kl_not_summed(mu1, var1, mu2, var2):   # per-coordinate KLs instead of thei
     return 0.5 * (torch.log(var2 / var1) + (var1 + (mu1 - mu2) ** 2) / var2 - 1)
 
 
-register(Problem(
+_KL_GAUSSIANS = Problem(
     id="14.2.kl_gaussians",
     section="14.2",
     title="KL divergence between two Gaussians in closed form",
@@ -50,7 +50,7 @@ register(Problem(
           "KL = ½ Σ_j [log(var2/var1) + (var1 + (mu1 − mu2)²)/var2 − 1]. Check: KL(P‖P) = 0."),
     wrong_answers=(_kl_swapped, _kl_std_for_var, _kl_no_minus_one, _kl_not_summed),
     rtol=1e-6, atol=1e-10,
-))
+)
 
 
 def _sigma2_mle(X):
@@ -91,7 +91,7 @@ def _sigma2_uncentred(X):                  # forgets to subtract μ
     return (X ** 2).mean()
 
 
-register(Problem(
+_SIGMA2_MLE = Problem(
     id="14.2.sigma2_mle",
     section="14.2",
     title="Maximum-likelihood σ² of N(μ, σ²I)",
@@ -105,4 +105,7 @@ register(Problem(
           "in σ² to zero: there are m·d squared deviations, and σ² is their average."),
     wrong_answers=(_sigma2_text, _sigma2_unbiased, _sigma2_std, _sigma2_per_pixel, _sigma2_uncentred),
     rtol=1e-6, atol=1e-12,
-))
+)
+
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_KL_GAUSSIANS, _SIGMA2_MLE)

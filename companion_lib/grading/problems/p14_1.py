@@ -5,7 +5,8 @@ import torch
 from companion_lib import mixture, settings
 from companion_lib._checks import as_tensor
 from companion_lib.data import load_pearson_crabs
-from companion_lib.grading import Problem, case_seed, float32_aware, register
+from companion_lib.grading.compare import float32_aware
+from companion_lib.grading.registry import Problem, case_seed
 
 
 def _e_step_cases(rng=None):
@@ -41,7 +42,7 @@ def _wrong_probability_space(x, w, m, v):  # right formula, but normalised after
     return joint / joint.sum(1, keepdim=True)
 
 
-register(Problem(
+_E_STEP = Problem(
     id="14.1.e_step",
     section="14.1",
     title="E-step responsibilities p(h | x)",
@@ -55,7 +56,7 @@ register(Problem(
           "Compute log ρ_k + log N(...) and subtract torch.logsumexp over k."),
     wrong_answers=(_wrong_no_weights, _wrong_std_for_var, _wrong_unnormalised, _wrong_probability_space),
     rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
-))
+)
 
 
 def _m_step_cases(rng=None):
@@ -98,7 +99,7 @@ def _m_wrong_global_centre(x, r):           # spread around the overall mean, no
     return w, m, (r * (x[:, None] - x.mean()) ** 2).sum(0) / nk
 
 
-register(Problem(
+_M_STEP = Problem(
     id="14.1.m_step",
     section="14.1",
     title="M-step: weights, means and variances from responsibilities",
@@ -115,7 +116,7 @@ register(Problem(
           "the variances), and ρ_k from N_k."),
     wrong_answers=(_m_wrong_unweighted_means, _m_wrong_counts, _m_wrong_divide_by_n, _m_wrong_global_centre),
     rtol=1e-6, atol=1e-12,
-))
+)
 
 
 def _mle_cases(rng=None):
@@ -140,7 +141,7 @@ def _wrong_uncentred(X):                  # second moment instead of covariance
     return X.mean(0), X.T @ X / X.shape[0]
 
 
-register(Problem(
+_GAUSSIAN_MLE = Problem(
     id="14.1.gaussian_mle",
     section="14.1",
     title="Maximum-likelihood Gaussian in closed form",
@@ -152,6 +153,7 @@ register(Problem(
     hint="Set the gradient of Σ_i log N(x_i; μ, Σ) to zero: μ is the sample mean; Σ divides by n, not n − 1.",
     wrong_answers=(_wrong_unbiased, _wrong_diagonal, _wrong_uncentred),
     rtol=1e-6, atol=1e-12, compare=float32_aware(1e-6, 1e-12, rtol32=1e-4, atol32=1e-8),
-))
+)
 
-
+#: This section's problems (``companion_lib.grading`` registers them).
+SECTION_PROBLEMS = (_E_STEP, _M_STEP, _GAUSSIAN_MLE)

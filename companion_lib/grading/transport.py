@@ -1,4 +1,4 @@
-"""Plain-data transport between a student's kernel and the instructor's grader (private).
+"""Plain-data transport between a student's kernel and the instructor's grader.
 
 The grader writes each notebook's test inputs (``write_inputs``); inside the kernel, ``check`` calls
 ``export_answer``, which evaluates the answer on those inputs and writes the outcomes at once, one
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from companion_lib import settings
+from companion_lib.grading.judge import evaluate, is_unsolved
 
 MAX_DEPTH = 32
 MAX_STRING = 10_000
@@ -182,8 +183,6 @@ def _describe(answer, problem) -> dict:
 @settings.cpu_float64()  # the grader's inputs are CPU oracle data, often float64
 def export_answer(problem, answer) -> None:
     """Called by ``check`` under the grader: evaluate ``answer`` on the grader's inputs, write it."""
-    from companion_lib import grading
-
     global _INPUTS
     if _INPUTS is None:
         _INPUTS = read_inputs(os.environ["COMPANION_GRADE_INPUTS"])
@@ -191,10 +190,10 @@ def export_answer(problem, answer) -> None:
     if problem.kind == "function" and problem.id not in _INPUTS:
         return  # not part of the graded assignment
     cases = _INPUTS.get(problem.id, [])
-    if grading._unsolved(answer):
+    if is_unsolved(answer):
         outcomes = [("unsolved", "no answer yet (None or ...)")]
     else:
-        outcomes = grading._evaluate(problem, answer, cases)
+        outcomes = evaluate(problem, answer, cases)
     arrays: dict = {}
     try:
         cell = int(get_ipython().execution_count)  # noqa: F821 (defined in IPython kernels)

@@ -1,0 +1,78 @@
+"""The autograder students meet in every notebook: ``check(problem_id, answer)``.
+
+* ``PROBLEMS`` maps a problem id (``"14.1.e_step"``) to its :class:`Problem`: section, title,
+  statement, reference, tolerances, hint, and at least three known-wrong answers (the tests check
+  that the right answer passes and each wrong one fails).
+* ``check`` never raises on a malformed answer (wrong type or shape, NaN, a function that raises):
+  the result fails and says what was expected. An unsolved exercise (``None``, ``...`` or a function
+  raising ``NotImplementedError``) reports "not yet solved".
+* ``result.or_reference()`` gives the student's answer when it passed, else the reference, so a
+  lesson goes on either way. ``progress("14.1")`` is a one-line summary of a section's problems.
+
+Problems are defined in ``companion_lib/grading/problems/p*.py`` (one file per section, each listing
+its problems in ``PROBLEMS``); importing this package registers every module that
+``companion_lib.grading.problems`` lists. Answers are compared numerically against the project's own
+reference implementation.
+
+Modules: ``registry`` (``Problem``, ``PROBLEMS``, ``register``), ``compare`` (comparators),
+``judge`` (evaluating an answer, judging outcomes), ``feedback`` (``check``, ``Result``,
+``progress``), ``transport`` (plain-data hand-in under the instructor's grader), ``worker`` and
+``instructor`` (the instructor's command ``python -m companion_lib.grade``), ``problems``.
+
+Registering a problem (the contract every kind of answer fits)
+--------------------------------------------------------------
+``Problem(id, section, title, statement, kind, reference, hint, wrong_answers, ...)``:
+
+kind="value"     the student hands in a value (number, array, tensor; tuples/lists/dicts of them).
+                 ``reference()`` returns the expected value. By default it is compared elementwise
+                 (``rtol``/``atol``); ``compare=`` replaces that, e.g. a training result judged
+                 against a threshold: ``reference=lambda: 3.4, compare=at_most(0.05)`` passes any
+                 finite scalar <= 3.45 (see :func:`at_most`, :func:`at_least`);
+                 :func:`float32_aware` holds a float32 answer to float32's precision.
+kind="function"  the student hands in a callable: a function, or a class (an ``nn.Module``
+                 subclass, say). It is run on every input tuple of ``cases``; so is ``reference``,
+                 and the outputs are compared.
+  ``cases``      ``cases(rng=None) -> list[tuple]``, each tuple the positional inputs of one test.
+                 ``rng`` is ``None`` for the notebook's instant check (fixed, seeded inputs) and a
+                 ``numpy.random.Generator`` chosen by the instructor's grader at grading time (inputs
+                 the student never saw). Derive torch generators with :func:`case_seed`:
+                 ``g = torch.Generator().manual_seed(case_seed(rng, 141))``. Inputs are plain data:
+                 tensors, arrays, numbers, strings, None, and tuples/lists/dicts of them (network
+                 weights travel as a state dict of tensors). A ``cases()`` without an argument still
+                 works; the grader then reuses the fixed inputs (and says so in ``python -m
+                 companion_lib.grading``).
+  ``harness``    optional ``harness(answer, *inputs) -> outputs`` for answers that are not a plain
+                 function of the inputs: it instantiates a student's class, loads fixed weights from
+                 the inputs, calls forward and inverse, and returns plain tensors/arrays (a tuple or
+                 dict of them). The same harness runs the reference. Default: ``answer(*inputs)``.
+  ``compare``    optional ``compare(expected, got) -> None | str`` (None: pass, a string: why not),
+                 for both kinds; default: elementwise ``rtol``/``atol`` with a helpful message.
+``reference_names``  dotted names of library objects (``"companion_lib.vae.reparameterize"``) that
+                 an honest answer must not call; the instructor's grader gives no credit to a
+                 function whose defining cell uses one (the reference's own name, ``PROBLEMS``,
+                 ``.expected()`` and ``.or_reference()`` are always on that list).
+
+Trust boundary (what ``python -m companion_lib.grade`` relies on)
+-----------------------------------------------------------------
+In a notebook ``check`` grades in the student's own process, which the student controls: it is
+feedback, not a grade. When the instructor's grader runs a submission it sets
+``COMPANION_GRADE_INPUTS``/``COMPANION_GRADE_EXPORT``; ``check`` then also evaluates the answer on the
+grader's inputs (for a value: the value itself) and writes the outputs as plain data (JSON + .npz, no
+pickle) at once (``companion_lib.grading.transport``). The grade is decided later, in the grader's own
+process, by :func:`judge` against references computed there; nothing the kernel prints or edits
+(``HISTORY``, ``Result.status``, a patched ``numpy`` or library) reaches that decision.
+"""
+from companion_lib.grading.compare import at_least, at_most, float32_aware
+from companion_lib.grading.feedback import HISTORY, Progress, Result, check, grade_answer, progress
+from companion_lib.grading.judge import STATUSES, judge
+from companion_lib.grading.problems import SECTION_MODULES
+from companion_lib.grading.registry import PROBLEMS, Problem, case_seed, problems_for_section, register
+
+__all__ = ["Problem", "Result", "Progress", "PROBLEMS", "HISTORY", "STATUSES", "register", "check",
+           "grade_answer", "judge", "progress", "problems_for_section", "case_seed", "at_most", "at_least",
+           "float32_aware"]
+
+for _module in SECTION_MODULES:  # the one place the registry is filled
+    for _problem in _module.SECTION_PROBLEMS:
+        register(_problem)
+del _module, _problem

@@ -1,0 +1,279 @@
+"""Running one notebook: a sacrificial worker process (``companion_lib/grading/worker.py``) starts its
+kernel in a fresh folder with a scrubbed environment; whatever happens, everything the run started is
+killed before its exports are read and judged."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from companion_lib import settings
+from companion_lib.grading.instructor.submissions import (Submission, assignment, code_cells, notebook_seed,
+                                                          read_submissions)
+from companion_lib.grading.instructor.verdict import judge_exports
+from companion_lib.grading.registry import PROBLEMS
+from companion_lib.grading.transport import read_exports, write_inputs
+
+#: How a notebook's run ended (the CSV's ``run`` column).
+RUN_STATUSES = {
+    "completed": "every cell ran (some may have raised: see error_cells)",
+    "cell-timeout": "a cell ran past --cell-timeout and was interrupted; the rest ran",
+    "killed-after-timeout": "a cell ignored the interrupt; its kernel was killed, later cells did not run",
+    "notebook-timeout": "the notebook ran past --notebook-timeout; later cells did not run",
+    "kernel-died": "the kernel exited by itself (crash, os._exit, out of memory)",
+    "worker-died": "the worker running the kernel died (the kernel killed it, or it crashed)",
+    "kernel-start-failed": "no kernel could be started",
+    "unreadable": "the file is not a readable notebook",
+}
+
+INTERRUPT_GRACE = 5.0  # seconds a kernel gets to answer an interrupt before it is killed
+STARTUP_ALLOWANCE = 120.0  # seconds for a kernel to start, on top of the notebook's limit
+_LIB_ROOT = str(Path(__file__).resolve().parents[3])  # the folder holding companion_lib/
+# The worker runs as a script by path, not with -m: it needs nothing of companion_lib (no torch import)
+_WORKER = str(Path(__file__).resolve().parents[1] / "worker.py")
+
+
+def _environment(work: Path, extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k in ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "CUDA_VISIBLE_DEVICES")
+           or (k.startswith("COMPANION_") and not k.startswith("COMPANION_GRADE"))}
+    env.update({
+        "HOME": str(work), "TMPDIR": str(work), "IPYTHONDIR": str(work / ".ipython"),
+        "MPLCONFIGDIR": str(work / ".matplotlib"), "MPLBACKEND": "Agg", "PYTHONPATH": _LIB_ROOT,
+        "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "COMPANION_MODE": "quick",
+        "COMPANION_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def _kill_tagged(token: str, pids=()) -> None:
+    """Kill every process carrying the run's token (the worker, the kernel, their children)."""
+    victims = set()
+    proc = Path("/proc")
+    if proc.is_dir():
+        needle = f"COMPANION_GRADE_TOKEN={token}".encode()
+        for entry in proc.iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if needle in (entry / "environ").read_bytes().split(b"\0"):
+                        victims.add(int(entry.name))
+                except OSError:
+                    continue
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for pgid in pids:  # process groups of the worker and the kernel (sessions of their own)
+        if pgid and pgid != os.getpgid(0):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+class Reaper:
+    """On Linux, make this process the "child subreaper" of everything it starts, so a process a
+    kernel detaches (double fork, setsid, a scrubbed environment) is re-parented here, not to init,
+    and ``sweep`` can kill it before a grade is written. Children that existed before are left alone."""
+
+    def __init__(self):
+        self.baseline = set(self.children())
+        self.enabled = self._prctl(1)
+
+    @staticmethod
+    def _prctl(flag: int) -> bool:
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            import ctypes
+
+            return ctypes.CDLL(None, use_errno=True).prctl(36, flag, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        except (OSError, AttributeError):
+            return False
+
+    @staticmethod
+    def children() -> list[int]:
+        me, found = os.getpid(), []
+        proc = Path("/proc")
+        for entry in proc.iterdir() if proc.is_dir() else ():
+            if entry.name.isdigit():
+                try:
+                    stat_line = (entry / "stat").read_text()
+                    if int(stat_line.rsplit(")", 1)[1].split()[1]) == me:
+                        found.append(int(entry.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+        return found
+
+    def sweep(self, keep=()) -> None:
+        """Kill (and reap) every child that is neither older than this grading run nor in ``keep``."""
+        for _ in range(20):  # a killed orphan's own children are re-parented here in turn
+            victims = [pid for pid in self.children() if pid not in self.baseline and pid not in keep]
+            if not victims:
+                return
+            for pid in victims:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.05)
+            for pid in victims:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+    def close(self) -> None:
+        if self.enabled:
+            self._prctl(0)
+
+
+class NotebookRun:
+    """One submission from start to result: start(), poll() until True, then finish()."""
+
+    def __init__(self, sub: Submission, problem_ids, base_seed: int, cell_timeout: float,
+                 notebook_timeout: float):
+        self.sub, self.problem_ids, self.base_seed = sub, list(problem_ids), int(base_seed)
+        self.seed = notebook_seed(base_seed, sub.sha256)
+        self.cell_timeout, self.notebook_timeout = float(cell_timeout), float(notebook_timeout)
+        self.token = secrets.token_hex(16)
+        self.proc = None
+        self.started = 0.0
+        self.cells: list[str] = []
+        self.cases: dict = {}
+        self.case_errors: dict = {}
+        self.unreadable = ""
+
+    def start(self) -> None:
+        self.started = time.time()
+        try:
+            self.cells = code_cells(self.sub.data)
+        except Exception as err:
+            self.unreadable = f"{type(err).__name__}: {err}"[:300]
+            return
+        with settings.cpu_float64():
+            for pid in self.problem_ids:
+                problem = PROBLEMS[pid]
+                if problem.kind == "function":
+                    try:
+                        self.cases[pid] = problem.cases_for(problem.grading_rng(self.seed))
+                    except Exception as err:  # a broken problem must not stop the class's grading
+                        self.case_errors[pid] = f"the grader could not draw this problem's inputs ({err})"
+                        print(f"{self.sub.name}: {pid}: {self.case_errors[pid]}", file=sys.stderr)
+        self.tmp = Path(tempfile.mkdtemp(prefix="companion-grade-"))
+        work, ctl = self.tmp / "work", self.tmp / "ctl"
+        work.mkdir()
+        ctl.mkdir()
+        (work / self.sub.name).write_bytes(self.sub.data)
+        self.exports = work / f".answers-{secrets.token_hex(8)}"
+        self.exports.mkdir()
+        inputs = work / f".inputs-{secrets.token_hex(8)}"
+        write_inputs(inputs, self.cases)
+        env = _environment(work, {"COMPANION_GRADE_INPUTS": str(inputs),
+                                  "COMPANION_GRADE_EXPORT": str(self.exports),
+                                  "COMPANION_GRADE_TOKEN": self.token})
+        worker_env = {k: env[k] for k in ("PATH", "PYTHONPATH", "COMPANION_GRADE_TOKEN",
+                                          "JUPYTER_PLATFORM_DIRS") if k in env}
+        worker_env.update({"HOME": str(ctl), "JUPYTER_RUNTIME_DIR": str(ctl / "runtime"),
+                           "JUPYTER_DATA_DIR": str(ctl / "data"), "JUPYTER_CONFIG_DIR": str(ctl / "config")})
+        job = {"cells": self.cells, "work": str(work), "ctl": str(ctl), "env": env,
+               "cell_timeout": self.cell_timeout, "interrupt_grace": INTERRUPT_GRACE,
+               "notebook_timeout": self.notebook_timeout, "startup_deadline": self.started + STARTUP_ALLOWANCE}
+        self.log = open(ctl / "worker.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, _WORKER],
+                                     stdin=subprocess.PIPE, stdout=self.log, stderr=self.log,
+                                     cwd=str(ctl), env=worker_env, start_new_session=True)
+        try:
+            self.proc.stdin.write(json.dumps(job).encode())
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def poll(self) -> bool:
+        """True once the notebook is done (or overdue, in which case everything is killed)."""
+        if self.proc is None:
+            return True
+        if self.proc.poll() is not None:
+            return True
+        if time.time() > self.started + STARTUP_ALLOWANCE + self.notebook_timeout + INTERRUPT_GRACE + 30:
+            self.kill()
+            return True
+        return False
+
+    def kill(self, reaper: Reaper | None = None, keep=()) -> None:
+        """Kill the worker, the kernel and whatever they started (``reaper``: orphans too)."""
+        if self.proc is None:
+            return
+        status = self._status()
+        _kill_tagged(self.token, (self.proc.pid, status.get("kernel_pid")))
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if reaper is not None:
+            reaper.sweep(keep)
+
+    def _status(self) -> dict:
+        try:
+            status = json.loads((self.tmp / "ctl" / "status.json").read_text())
+            return status if isinstance(status, dict) else {}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def finish(self, reaper: Reaper | None = None, keep=()) -> dict:
+        """Kill what is left, read the exports as data, judge them here; the notebook's result.
+        ``keep``: the workers of other notebooks still running (the reaper spares them)."""
+        result = {"file": self.sub.path, "name": self.sub.name, "sha256": self.sub.sha256,
+                  "base_seed": self.base_seed, "seed": self.seed, "problems": self.problem_ids,
+                  "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "fresh_inputs": sorted(pid for pid in self.problem_ids if PROBLEMS[pid].fresh_inputs)}
+        if self.unreadable:
+            result.update(run="unreadable", detail=self.unreadable, error_cells=0, cells_run=0, notes=[],
+                          seconds=0.0, grades=judge_exports(self.problem_ids, {}, {}, []))
+            return result
+        self.kill(reaper, keep)
+        status = self._status()
+        run = status.get("run")
+        if run not in RUN_STATUSES:
+            run = "worker-died"
+            detail = f"the worker ended with code {self.proc.returncode} after {status.get('cells_run', 0)} cell(s)"
+        else:
+            detail = str(status.get("detail", ""))
+        exports, notes = read_exports(self.exports)
+        result.update(run=run, detail=detail, error_cells=int(status.get("error_cells", 0) or 0),
+                      cells_run=int(status.get("cells_run", 0) or 0), cells=len(self.cells), notes=notes,
+                      seconds=round(time.time() - self.started, 2),
+                      grades=judge_exports(self.problem_ids, self.cases, exports, self.cells))
+        for pid, why in self.case_errors.items():
+            result["grades"][pid] = {"status": "missing", "message": why}
+        try:
+            self.log.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return result
+
+
+def grade_notebook(path, timeout: float = 600, notebook_timeout: float = 1800, sections=None,
+                   seed: int = 0) -> dict:
+    """Grade one notebook (serially); returns its result dict (see ``NotebookRun.finish``)."""
+    sub = read_submissions([path])[0]
+    run = NotebookRun(sub, assignment(sections), seed, timeout, notebook_timeout)
+    reaper = Reaper()
+    run.start()
+    try:
+        while not run.poll():
+            time.sleep(0.1)
+    finally:
+        result = run.finish(reaper)
+        reaper.close()
+    return result
