@@ -116,3 +116,22 @@ def test_trained_bound_mark_is_reached_by_the_reference_with_the_lesson_budget()
     assert bound <= p14_5.TRAINED_BOUND_MARK - 0.05, bound
     assert grade_answer("14.5.trained_bound", bound).passed
     assert not grade_answer("14.5.trained_bound", math.log2(17)).passed
+
+
+def _entropy_cholesky_float32(cov):
+    """H[N(μ, Σ)] = d/2 (1 + log 2π) + Σ_i log L_ii with Σ = L Lᵀ, in float32: another order of
+    operations than the reference's logdet, so its round-off differs."""
+    L = torch.linalg.cholesky(torch.as_tensor(cov).float())
+    d = L.shape[-1]
+    return 0.5 * d * (1 + math.log(2 * math.pi)) + torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+
+
+def test_gaussian_entropy_accepts_a_float32_answer_and_still_rejects_the_wrong_ones():
+    """A correct float32 entropy (Cholesky, not logdet) passes on every case, the strongly correlated
+    one included (it missed rtol=1e-7 by 7.4e-7 before the float32-aware comparison); the realistic
+    wrong answers, in float32 too, still fail."""
+    pid = "14.4.gaussian_entropy"
+    result = grade_answer(pid, _entropy_cholesky_float32)
+    assert result.passed, result.message
+    for wrong in PROBLEMS[pid].wrong_answers:
+        assert not grade_answer(pid, _float32_version(wrong)).passed, wrong.__name__

@@ -58,7 +58,9 @@ _GAUSSIAN_ENTROPY = Problem(
     hint=("H = −E[log N(h; μ, Σ)] = ½ log det(2π Σ) + ½ E[(h−μ)ᵀ Σ⁻¹ (h−μ)], and that expectation is d. "
           "torch.logdet (or a Cholesky factor) handles a batch of matrices."),
     wrong_answers=(_wrong_no_e, _wrong_diagonal_only, _wrong_no_half, _wrong_bits),
-    rtol=1e-7, atol=1e-10,
+    # a float32 answer is held to float32's precision: on the strongly correlated case (det Σ = 0.39)
+    # float32 round-off alone reaches ~1e-6, which rtol=1e-7 called wrong
+    rtol=1e-7, atol=1e-10, compare=float32_aware(1e-7, 1e-10),
 )
 
 
