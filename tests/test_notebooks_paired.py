@@ -15,8 +15,21 @@ def _cells(nb):
     return [(c.cell_type, c.source.strip()) for c in nb.cells if c.source.strip()]
 
 
-def test_there_are_notebooks():
-    assert PY_FILES, "no notebooks found in chapters/ or solutions/"
+#: The lessons, one per section; each has a worked-solutions notebook except the scoreboard (no exercises).
+LESSONS = ("14_1_pearson_crabs", "14_2_maximum_likelihood_is_kl", "14_3_energy_based_models", "14_4_elbo",
+           "14_5_variational_autoencoder", "15_2_coupling_flows", "15_3_1_forward_diffusion",
+           "15_3_2_distinguishing_gaussians", "15_3_3_reverse_diffusion_ddpm", "15_3_4_score_matching",
+           "15_3_5_classifier_free_guidance", "15_9_scoreboard")
+WITHOUT_SOLUTIONS = ("15_9_scoreboard",)
+
+
+def test_the_notebooks_are_the_expected_set():
+    """Every lesson is in chapters/ and each with exercises has its solutions pair; nothing else is."""
+    chapters = {p.stem for p in (ROOT / "chapters").glob("*.py")}
+    solutions = {p.stem for p in (ROOT / "solutions").glob("*.py")}
+    assert chapters == set(LESSONS), (sorted(set(LESSONS) - chapters), sorted(chapters - set(LESSONS)))
+    want = {f"{name}_solutions" for name in LESSONS if name not in WITHOUT_SOLUTIONS}
+    assert solutions == want, (sorted(want - solutions), sorted(solutions - want))
 
 
 @pytest.mark.parametrize("path", PY_FILES + NB_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
