@@ -26,6 +26,10 @@ from companion_lib._checks import (as_tensor, check_bool, check_choice, check_fl
                                    check_int)
 from companion_lib.settings import cpu_float64
 
+__all__ = ["DIGIT_LEVELS", "PEARSON_CLASS_WIDTH", "HELDOUT_SEED", "load_pearson_crabs",
+           "load_leptograpsus_crabs", "load_digits_split", "dequantize", "heldout_digits", "to_unit",
+           "unit_to_signed", "signed_to_unit", "from_unit", "dequantized_bits_per_dim", "make_toy_2d"]
+
 #: Number of grey levels of the digits (pixels take the integer values 0..16).
 DIGIT_LEVELS = 17
 #: Width of one class of Pearson's table.

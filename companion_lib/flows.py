@@ -32,7 +32,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import check_float, check_int
+from companion_lib._checks import check_callable, check_float, check_int
+from companion_lib._moved import module_getattr
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 
@@ -51,7 +52,12 @@ def _check_batch(x, dim: int, name: str) -> torch.Tensor:
     return x
 
 
-def _check_mask(mask, dim: int | None = None) -> torch.Tensor:
+    if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
+        raise ValueError(f"{name} must be finite; it holds {int((~torch.isfinite(x)).sum())} NaN or "
+                         "infinite value(s)")
+def _check_mask(mask, dim: int | None = None, *, count: bool = True) -> torch.Tensor:
+    """mask: a boolean (dim,) tensor; ``count``: it must mark some but not all coordinates (reads the
+    mask back: a host synchronisation off the CPU, so the per-step check of a coupling skips it)."""
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         got = f"dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise TypeError(f"mask must be a boolean torch.Tensor marking the coordinates A, got {got}")
@@ -61,6 +67,8 @@ def _check_mask(mask, dim: int | None = None) -> torch.Tensor:
     n_a = int(mask.sum())
     if n_a == 0 or n_a == mask.shape[0]:
         raise ValueError("mask must mark some coordinates A (True) and leave some B (False); "
+    if not count:
+        return mask
                          f"it marks {n_a} of {mask.shape[0]}")
     return mask
 
@@ -83,6 +91,16 @@ def _check_model_input(module: nn.Module, x: torch.Tensor, name: str) -> None:
 def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
     """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
 
+def _check_coupling(z, mask, conditioner, name: str):
+    """The arguments of ``coupling_forward``/``coupling_inverse``, checked without a host synchronisation
+    off the CPU (they run once per layer and step)."""
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, d), got a {type(z).__name__}")
+    mask = _check_mask(mask, count=False)
+    check_callable(conditioner, "conditioner", "z_A (b, |A|) to (r, s), both (b, |B|)")
+    return _check_batch(z, mask.shape[0], name), mask
+
+
     z (b, d); mask (d,) bool, True on the coordinates A; ``conditioner(z_A)`` maps (b, |A|) to
     ``(r, s)``, both (b, |B|), with r = log h_θ(z_A) and s = s_θ(z_A). Returns z_next (b, d) and
     log_det (b,) = log|det ∂z_next/∂z| = Σ_B r.
@@ -90,6 +108,7 @@ def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable)
     z_a, z_b = z[:, mask], z[:, ~mask]
     r, s = conditioner(z_a)                      # log h_θ(z_A^l), s_θ(z_A^l)
     z_next = torch.empty_like(z)
+    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_next[:, mask] = z_a                        # (15.3)
     z_next[:, ~mask] = z_b * torch.exp(r) + s    # (15.4)
     return z_next, r.sum(1)
@@ -103,6 +122,7 @@ def coupling_inverse(z_next: torch.Tensor, mask: torch.Tensor, conditioner: Call
     z_a, z_b_next = z_next[:, mask], z_next[:, ~mask]
     r, s = conditioner(z_a)                      # z_A^l = z_A^{l+1}: the same h and s
     z = torch.empty_like(z_next)
+    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z[:, mask] = z_a                             # (15.5)
     z[:, ~mask] = (z_b_next - s) * torch.exp(-r)  # (15.6), corrected: ⊘ h_θ, not ⊙ h_θ
     return z

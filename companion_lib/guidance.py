@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from companion_lib._checks import check_float, check_int
+from companion_lib._checks import check_float, check_generator, check_int
 
 __all__ = ["cfg_combine", "guided_eps", "null_labels"]
 
@@ -78,6 +78,7 @@ def null_labels(labels, null_label: int, p: float, generator: torch.Generator | 
         raise ValueError("labels must be a (batch,) integer tensor")
     null_label = check_int(null_label, "null_label", low=0)
     p = check_float(p, "p", low=0.0, high=1.0)
+    generator = check_generator(generator)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     drop = (torch.rand(labels.shape, generator=generator, device=gen_device) < p).to(labels.device)
     return torch.where(drop, torch.full_like(labels, null_label), labels)

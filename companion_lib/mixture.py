@@ -33,6 +33,9 @@ from companion_lib import settings
 from companion_lib._checks import as_tensor, check_choice, check_float, check_int, check_weights
 from companion_lib.gaussian import LOG_2PI
 
+__all__ = ["COVARIANCE_TYPES", "INIT_PARAMS", "gaussian_mle", "log_gaussian", "e_step", "responsibilities",
+           "m_step", "GaussianMixture", "em_path", "cdf_1d"]
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -144,12 +147,26 @@ def _log_gaussian_prec(X, means, prec_chol, covariance_type):
     return -0.5 * (d * LOG_2PI + maha) + half_logdet
 
 
+def _check_components(X, means, covariances, covariance_type: str):
+    """X (n, d), means (K, d) and covariances shaped by covariance_type (``_cov_shape``), finite, in X's
+    floating dtype and device; raises ValueError/TypeError naming the argument."""
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    X = as_tensor(X, "X", ndim=2, min_rows=1, dtype=None)
+    means = as_tensor(means, "means", ndim=2, min_rows=1, shape=(None, X.shape[1]), dtype=X.dtype, device=X.device)
+    covariances = as_tensor(covariances, "covariances", dtype=X.dtype, device=X.device)
+    if tuple(covariances.shape) != _cov_shape(covariance_type, *means.shape):
+        raise ValueError(f"covariances must have shape {_cov_shape(covariance_type, *means.shape)} for "
+                         f"covariance_type='{covariance_type}', got {tuple(covariances.shape)}")
+    return X, means, covariances
+
+
 def log_gaussian(X, means, covariances, covariance_type: str = "full") -> torch.Tensor:
     """log N(x_i; μ_k, Σ_k) for every point and component: X (n, d) → (n, K).
 
     means (K, d); covariances (K, d, d) for 'full', (d, d) for 'tied' (shared by all components),
     (K, d) for 'diag', (K,) for 'spherical'.
     """
+    X, means, covariances = _check_components(X, means, covariances, covariance_type)
     prec_chol = _precision_cholesky(covariances, covariance_type)
     return _log_gaussian_prec(X, means, prec_chol, covariance_type)
 
@@ -166,7 +183,10 @@ def e_step(X, weights, means, covariances, covariance_type: str = "full"):
     Returns ``log_px`` (n,) = log p(x_i) (the summands of eq. 14.2) and ``log_resp`` (n, K) =
     log p(h = k | x_i).
     """
-    return _bayes(log_gaussian(X, means, covariances, covariance_type) + torch.log(weights))  # log p(h, x)
+    X, means, covariances = _check_components(X, means, covariances, covariance_type)
+    weights = check_weights(weights, "weights", K=means.shape[0], dtype=X.dtype, device=X.device)
+    log_normal = _log_gaussian_prec(X, means, _precision_cholesky(covariances, covariance_type), covariance_type)
+    return _bayes(log_normal + torch.log(weights))  # log p(h, x)
 
 
 @settings.cpu_float64()
@@ -196,6 +216,18 @@ def m_step(X, resp, covariance_type: str = "full", reg_covar: float = 0.0):
     Σ_k = Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k + reg_covar·I (shape by covariance_type; 'tied'
     is the pooled Σ = Σ_k N_k Σ_k / n, (d, d)).
     """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    X = as_tensor(X, "X", ndim=2, min_rows=1, dtype=None)
+    resp = as_tensor(resp, "resp", shape=(X.shape[0], None), dtype=X.dtype, device=X.device)
+    if resp.shape[1] < 1 or (resp < 0).any():
+        raise ValueError(f"resp must be (n, K) responsibilities r_ik >= 0 with K >= 1, got shape "
+                         f"{tuple(resp.shape)} and min {float(resp.min()) if resp.numel() else 0:.3g}")
+    reg_covar = check_float(reg_covar, "reg_covar", low=0.0)
+    return _maximise(X, resp, covariance_type, reg_covar)
+
+
+def _maximise(X, resp, covariance_type: str, reg_covar: float):
+    """``m_step`` on checked input (the fitting loop's hot path)."""
     nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps                  # N_k
     means = resp.T @ X / nk[:, None]                                      # μ_k
     if covariance_type in ("full", "tied"):
@@ -424,7 +456,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights = means = cov = None
         if resp is not None:
             resp = as_tensor(resp, "resp", shape=(X.shape[0], None), dtype=dtype, device=device)
-            weights, means, cov = m_step(X, resp, self.covariance_type, self.reg_covar)   # ρ, μ, Σ
+            weights, means, cov = _maximise(X, resp, self.covariance_type, self.reg_covar)   # ρ, μ, Σ
         self._weights = weights if given[0] is None else given[0]
         self._means = means if given[1] is None else given[1]
         precisions = given[2]
@@ -452,7 +484,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _m_step(self, X: torch.Tensor, log_resp: torch.Tensor) -> None:
         """M-step: weighted maximum likelihood from the responsibilities exp(log_resp)."""
-        weights, self._means, self._cov = m_step(X, log_resp.exp(), self.covariance_type, self.reg_covar)
+        weights, self._means, self._cov = _maximise(X, log_resp.exp(), self.covariance_type, self.reg_covar)
         self._weights = weights / weights.sum()
         self._prec_chol = _precision_cholesky(self._cov, self.covariance_type, self._ill_defined())
 
@@ -667,22 +699,16 @@ def em_path(X, weights, means, covariances, n_iter: int, covariance_type: str = 
     """
     X = as_tensor(X, "X", ndim=2, min_rows=2)
     n_iter = check_int(n_iter, "n_iter", low=0)
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    K, d = as_tensor(means, "means", ndim=2).shape
-    if d != X.shape[1]:
-        raise ValueError(f"means must have shape (K, {X.shape[1]}), got {(K, d)}")
-    w = check_weights(weights, "weights", K=K, dtype=torch.float64, device=X.device)
-    m = as_tensor(means, "means", shape=(K, d), device=X.device)
-    c = as_tensor(covariances, "covariances", device=X.device)
-    if tuple(c.shape) != _cov_shape(covariance_type, K, d):
-        raise ValueError(f"covariances must have shape {_cov_shape(covariance_type, K, d)} for "
-                         f"covariance_type='{covariance_type}', got {tuple(c.shape)}")
+    reg_covar = check_float(reg_covar, "reg_covar", low=0.0)
+    X, m, c = _check_components(X, means, covariances, covariance_type)
+    w = check_weights(weights, "weights", K=m.shape[0], dtype=torch.float64, device=X.device)
     path = []
     for it in range(n_iter + 1):
-        log_px, log_resp = e_step(X, w, m, c, covariance_type)            # E-step
+        log_px, log_resp = _bayes(_log_gaussian_prec(X, m, _precision_cholesky(c, covariance_type),
+                                                      covariance_type) + torch.log(w))  # E-step
         path.append({"weights": w, "means": m, "covariances": c, "log_likelihood": log_px.mean().item()})
         if it < n_iter:
-            w, m, c = m_step(X, log_resp.exp(), covariance_type, reg_covar)  # M-step
+            w, m, c = _maximise(X, log_resp.exp(), covariance_type, reg_covar)  # M-step
     return path
 
 

@@ -15,6 +15,8 @@ from scipy.optimize import least_squares
 from companion_lib._checks import as_tensor, check_float, check_int
 from companion_lib.settings import cpu_float64
 
+__all__ = ["normal_raw_moments", "mixture_raw_moments", "MomentFit", "method_of_moments"]
+
 
 @cpu_float64()
 def normal_raw_moments(mean, sd, order: int) -> np.ndarray:

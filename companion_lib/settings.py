@@ -46,6 +46,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+__all__ = ["MODES", "cpu_float64", "float64_allowed", "NoFloat64Error", "NoFloat64ArithmeticError",
+           "no_float64_active", "no_float64", "check_same_device", "get_device", "get_mode", "is_quick",
+           "budget", "seed_everything", "set_threads", "Run", "setup"]
+
 MODES = ("quick", "full")
 
 _F64 = threading.local()

@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 from companion_lib._checks import check_float, check_int
 from companion_lib.settings import check_same_device
 
+__all__ = ["EMA", "TrainResult", "lr_factor", "train"]
+
 
 class EMA:
     """Exponential moving average of a model's parameters, with a warm-up.

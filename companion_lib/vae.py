@@ -181,9 +181,18 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
     ``gaussian.log_normal_diag(x, mu, sigma ** 2)`` (with ``sigma[..., None] ** 2`` for one σ per row).
     """
     var = sigma**2
-    if var.ndim < len(torch.broadcast_shapes(x.shape, mu.shape)):
+    if var.ndim < len(shape):
         var = var[..., None]                                        # one σ per row: σ² I
     return log_normal_diag(x, mu, var, check=False)
+    x, mu, sigma = (as_tensor(v, n, dtype=None) for v, n in ((x, "x"), (mu, "mu"), (sigma, "sigma")))
+    try:
+        shape = torch.broadcast_shapes(x.shape, mu.shape)
+        torch.broadcast_shapes(sigma.shape if sigma.ndim == len(shape) else (*sigma.shape, 1), shape)
+    except RuntimeError as err:
+        raise ValueError(f"x {tuple(x.shape)}, mu {tuple(mu.shape)} and sigma {tuple(sigma.shape)} must "
+                         "broadcast: x, mu (..., D), sigma (...) or (..., D)") from err
+    if (sigma <= 0).any():
+        raise ValueError("sigma (the standard deviation σ) must be > 0")
 
 
 def elbo_constant(n_dims: int) -> float:
