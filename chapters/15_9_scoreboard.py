@@ -116,7 +116,7 @@ assert all(r["bits_per_dim"] < iso_board for r in learned)
 # Right, how often the judge is confident about a sample; the grey bar is the real held-out digits.
 
 # %%
-fig = ch15.bar_chart(rows, title=f"held-out digits, {run.mode} mode")
+fig = ch15.bar_chart(rows, title=f"held-out digits, {run.mode} mode", reference=bench.LABELS["real"])
 plt.show()
 
 # %% [markdown]

@@ -16,17 +16,19 @@ The first row, the real held-out digits, is the reference every sampler is read 
 
 Rows (``scoreboard(...)`` returns them, ``--json`` writes them): dicts with exactly the keys ``KEYS``;
 ``None`` (JSON null) where a number does not apply. The recipes are the lessons' own library calls
-(``vae.train_vae``, ``flows.fit_digits``, ``diffusion.fit_digits``); budgets are in steps
+(``recipes.train_vae``, ``recipes.fit_realnvp_digits``, ``recipes.fit_ddpm_digits``), picked from the
+table ``_BUILDERS`` (model id → builder); budgets are in steps
 (``budgets``), quick or full, never in seconds.
 
 **Peers** (bench-only extras, never needed by a student; a missing one is skipped with a message):
-``mixture.GaussianMixture`` against scikit-learn's, ``diffusion.ddpm_step`` / ``diffusion.sample``
+``mixture.GaussianMixture`` against scikit-learn's, ``ddpm.ddpm_step`` / ``ddpm.sample``
 against diffusers' ``DDPMScheduler``, ``flows.RealNVP`` against zuko's RealNVP.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import sys
@@ -36,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from companion_lib import data, diffusion, divergences, flows, metrics, mixture, settings, vae
+from companion_lib import (data, ddpm, divergences, flows, forward_diffusion, metrics, mixture, recipes, settings,
+                           training, vae)
 from companion_lib._checks import check_choice
 
 __all__ = ["KEYS", "MODELS", "LABELS", "budgets", "scoreboard", "write_json", "read_json", "render_table",
@@ -99,89 +102,116 @@ def _row(key: str, bpd, samples, seconds, ctx) -> dict:
     return row
 
 
+# Each model is a builder: ctx → (log_p, draw, seconds) for the closed-form ones (float64 on the CPU;
+# ``draw(n, g)`` samples, ``seconds`` the fit's time or None), or key, ctx → row for the deep ones.
+def _uniform(ctx):
+    log_p = lambda Y: torch.zeros(len(Y), dtype=torch.float64)  # noqa: E731  density 1 on the cube
+    return log_p, lambda n, g: torch.rand(n, 64, generator=g), None
+
+
+def _isotropic_gaussian(ctx):
+    start = time.perf_counter()
+    mu, var = divergences.isotropic_gaussian_mle(ctx["Y_fit"])                     # Ex. 14.2.1
+    seconds = time.perf_counter() - start
+    log_p = lambda Y: -divergences.isotropic_gaussian_nll(Y.double(), mu, var)  # noqa: E731
+    return log_p, lambda n, g: mu + var.sqrt() * torch.randn(n, 64, generator=g, dtype=torch.float64), seconds
+
+
+def _full_gaussian(ctx):
+    start = time.perf_counter()
+    mean, cov = mixture.gaussian_mle(ctx["Y_fit"])
+    eye = torch.eye(64, dtype=torch.float64)
+
+    def gaussian(ridge):
+        return lambda Y: mixture.log_gaussian(Y.double(), mean[None], (cov + ridge * eye)[None], "full")[:, 0]
+
+    ridge = min(ctx["budgets"]["ridges"], key=lambda r: -gaussian(r)(ctx["Y_val"]).mean().item())  # on validation
+    seconds = time.perf_counter() - start
+    chol = torch.linalg.cholesky(cov + ridge * eye)
+    return gaussian(ridge), lambda n, g: mean + torch.randn(n, 64, generator=g, dtype=torch.float64) @ chol.T, seconds
+
+
+def _gaussian_mixture(ctx):
+    start = time.perf_counter()
+    fits = {rc: mixture.GaussianMixture(10, reg_covar=rc, tol=1e-3, max_iter=100, random_state=0).fit(ctx["Y_fit"])
+            for rc in ctx["budgets"]["reg_covars"]}
+    gmm = max(fits.values(), key=lambda m: m.score(ctx["Y_val"]))                 # chosen on validation
+    seconds = time.perf_counter() - start
+    log_p = lambda Y: torch.as_tensor(gmm.score_samples(Y.double()))  # noqa: E731
+    return log_p, lambda n, g: torch.as_tensor(gmm.sample(n, generator=g)[0]), seconds
+
+
+def _kde(ctx):
+    from sklearn.neighbors import KernelDensity  # a peer library, needed by this row only
+    start = time.perf_counter()
+    fits = [KernelDensity(bandwidth=float(h)).fit(ctx["Y_fit"].numpy()) for h in ctx["budgets"]["kde_bandwidths"]]
+    kde = max(fits, key=lambda k: k.score(ctx["Y_val"].numpy()))                  # bandwidth on validation
+    seconds = time.perf_counter() - start
+    log_p = lambda Y: kde.score_samples(Y.double().numpy())  # noqa: E731
+    return log_p, lambda n, g: torch.as_tensor(kde.sample(n, random_state=0)), seconds
+
+
 @settings.cpu_float64()
 def _closed_form(key: str, ctx) -> dict:
     """uniform, isotropic, full-covariance Gaussians, the mixture and the KDE: float64 on the CPU."""
-    b, n, g = ctx["budgets"], ctx["budgets"]["n_samples"], torch.Generator().manual_seed(11)
-    Y_fit, Y_val = ctx["Y_fit"], ctx["Y_val"]
-    start = time.perf_counter()
-    if key == "uniform":
-        log_p = lambda Y: torch.zeros(len(Y), dtype=torch.float64)  # noqa: E731  density 1 on the cube
-        return _row(key, metrics.heldout_bits_per_dim(log_p), torch.rand(n, 64, generator=g), None, ctx)
-    if key == "isotropic_gaussian":
-        mu, var = divergences.isotropic_gaussian_mle(Y_fit)                        # Ex. 14.2.1
-        seconds = time.perf_counter() - start
-        log_p = lambda Y: -divergences.isotropic_gaussian_nll(Y.double(), mu, var)  # noqa: E731
-        samples = mu + var.sqrt() * torch.randn(n, 64, generator=g, dtype=torch.float64)
-    elif key == "full_gaussian":
-        mean, cov = mixture.gaussian_mle(Y_fit)
-        eye = torch.eye(64, dtype=torch.float64)
-
-        def gaussian(ridge):
-            return lambda Y: mixture.log_gaussian(Y.double(), mean[None], (cov + ridge * eye)[None], "full")[:, 0]
-
-        ridge = min(b["ridges"], key=lambda r: -gaussian(r)(Y_val).mean().item())   # chosen on validation
-        seconds = time.perf_counter() - start
-        log_p = gaussian(ridge)
-        chol = torch.linalg.cholesky(cov + ridge * eye)
-        samples = mean + torch.randn(n, 64, generator=g, dtype=torch.float64) @ chol.T
-    elif key == "gaussian_mixture":
-        fits = {rc: mixture.GaussianMixture(10, reg_covar=rc, tol=1e-3, max_iter=100, random_state=0).fit(Y_fit)
-                for rc in b["reg_covars"]}
-        gmm = max(fits.values(), key=lambda m: m.score(Y_val))                     # chosen on validation
-        seconds = time.perf_counter() - start
-        log_p = lambda Y: torch.as_tensor(gmm.score_samples(Y.double()))  # noqa: E731
-        samples = torch.as_tensor(gmm.sample(n, generator=g)[0])
-    elif key == "kde":
-        from sklearn.neighbors import KernelDensity
-        fits = [KernelDensity(bandwidth=float(h)).fit(Y_fit.numpy()) for h in b["kde_bandwidths"]]
-        kde = max(fits, key=lambda k: k.score(Y_val.numpy()))                      # bandwidth on validation
-        seconds = time.perf_counter() - start
-        log_p = lambda Y: kde.score_samples(Y.double().numpy())  # noqa: E731
-        samples = torch.as_tensor(kde.sample(n, random_state=0))
-    else:
-        raise ValueError(key)
+    log_p, draw, seconds = _CLOSED_FORM[key](ctx)
+    samples = draw(ctx["budgets"]["n_samples"], torch.Generator().manual_seed(11))
     return _row(key, metrics.heldout_bits_per_dim(log_p), samples.float(), seconds, ctx)
 
 
-def _deep(key: str, ctx) -> dict:
-    """The VAEs, RealNVP and DDPM: float32 on the run's device, trained by the lessons' recipes."""
-    b, n, dev, progress = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"], ctx["progress"]
+def _vae(key: str, ctx, decoder: str, lr: float) -> dict:
+    b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
     split = ctx["split"]
-    if key in ("vae_text", "vae_better"):
-        decoder, lr, steps = ("gaussian", 2e-3, b["vae_steps"]) if key == "vae_text" else ("categorical", 3e-3,
-                                                                                           b["vae_steps"])
-        fit = vae.train_vae(split.X_fit, split.X_val, decoder=decoder, steps=steps, lr=lr,
+    fit = recipes.train_vae(split.X_fit, split.X_val, decoder=decoder, steps=b["vae_steps"], lr=lr,
                             patience=b["vae_patience"], generator=torch.Generator().manual_seed(0), device=dev,
-                            progress=progress, desc=LABELS[key])
-        model = fit.model.eval()
-        k = b["iwae_k"]
-        bpd = metrics.heldout_bits_per_dim(                        # importance-weighted bound (IWAE_k)
-            lambda y: vae.elbo_and_iwae(model, y, k=k, generator=torch.Generator().manual_seed(8))[1],
-            batch_size=60, device=dev)
-        with torch.no_grad():
-            samples = model.sample(n, generator=torch.Generator().manual_seed(6))
-        return _row(key, bpd, samples, fit.seconds, ctx)
-    if key == "realnvp":
-        model, fit = flows.fit_digits(hidden=b["flow_hidden"], steps=b["flow_steps"], patience=b["flow_patience"],
-                                      generator=torch.Generator().manual_seed(0), device=dev, progress=progress)
-        bpd = metrics.heldout_bits_per_dim(model.log_prob, device=dev)
-        return _row(key, bpd, model.sample(n, torch.Generator().manual_seed(6)), fit.seconds, ctx)
-    if key == "ddpm":
-        schedule, fit = diffusion.fit_digits(steps=b["ddpm_steps"], device=dev, progress=progress)
-        eps_model = fit.ema.model.eval()
-        g = torch.Generator().manual_seed(6)
+                            progress=ctx["progress"], desc=LABELS[key])
+    model = fit.model.eval()
+    k = b["iwae_k"]
+    bpd = metrics.heldout_bits_per_dim(                        # importance-weighted bound (IWAE_k)
+        lambda y: vae.elbo_and_iwae(model, y, k=k, generator=torch.Generator().manual_seed(8))[1],
+        batch_size=60, device=dev)
+    with torch.no_grad():
+        samples = model.sample(n, generator=torch.Generator().manual_seed(6))
+    return _row(key, bpd, samples, fit.seconds, ctx)
 
-        def log_p(y):      # bound on log p(y): −(bound on the [−1, 1] scale) + 64 log 2 (Jacobian of 2y − 1)
-            return -diffusion.variational_bound(schedule, eps_model, data.unit_to_signed(y), n_t=b["ddpm_n_t"],
-                                                sigma="beta", generator=g) + 64 * math.log(2)
 
-        bpd = metrics.heldout_bits_per_dim(log_p, batch_size=120, device=dev)
-        with torch.no_grad():
-            x = diffusion.sample(schedule, eps_model, (n, 64), device=dev, clip_x0=True,
-                                 generator=torch.Generator().manual_seed(3))
-        return _row(key, bpd, data.signed_to_unit(x.clamp(-1, 1)), fit.seconds, ctx)
-    raise ValueError(key)
+def _realnvp(key: str, ctx) -> dict:
+    b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
+    model, fit = recipes.fit_realnvp_digits(hidden=b["flow_hidden"], steps=b["flow_steps"],
+                                            patience=b["flow_patience"], generator=torch.Generator().manual_seed(0),
+                                            device=dev, progress=ctx["progress"])
+    bpd = metrics.heldout_bits_per_dim(model.log_prob, device=dev)
+    return _row(key, bpd, model.sample(n, torch.Generator().manual_seed(6)), fit.seconds, ctx)
+
+
+def _ddpm(key: str, ctx) -> dict:
+    b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
+    schedule, fit = recipes.fit_ddpm_digits(steps=b["ddpm_steps"], device=dev, progress=ctx["progress"])
+    eps_model = fit.ema.model.eval()
+    g = torch.Generator().manual_seed(6)
+
+    def log_p(y):      # bound on log p(y): −(bound on the [−1, 1] scale) + 64 log 2 (Jacobian of 2y − 1)
+        return -ddpm.variational_bound(schedule, eps_model, data.unit_to_signed(y), n_t=b["ddpm_n_t"],
+                                       sigma="beta", generator=g) + 64 * math.log(2)
+
+    bpd = metrics.heldout_bits_per_dim(log_p, batch_size=120, device=dev)
+    with torch.no_grad():
+        x = ddpm.sample(schedule, eps_model, (n, 64), device=dev, clip_x0=True,
+                        generator=torch.Generator().manual_seed(3))
+    return _row(key, bpd, data.signed_to_unit(x.clamp(-1, 1)), fit.seconds, ctx)
+
+
+def _real(key: str, ctx) -> dict:
+    return _row(key, None, data.heldout_digits(), None, ctx)
+
+
+_CLOSED_FORM = {"uniform": _uniform, "isotropic_gaussian": _isotropic_gaussian, "full_gaussian": _full_gaussian,
+                "gaussian_mixture": _gaussian_mixture, "kde": _kde}
+#: model id → builder(key, ctx) → row: the table ``scoreboard`` picks from (one entry per ``MODELS``).
+_BUILDERS = {"real": _real, **dict.fromkeys(_CLOSED_FORM, _closed_form),
+             "vae_text": functools.partial(_vae, decoder="gaussian", lr=2e-3),
+             "vae_better": functools.partial(_vae, decoder="categorical", lr=3e-3),
+             "realnvp": _realnvp, "ddpm": _ddpm}
 
 
 def scoreboard(models=None, *, full: bool = False, device=None, progress: bool = False, verbose: bool = False,
@@ -210,12 +240,7 @@ def scoreboard(models=None, *, full: bool = False, device=None, progress: bool =
         if key not in models:
             continue
         start = time.perf_counter()
-        if key == "real":
-            row = _row(key, None, data.heldout_digits(), None, ctx)
-        elif key in ("vae_text", "vae_better", "realnvp", "ddpm"):
-            row = _deep(key, ctx)
-        else:
-            row = _closed_form(key, ctx)
+        row = _BUILDERS[key](key, ctx)
         rows.append(row)
         if verbose:
             print(f"{row['model']:45s} done in {time.perf_counter() - start:6.1f} s", file=sys.stderr, flush=True)
@@ -269,7 +294,7 @@ def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
     release. Returns the figure; with ``path`` also saves it (PNG)."""
     from companion_lib.viz.ch15 import bar_chart as draw
 
-    return draw(_check_rows(rows), path, title)
+    return draw(_check_rows(rows), path, title, reference=LABELS["real"])
 
 
 # ------------------------------------------------------------------------------------ peers
@@ -317,7 +342,7 @@ def _peer_diffusers(device) -> list[str]:
     sched = DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
                           variance_type="fixed_small", clip_sample=True)
     sched.set_timesteps(T)
-    ours = diffusion.NoiseSchedule.linear(T, 1e-4, 0.02)
+    ours = forward_diffusion.NoiseSchedule.linear(T, 1e-4, 0.02)
     worst = {}
     for dtype in (torch.float64, torch.float32):
         # diffusers computes its schedule in float32; for the float64 comparison it gets the same
@@ -337,7 +362,7 @@ def _peer_diffusers(device) -> list[str]:
                 eps, xt = (torch.randn(shape, generator=g, dtype=dtype) for _ in range(2))
                 ref = ref_sched.step(eps, t - 1, xt, generator=torch.Generator().manual_seed(t)).prev_sample
                 z = torch.randn(shape, generator=torch.Generator().manual_seed(t), dtype=dtype)
-                mine = diffusion.ddpm_step(ours, eps, xt, torch.full((shape[0],), t), z, clip_x0=True)
+                mine = ddpm.ddpm_step(ours, eps, xt, torch.full((shape[0],), t), z, clip_x0=True)
                 worst[dtype] = max(worst[dtype], (mine - ref).abs().max().item())
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.SiLU(), torch.nn.Linear(256, 64)).to(device)
@@ -346,7 +371,7 @@ def _peer_diffusers(device) -> list[str]:
         return net(x)
 
     def loop_ours():
-        return diffusion.sample(ours, eps_fn, shape, device=device, clip_x0=True,
+        return ddpm.sample(ours, eps_fn, shape, device=device, clip_x0=True,
                                 generator=torch.Generator(device=device).manual_seed(1))
 
     def loop_diffusers():
@@ -377,7 +402,6 @@ def _peer_zuko(device, steps: int = 300) -> list[str]:
     X_fit = torch.as_tensor(split.X_fit, dtype=torch.float32, device=device)
     logit = flows.LogitTransform(64, alpha=0.05).to(device)
     held = data.heldout_digits().to(device)
-    from companion_lib import training
 
     def run(model, log_prob):
         g_deq = torch.Generator().manual_seed(0)

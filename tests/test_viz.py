@@ -96,7 +96,7 @@ def test_training_curves_marks_the_best_validation_step_and_allows_nan_val():
 
 
 def test_bar_chart_hatches_upper_bounds_and_greys_the_real_digits():
-    fig = ch15.bar_chart(ROWS)
+    fig = ch15.bar_chart(ROWS, reference="real held-out digits")
     ax1, ax2 = fig.axes
     assert [p.get_hatch() for p in ax1.patches] == [None, "//"]        # uniform exact, ddpm an upper bound
     grey = matplotlib.colors.to_rgba("C7")
@@ -173,6 +173,7 @@ BAD = {
     "clouds alpha": (lambda: ch15.point_clouds([PTS], ["a"], 1.0, alpha=2.0), "alpha"),
     "bar_chart None": (lambda: ch15.bar_chart(None), "rows"),
     "bar_chart bound": (lambda: ch15.bar_chart([dict(ROWS[0], bound="lower")]), "bound"),
+    "bar_chart reference": (lambda: ch15.bar_chart(ROWS, reference=1), "reference"),
     "bar_chart NaN": (lambda: ch15.bar_chart([dict(ROWS[0], bits_per_dim=NAN)]), "bits_per_dim"),
 }
 

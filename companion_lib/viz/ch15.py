@@ -106,13 +106,11 @@ def point_clouds(clouds, titles, lim: float, axes=None, background=None, colors=
 
 
 # ---------------------------------------------------------------- §15.9 the scoreboard
-def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
+def bar_chart(rows: list[dict], path=None, title: str = "held-out digits", reference: str | None = None):
     """§15.9: bits/dim per model (hatched: upper bound) beside the judge's confident share, one bar per
-    row of ``companion_lib.bench.scoreboard`` (the row labelled ``bench.LABELS["real"]`` in grey). Returns the figure;
-    with ``path`` also saves it (PNG)."""
+    row of ``companion_lib.bench.scoreboard``; ``reference``: the model name of the row drawn in grey
+    (the real digits, ``bench.LABELS["real"]``). Returns the figure; with ``path`` also saves it (PNG)."""
     import matplotlib
-
-    from companion_lib import bench
 
     if not isinstance(rows, list) or not rows or not all(
             isinstance(r, dict) and {"model", "bits_per_dim", "bound", "confident_share"} <= set(r) for r in rows):
@@ -126,6 +124,7 @@ def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
         if r["confident_share"] is not None:
             check_float(r["confident_share"], f"rows[{i}]['confident_share']", low=0.0, high=1.0)
     title = check_text(title, "title", optional=False)
+    reference = check_text(reference, "reference")
     if path is not None:
         matplotlib.use("Agg", force=False)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
@@ -137,7 +136,7 @@ def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
                      hatch=None if r["bound"] == "exact" else "//")
             ax1.text(r["bits_per_dim"], yi, f" {r['bits_per_dim']:.2f}", va="center", fontsize=8)
         if r["confident_share"] is not None:
-            ax2.barh(yi, r["confident_share"], color="C2" if r["model"] != bench.LABELS["real"] else "C7")
+            ax2.barh(yi, r["confident_share"], color="C7" if r["model"] == reference else "C2")
             ax2.text(r["confident_share"], yi, f" {r['confident_share']:.0%}", va="center", fontsize=8)
     ax1.set_yticks(y, names)
     ax1.set_xlabel("bits/dim (blue: exact, orange hatched: upper bound; lower is better)")
