@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from companion_lib._checks import check_callable, check_float, check_int
-from companion_lib._moved import module_getattr
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 
@@ -49,12 +48,12 @@ def _check_batch(x, dim: int, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a floating tensor (float32, or float64 on the CPU), got {x.dtype}")
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"{name} must have shape (batch, {dim}), got {tuple(x.shape)}")
-    return x
-
-
     if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
         raise ValueError(f"{name} must be finite; it holds {int((~torch.isfinite(x)).sum())} NaN or "
                          "infinite value(s)")
+    return x
+
+
 def _check_mask(mask, dim: int | None = None, *, count: bool = True) -> torch.Tensor:
     """mask: a boolean (dim,) tensor; ``count``: it must mark some but not all coordinates (reads the
     mask back: a host synchronisation off the CPU, so the per-step check of a coupling skips it)."""
@@ -64,11 +63,11 @@ def _check_mask(mask, dim: int | None = None, *, count: bool = True) -> torch.Te
     if mask.ndim != 1 or (dim is not None and mask.shape[0] != dim):
         want = f"({dim},)" if dim is not None else "(dim,)"
         raise ValueError(f"mask must have shape {want}, got {tuple(mask.shape)}")
+    if not count:
+        return mask
     n_a = int(mask.sum())
     if n_a == 0 or n_a == mask.shape[0]:
         raise ValueError("mask must mark some coordinates A (True) and leave some B (False); "
-    if not count:
-        return mask
                          f"it marks {n_a} of {mask.shape[0]}")
     return mask
 
@@ -88,9 +87,6 @@ def _check_model_input(module: nn.Module, x: torch.Tensor, name: str) -> None:
 
 
 # ---------------------------------------------------------------- one coupling, as functions
-def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
-    """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
-
 def _check_coupling(z, mask, conditioner, name: str):
     """The arguments of ``coupling_forward``/``coupling_inverse``, checked without a host synchronisation
     off the CPU (they run once per layer and step)."""
@@ -101,14 +97,17 @@ def _check_coupling(z, mask, conditioner, name: str):
     return _check_batch(z, mask.shape[0], name), mask
 
 
+def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
+    """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
+
     z (b, d); mask (d,) bool, True on the coordinates A; ``conditioner(z_A)`` maps (b, |A|) to
     ``(r, s)``, both (b, |B|), with r = log h_θ(z_A) and s = s_θ(z_A). Returns z_next (b, d) and
     log_det (b,) = log|det ∂z_next/∂z| = Σ_B r.
     """
+    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_a, z_b = z[:, mask], z[:, ~mask]
     r, s = conditioner(z_a)                      # log h_θ(z_A^l), s_θ(z_A^l)
     z_next = torch.empty_like(z)
-    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_next[:, mask] = z_a                        # (15.3)
     z_next[:, ~mask] = z_b * torch.exp(r) + s    # (15.4)
     return z_next, r.sum(1)
@@ -119,10 +118,10 @@ def coupling_inverse(z_next: torch.Tensor, mask: torch.Tensor, conditioner: Call
 
     z_next (b, d), mask and conditioner as in ``coupling_forward``. Returns z (b, d).
     """
+    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z_a, z_b_next = z_next[:, mask], z_next[:, ~mask]
     r, s = conditioner(z_a)                      # z_A^l = z_A^{l+1}: the same h and s
     z = torch.empty_like(z_next)
-    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z[:, mask] = z_a                             # (15.5)
     z[:, ~mask] = (z_b_next - s) * torch.exp(-r)  # (15.6), corrected: ⊘ h_θ, not ⊙ h_θ
     return z

@@ -180,10 +180,6 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
     log-density is ``gaussian.log_normal_diag(x, mu, var)`` with the **variance** var = σ²; this is
     ``gaussian.log_normal_diag(x, mu, sigma ** 2)`` (with ``sigma[..., None] ** 2`` for one σ per row).
     """
-    var = sigma**2
-    if var.ndim < len(shape):
-        var = var[..., None]                                        # one σ per row: σ² I
-    return log_normal_diag(x, mu, var, check=False)
     x, mu, sigma = (as_tensor(v, n, dtype=None) for v, n in ((x, "x"), (mu, "mu"), (sigma, "sigma")))
     try:
         shape = torch.broadcast_shapes(x.shape, mu.shape)
@@ -193,6 +189,10 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
                          "broadcast: x, mu (..., D), sigma (...) or (..., D)") from err
     if (sigma <= 0).any():
         raise ValueError("sigma (the standard deviation σ) must be > 0")
+    var = sigma**2
+    if var.ndim < len(shape):
+        var = var[..., None]                                        # one σ per row: σ² I
+    return log_normal_diag(x, mu, var, check=False)
 
 
 def elbo_constant(n_dims: int) -> float:
