@@ -16,8 +16,8 @@ Here t (in Problem 15.3.2) is a *distance* between means, as in the text, not a 
 Everything is float64 on the CPU (exact computations: the dtype rule of ``settings``), except the
 simulation, which runs in float32 on any device.
 
-Torch, ``divergences`` (1-D Gaussian densities, quadrature KL) and ``diffusion`` (the
-mixture pushed through (15.8)); no plotting.
+Torch, ``divergences`` (1-D Gaussian densities, quadrature KL), ``gaussian_mixture`` (the mixture
+pushed through (15.8)) and ``forward_diffusion`` (the schedule); no plotting.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from companion_lib import diffusion
+from companion_lib import forward_diffusion
 from companion_lib._checks import as_tensor, check_float, check_generator, check_int
 from companion_lib.divergences import kl_quadrature, log_normal, mixture_log_pdf
 from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
@@ -219,15 +219,15 @@ def expected_reverse_kl(beta: float, weights, means=None, variances=None, n_node
 @cpu_float64()
 def reverse_kl_per_step(schedule, weights, means=None, variances=None, n_nodes: int = 161,
                         n_points: int = 401) -> torch.Tensor:
-    """For data x_0 ~ Σ_k w_k N(μ_k, s_k²) and a ``diffusion.NoiseSchedule``, the expected KL between
+    """For data x_0 ~ Σ_k w_k N(μ_k, s_k²) and a ``forward_diffusion.NoiseSchedule``, the expected KL between
     each true reverse step q(x_{t−1} | x_t) and its best Gaussian fit, t = 1..T: a float64 tensor (T,)
     (index t − 1 holds step t; q(x_{t−1}) is ``noised_mixture`` at ᾱ_{t−1}, with ᾱ_0 = 1).
 
     Because the reversed chain is Markov, their sum is KL(q(x_{0:T}) ‖ p(x_{0:T})) for the model p that
     starts from the true q(x_T) and takes the best Gaussian step at every t: a bound on what any
     Gaussian-step reverse process loses on this data (and, by data processing, on KL(q(x_0) ‖ p(x_0)))."""
-    if not isinstance(schedule, diffusion.NoiseSchedule):
-        raise TypeError(f"schedule must be a diffusion.NoiseSchedule, got {type(schedule).__name__}")
+    if not isinstance(schedule, forward_diffusion.NoiseSchedule):
+        raise TypeError(f"schedule must be a forward_diffusion.NoiseSchedule, got {type(schedule).__name__}")
     w, mu, s2 = _mixture(weights, means, variances)
     betas = schedule.betas.tolist()
     alpha_bars = [1.0] + schedule.alpha_bars.tolist()[:-1]               # ᾱ_{t−1}, t = 1..T

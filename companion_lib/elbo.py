@@ -26,7 +26,7 @@ import torch
 from companion_lib import mixture
 from companion_lib._checks import (as_tensor, check_choice, check_float, check_generator, check_int,
                                    check_weights)
-from companion_lib.gaussian import LOG_2PI, check_covariance, entropy_full, kl_full, log_normal_diag
+from companion_lib.gaussian import LOG_2PI, _check_covariance, entropy_full, kl_full, log_normal_diag
 from companion_lib.settings import cpu_float64
 
 __all__ = [
@@ -160,7 +160,7 @@ class LinearGaussian:
         if S.shape[-2:] != (self.k, self.k) or (S.ndim == 3 and S.shape[0] != n):
             raise ValueError(f"S must have shape ({self.k}, {self.k}) or ({n}, {self.k}, {self.k}), "
                              f"got {tuple(S.shape)}")
-        S, _ = check_covariance(S, "S")
+        S, _ = _check_covariance(S, "S")
         return m, S
 
     @cpu_float64()

@@ -33,11 +33,15 @@ import torch
 from torch import nn
 
 from companion_lib._checks import check_callable, check_float, check_int
+from companion_lib._moved import module_getattr
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
-           "alternating_masks", "standard_normal_log_prob", "fit_digits"]
+           "alternating_masks", "standard_normal_log_prob"]
+
+#: ``flows.fit_digits`` moved to ``recipes.fit_realnvp_digits`` (deprecated here for this release, with a warning).
+__getattr__ = module_getattr(__name__, {"fit_digits": "recipes.fit_realnvp_digits"})
 
 
 # ---------------------------------------------------------------- input checks
@@ -48,12 +52,12 @@ def _check_batch(x, dim: int, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a floating tensor (float32, or float64 on the CPU), got {x.dtype}")
     if x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"{name} must have shape (batch, {dim}), got {tuple(x.shape)}")
-    if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
-        raise ValueError(f"{name} must be finite; it holds {int((~torch.isfinite(x)).sum())} NaN or "
-                         "infinite value(s)")
     return x
 
 
+    if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
+        raise ValueError(f"{name} must be finite; it holds {int((~torch.isfinite(x)).sum())} NaN or "
+                         "infinite value(s)")
 def _check_mask(mask, dim: int | None = None, *, count: bool = True) -> torch.Tensor:
     """mask: a boolean (dim,) tensor; ``count``: it must mark some but not all coordinates (reads the
     mask back: a host synchronisation off the CPU, so the per-step check of a coupling skips it)."""
@@ -63,11 +67,11 @@ def _check_mask(mask, dim: int | None = None, *, count: bool = True) -> torch.Te
     if mask.ndim != 1 or (dim is not None and mask.shape[0] != dim):
         want = f"({dim},)" if dim is not None else "(dim,)"
         raise ValueError(f"mask must have shape {want}, got {tuple(mask.shape)}")
-    if not count:
-        return mask
     n_a = int(mask.sum())
     if n_a == 0 or n_a == mask.shape[0]:
         raise ValueError("mask must mark some coordinates A (True) and leave some B (False); "
+    if not count:
+        return mask
                          f"it marks {n_a} of {mask.shape[0]}")
     return mask
 
@@ -87,6 +91,9 @@ def _check_model_input(module: nn.Module, x: torch.Tensor, name: str) -> None:
 
 
 # ---------------------------------------------------------------- one coupling, as functions
+def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
+    """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
+
 def _check_coupling(z, mask, conditioner, name: str):
     """The arguments of ``coupling_forward``/``coupling_inverse``, checked without a host synchronisation
     off the CPU (they run once per layer and step)."""
@@ -97,17 +104,14 @@ def _check_coupling(z, mask, conditioner, name: str):
     return _check_batch(z, mask.shape[0], name), mask
 
 
-def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
-    """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
-
     z (b, d); mask (d,) bool, True on the coordinates A; ``conditioner(z_A)`` maps (b, |A|) to
     ``(r, s)``, both (b, |B|), with r = log h_θ(z_A) and s = s_θ(z_A). Returns z_next (b, d) and
     log_det (b,) = log|det ∂z_next/∂z| = Σ_B r.
     """
-    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_a, z_b = z[:, mask], z[:, ~mask]
     r, s = conditioner(z_a)                      # log h_θ(z_A^l), s_θ(z_A^l)
     z_next = torch.empty_like(z)
+    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_next[:, mask] = z_a                        # (15.3)
     z_next[:, ~mask] = z_b * torch.exp(r) + s    # (15.4)
     return z_next, r.sum(1)
@@ -118,10 +122,10 @@ def coupling_inverse(z_next: torch.Tensor, mask: torch.Tensor, conditioner: Call
 
     z_next (b, d), mask and conditioner as in ``coupling_forward``. Returns z (b, d).
     """
-    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z_a, z_b_next = z_next[:, mask], z_next[:, ~mask]
     r, s = conditioner(z_a)                      # z_A^l = z_A^{l+1}: the same h and s
     z = torch.empty_like(z_next)
+    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z[:, mask] = z_a                             # (15.5)
     z[:, ~mask] = (z_b_next - s) * torch.exp(-r)  # (15.6), corrected: ⊘ h_θ, not ⊙ h_θ
     return z
@@ -309,58 +313,3 @@ class RealNVP(nn.Module):
             z, _ = layer(z)
             out.append(z)
         return out
-
-
-# ---------------------------------------------------------------- the digits recipe
-def fit_digits(x_fit=None, y_val=None, *, hidden: int = 128, steps: int = 1000, patience: int | None = 3,
-               lr: float = 1e-3, eval_every: int = 50, grad_clip: float | None = None, seed: int = 0,
-               generator: torch.Generator | None = None, deq_generator: torch.Generator | None = None,
-               device=None, progress: bool = True, desc: str = "RealNVP, digits"):
-    """The companion's RealNVP on the 8×8 digits (lesson 15_2 and the scoreboard share this recipe).
-
-    A ``RealNVP(64, n_layers=8, hidden, masks="checkerboard", logit_alpha=0.05)`` with weights from
-    ``torch.manual_seed(seed)`` (the global RNG is left as it was), trained by ``training.train`` to
-    minimise bits/dim of a fresh dequantisation of each batch (noise from ``deq_generator``, default
-    seed 0), Adam at ``lr``, early-stopped on ``y_val`` every ``eval_every`` steps with ``patience``
-    (best weights restored; ``y_val=None`` with ``patience=None``: no validation, no early stopping).
-
-    x_fit (m, 64): integer digit levels (default ``data.load_digits_split().X_fit``); y_val (m', 64):
-    dequantised validation images in [0, 1) (default: ``X_val`` dequantised once with seed 1; pass
-    ``y_val=False`` for none). ``generator``: the CPU generator of the minibatches (``run.generator``).
-    Returns ``(model, TrainResult)``; the model is on ``device`` (default the CPU), float32.
-    """
-    from companion_lib import data, training  # floor 2
-
-    split = None
-    if x_fit is None or y_val is None:
-        split = data.load_digits_split()
-    x_fit = split.X_fit if x_fit is None else x_fit
-    if isinstance(x_fit, torch.Tensor):
-        x_fit = x_fit.detach()
-    x_fit = torch.as_tensor(x_fit, dtype=torch.float32, device=device)
-    _check_batch(x_fit, 64, "x_fit")
-    if y_val is None:
-        y_val = data.dequantize(torch.as_tensor(split.X_val, dtype=torch.float32, device=device),
-                                torch.Generator().manual_seed(1))
-    elif y_val is False:
-        y_val = None
-    else:
-        _check_batch(y_val, 64, "y_val")
-    seed = check_int(seed, "seed", low=0)
-    g_deq = torch.Generator().manual_seed(0) if deq_generator is None else deq_generator
-
-    def loss_fn(model, levels):                  # bits/dim of a fresh dequantisation of the batch
-        return data.dequantized_bits_per_dim(model.log_prob(data.dequantize(levels, g_deq)), 64).mean()
-
-    def val_fn(model, y):
-        return data.dequantized_bits_per_dim(model.log_prob(y), 64).mean().item()
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = RealNVP(64, n_layers=8, hidden=hidden, masks="checkerboard", logit_alpha=0.05)
-    model = model.to(x_fit.device)
-    fit = training.train(model, loss_fn, x_fit, val_data=y_val, val_fn=val_fn if y_val is not None else None,
-                         steps=steps, lr=lr, eval_every=eval_every, grad_clip=grad_clip,
-                         patience=patience if y_val is not None else None, generator=generator,
-                         progress=progress, desc=desc)
-    return model, fit

@@ -112,7 +112,7 @@ def entropy(var, *, check: bool = True) -> torch.Tensor:
     return 0.5 * (1.0 + LOG_2PI + torch.log(var))
 
 
-def check_covariance(S, name: str = "cov"):
+def _check_covariance(S, name: str = "cov"):
     """A covariance (..., d, d), symmetric positive definite → (S, its Cholesky factor); a ValueError
     naming ``name`` otherwise (the one check of full covariances, used by ``elbo`` too)."""
     S = as_tensor(S, name, dtype=None)
@@ -132,7 +132,7 @@ def entropy_full(cov) -> torch.Tensor:
 
     cov: (d, d) or a batch (..., d, d), symmetric positive definite → shape (...).
     """
-    S, chol = check_covariance(cov)
+    S, chol = _check_covariance(cov)
     d = S.shape[-1]
     logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
     return 0.5 * (d * (1 + LOG_2PI) + logdet)
@@ -145,8 +145,8 @@ def kl_full(m1, S1, m2, S2) -> torch.Tensor:
     """
     m1 = as_tensor(m1, "m1", dtype=None)
     m2 = as_tensor(m2, "m2", dtype=None, device=m1.device)
-    S1, L1 = check_covariance(as_tensor(S1, "S1", dtype=m1.dtype, device=m1.device), "S1")
-    S2, L2 = check_covariance(as_tensor(S2, "S2", dtype=m1.dtype, device=m1.device), "S2")
+    S1, L1 = _check_covariance(as_tensor(S1, "S1", dtype=m1.dtype, device=m1.device), "S1")
+    S2, L2 = _check_covariance(as_tensor(S2, "S2", dtype=m1.dtype, device=m1.device), "S2")
     k = m1.shape[-1] if m1.ndim else 0
     if m1.ndim < 1 or m2.ndim < 1 or m2.shape[-1] != k or S1.shape[-1] != k or S2.shape[-1] != k:
         raise ValueError(f"m1 (..., k), S1 (..., k, k), m2, S2 must share k; got {tuple(m1.shape)}, "

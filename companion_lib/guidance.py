@@ -2,7 +2,7 @@
 
 * ``cfg_combine``   ε̂ = ε_uncond + w (ε_cond − ε_uncond)                                   eq. 15.12
 * ``guided_eps``    the two forward passes of a conditional denoiser (label c and the null label ∅)
-                    combined by (15.12), as a function ε̂(x_t, t) that ``diffusion.sample`` can run
+                    combined by (15.12), as a function ε̂(x_t, t) that ``ddpm.sample`` can run
 * ``null_labels``   the training-time label dropout: each label replaced by ∅ with probability p
 
 w = 0 is the unconditional model, w = 1 the plain conditional one, w > 1 extrapolates past it.
@@ -51,7 +51,7 @@ def guided_eps(model, labels, w, null_label: int, combine=None):
     passes the student's own).
 
     labels: (batch,) long, the class asked for per row; w: a number or a (batch, 1, ...) tensor.
-    Returns a function eps_fn(x_t, t) for ``diffusion.sample`` (x_t (batch, ...), t (batch,)).
+    Returns a function eps_fn(x_t, t) for ``ddpm.sample`` (x_t (batch, ...), t (batch,)).
     """
     combine = cfg_combine if combine is None else combine
     if not callable(model) or not callable(combine):

@@ -17,8 +17,9 @@
                         output (μ_φ(x), σ_φ(x))
 * ``negative_elbo``     −(14.13) for a batch, one reparameterised sample per image (the lesson's
                         exercise; any module with the text's ``encode``/``decode`` trains with it)
-* ``make_loss`` / ``make_val_fn`` / ``train_vae``  training on the digits with ``training.train``,
-                        re-dequantising every batch; losses in bits/dim of the dequantised data.
+* ``make_loss`` / ``make_val_fn``  the loss and validation functions of training on the digits
+                        (``recipes.train_vae``, was ``vae.train_vae``: still importable here for this
+                        release, deprecated), re-dequantising every batch; bits/dim of the dequantised data.
 
 Shapes: n = data dimension (64 for the digits), d = latent dimension, b = batch, s / k = samples.
 Floor 2: torch only, no plotting, no grading. Device-agnostic: tensors follow the model / input.
@@ -30,15 +31,18 @@ import math
 import torch
 from torch import nn
 
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int
+from companion_lib._checks import as_tensor, check_choice, check_int
+from companion_lib._moved import module_getattr
 from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.nets import mlp
-from companion_lib.training import TrainResult, train
 
 __all__ = ["VAE", "DECODERS", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
            "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "negative_elbo", "make_loss",
-           "make_val_fn", "train_vae"]
+           "make_val_fn"]
+
+#: ``vae.train_vae`` moved to ``recipes.train_vae`` (deprecated here for this release, with a warning).
+__getattr__ = module_getattr(__name__, {"train_vae": "recipes.train_vae"})
 
 
 #: The decoders ``VAE`` offers: the text's (14.11) and two for pixels with few levels.
@@ -180,6 +184,10 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
     log-density is ``gaussian.log_normal_diag(x, mu, var)`` with the **variance** var = σ²; this is
     ``gaussian.log_normal_diag(x, mu, sigma ** 2)`` (with ``sigma[..., None] ** 2`` for one σ per row).
     """
+    var = sigma**2
+    if var.ndim < len(shape):
+        var = var[..., None]                                        # one σ per row: σ² I
+    return log_normal_diag(x, mu, var, check=False)
     x, mu, sigma = (as_tensor(v, n, dtype=None) for v, n in ((x, "x"), (mu, "mu"), (sigma, "sigma")))
     try:
         shape = torch.broadcast_shapes(x.shape, mu.shape)
@@ -189,10 +197,6 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
                          "broadcast: x, mu (..., D), sigma (...) or (..., D)") from err
     if (sigma <= 0).any():
         raise ValueError("sigma (the standard deviation σ) must be > 0")
-    var = sigma**2
-    if var.ndim < len(shape):
-        var = var[..., None]                                        # one σ per row: σ² I
-    return log_normal_diag(x, mu, var, check=False)
 
 
 def elbo_constant(n_dims: int) -> float:
@@ -389,41 +393,3 @@ def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS, negati
         return float(dequantized_bits_per_dim(elbo, y.shape[1], levels).mean())
 
     return val_fn
-
-
-def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: int = 2,
-              decoder: str = "gaussian", steps: int = 3000, batch_size: int = 128, lr: float = 2e-3,
-              eval_every: int = 50, patience: int | None = 10, s: int = 1,
-              generator: torch.Generator | None = None, device=None, progress: bool = True,
-              desc: str = "VAE", model: nn.Module | None = None, negative_elbo=None) -> TrainResult:
-    """Build a ``VAE`` (``decoder`` one of ``DECODERS``) and train it with ``training.train`` on raw
-    digit levels.
-
-    ``model``: train this module instead (e.g. a student's encoder/decoder with the text's
-    ``encode``/``decode``; ``latent_dims`` must be its latent size); ``negative_elbo(model, y, eps)``:
-    the −(14.13) estimator to train with (contract of ``vae.negative_elbo``); default: ``log_weights``.
-
-    x_fit (m, n), x_val (m', n): integer levels (e.g. ``load_digits_split().X_fit``), moved to
-    ``device`` as float32. Each batch is re-dequantised; early stopping on the validation ELBO
-    (bits/dim, lower is better); the best weights are restored. Returns the ``TrainResult``.
-    """
-    x_fit = as_tensor(x_fit, "x_fit", ndim=2, dtype=torch.float32, device=device, min_rows=1)
-    x_val = as_tensor(x_val, "x_val", shape=(None, x_fit.shape[1]), dtype=torch.float32,
-                      device=device, min_rows=1)
-    check_float(lr, "lr", low=0.0, low_open=True)
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    if model is None:
-        with torch.random.fork_rng(devices=[]):     # weights initialised from ``generator`` alone
-            torch.manual_seed(init_seed)
-            model = VAE(x_fit.shape[1], latent_dims, hidden, depth, decoder=decoder)
-    elif not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if negative_elbo is not None and not callable(negative_elbo):
-        raise TypeError("negative_elbo must be a function (model, y, eps) -> (b,)")
-    model = model.to(x_fit.device)
-    kw = dict(s=s, negative_elbo=negative_elbo, latent_dims=latent_dims)
-    return train(model, make_loss(generator, **kw), x_fit, steps=steps, val_data=x_val,
-                 val_fn=make_val_fn(**kw), batch_size=batch_size, lr=lr, eval_every=eval_every,
-                 patience=patience, generator=generator, progress=progress, desc=desc)

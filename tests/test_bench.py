@@ -46,7 +46,7 @@ def test_rows_have_exactly_the_keys_and_labels(small_rows):
 
 def test_bound_labels_of_every_model():
     assert {k for k, v in bench._BOUNDS.items() if v == "upper"} == {"vae_text", "vae_better", "ddpm"}
-    assert set(bench._BOUNDS) == set(bench.MODELS) == set(bench.LABELS)
+    assert set(bench._BOUNDS) == set(bench.MODELS) == set(bench.LABELS) == set(bench._BUILDERS)
 
 
 def test_uniform_row_is_log2_17_exactly(small_rows):

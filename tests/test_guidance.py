@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from companion_lib import diffusion, guidance
+from companion_lib import ddpm, forward_diffusion, guidance
 from companion_lib.denoisers import ResidualDenoiser
 
 
@@ -34,7 +34,7 @@ def test_guided_eps_uses_labels_and_the_null_label():
 def test_guided_sampling_on_gaussian_classes_sharpens_toward_the_class():
     """Two classes N(±1, 0.5²) in 1-D with exact conditional and unconditional ε: guidance w > 1 moves
     class-1 samples further from the other class than w = 1 does."""
-    s = diffusion.NoiseSchedule.cosine(200, max_beta=0.2)
+    s = forward_diffusion.NoiseSchedule.cosine(200, max_beta=0.2)
     means, var0 = torch.tensor([-1.0, 1.0]), 0.25
 
     def model(x, t, c):
@@ -51,7 +51,7 @@ def test_guided_sampling_on_gaussian_classes_sharpens_toward_the_class():
     labels = torch.ones(3000, dtype=torch.long)
     out = {}
     for w in (0.0, 1.0, 4.0):
-        x = diffusion.sample(s, guidance.guided_eps(model, labels, w, null_label=2), (3000, 1),
+        x = ddpm.sample(s, guidance.guided_eps(model, labels, w, null_label=2), (3000, 1),
                              generator=torch.Generator().manual_seed(0))
         out[w] = x.squeeze(1)
     assert float((out[0.0] > 0).float().mean()) == pytest.approx(0.5, abs=0.05)   # unconditional

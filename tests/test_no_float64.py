@@ -22,7 +22,8 @@ from companion_lib import settings
 
 MODULES = ["data", "mixture", "moments", "divergences", "ebm", "elbo", "vae", "metrics", "training",
            "nets", "plots", "widgets", "scores", "gaussian",
-           "flows", "distinguish", "two_sample", "diffusion", "denoisers", "guidance", "bench"]
+           "gaussian_mixture", "flows", "distinguish", "two_sample", "forward_diffusion", "ddpm", "diffusion",
+           "denoisers", "guidance", "recipes", "bench"]
 g = torch.Generator
 
 
@@ -97,15 +98,20 @@ def _realnvp():
 
 
 def _flows_fit_digits(m):
-    model, fit = m.fit_digits(steps=3, eval_every=2, hidden=8, progress=False, generator=g().manual_seed(0))
+    model, fit = m.fit_realnvp_digits(steps=3, eval_every=2, hidden=8, progress=False, generator=g().manual_seed(0))
     return model.log_prob(torch.rand(4, 64)), fit
 
 
 W3, MU3, VAR3 = [0.5, 0.5], [-1.0, 1.0], [0.1, 0.1]        # 1-D mixture of lesson 15_3_2
 
 
+def _mixture_value(mix):
+    return (mix.log_prob(_x()), mix.score(_x()), mix.sample(5, g().manual_seed(0)), mix.noised(0.5).moments(),
+            mix.responsibilities(_x()))
+
+
 def _schedule():
-    from companion_lib.diffusion import NoiseSchedule
+    from companion_lib.forward_diffusion import NoiseSchedule
     return NoiseSchedule.cosine(50, max_beta=0.2)
 
 
@@ -114,12 +120,12 @@ def _t(n=40, seed=0, T=50):
 
 
 def _schedule_5():
-    from companion_lib.diffusion import NoiseSchedule
+    from companion_lib.forward_diffusion import NoiseSchedule
     return NoiseSchedule.linear(5, 1e-3, 0.2)
 
 
 def _schedule_calls():
-    from companion_lib.diffusion import NoiseSchedule
+    from companion_lib.forward_diffusion import NoiseSchedule
     s = NoiseSchedule.linear(50)
     return (s.at("alpha_bars", _t(), _x()), s.snr(), repr(s), NoiseSchedule(torch.full((10,), 0.05)).alpha_bars,
             _schedule().T)
@@ -145,9 +151,9 @@ def _diffusion_sample(m):
 
 
 def _guided_sample():
-    from companion_lib import diffusion, guidance
+    from companion_lib import ddpm, guidance
     den, labels = _denoiser(3), torch.arange(8) % 3
-    return diffusion.sample(_schedule(), guidance.guided_eps(den, labels, 3.0, den.null_label), (8, 2),
+    return ddpm.sample(_schedule(), guidance.guided_eps(den, labels, 3.0, den.null_label), (8, 2),
                             generator=g().manual_seed(0), n_steps=5)
 
 
@@ -259,7 +265,7 @@ CALLS = {
     "vae.encoder_gradients": lambda m: m.encoder_gradients(_vae(), torch.rand(64), 2, 2, g().manual_seed(0)),
     "vae.make_loss": lambda m: m.make_loss(g().manual_seed(0))(_vae(), LEVELS),
     "vae.make_val_fn": lambda m: m.make_val_fn()(_vae(), LEVELS),
-    "vae.train_vae": lambda m: m.train_vae(LEVELS, LEVELS, latent_dims=2, hidden=8, depth=1, steps=3,
+    "recipes.train_vae": lambda m: m.train_vae(LEVELS, LEVELS, latent_dims=2, hidden=8, depth=1, steps=3,
                                            progress=False),
     # metrics
     "metrics.bits_per_dim": lambda m: m.bits_per_dim(torch.zeros(4), 64),
@@ -280,6 +286,12 @@ CALLS = {
     "scores.score_from_eps": lambda m: m.score_from_eps(_x(), torch.full((40,), 0.5)),
     "gaussian.log_normal": lambda m: m.log_normal(_x(), 0.0, 2.0),
     "gaussian.log_normal_diag": lambda m: m.log_normal_diag(_x(), torch.zeros(2), torch.ones(2), check=False),
+    "gaussian.kl": lambda m: m.kl(_x(), 1.0, _x(seed=1), torch.full((2,), 2.0)).sum(-1),
+    "gaussian.entropy": lambda m: m.entropy(V2),
+    "gaussian.kl_full": lambda m: m.kl_full(torch.zeros(2), torch.eye(2), torch.ones(2), 2 * torch.eye(2)),
+    "gaussian.entropy_full": lambda m: m.entropy_full(COV2),
+    "gaussian_mixture.MixtureOfGaussians": lambda m: _mixture_value(m.MixtureOfGaussians(W2, M2, V2)),
+    "gaussian_mixture.as_mixture": lambda m: m.as_mixture(m.as_mixture(W2, M2, V2), dtype=torch.float32),
     # training
     "training.train": lambda m: m.train(torch.nn.Linear(2, 1), lambda mm, x: mm(x).pow(2).mean(), _x(),
                                         steps=4, val_data=_x(), ema_decay=0.9, warmup=2, cosine=True,
@@ -317,7 +329,7 @@ CALLS = {
     "flows.alternating_masks": lambda m: m.alternating_masks(64, 4, "checkerboard"),
     "flows.standard_normal_log_prob": lambda m: m.standard_normal_log_prob(_x()),
     "flows.RealNVP": lambda m: _realnvp(),
-    "flows.fit_digits": _flows_fit_digits,
+    "recipes.fit_realnvp_digits": _flows_fit_digits,
     # distinguish (§15.3, Problem 15.3.2 and eq. 15.9)
     "distinguish.error_probability": lambda m: m.error_probability(torch.linspace(0, 4, 5), 1.0),
     "distinguish.error_bound": lambda m: m.error_bound(torch.linspace(0, 4, 5), 1.0),
@@ -336,25 +348,25 @@ CALLS = {
     "two_sample.energy_distance": lambda m: m.energy_distance(_x(), _x(seed=1)),
     "two_sample.energy_test": lambda m: m.energy_test(_x(), _x(seed=1), 20, g().manual_seed(0)),
     # diffusion (§15.3), float32 data and steps as on run.device
-    "diffusion.NoiseSchedule": lambda m: _schedule_calls(),
-    "diffusion.q_sample": lambda m: m.q_sample(_schedule(), _x(), _t(), _x(seed=1)),
-    "diffusion.forward_chain": lambda m: m.forward_chain(_schedule(), _x(), 10, g().manual_seed(0), keep=[0, 5, 10]),
-    "diffusion.terminal_kl": lambda m: m.terminal_kl(_schedule(), _x()),
-    "diffusion.posterior_mean_variance": lambda m: m.posterior_mean_variance(_schedule(), _x(), _x(seed=1), _t()),
-    "diffusion.predict_x0": lambda m: m.predict_x0(_schedule(), _x(), _t(), _x(seed=1)),
-    "diffusion.reverse_mean": lambda m: m.reverse_mean(_schedule(), _x(seed=1), _x(), _t()),
-    "diffusion.reverse_variance": lambda m: (m.reverse_variance(_schedule(), _t(), _x()),
+    "forward_diffusion.NoiseSchedule": lambda m: _schedule_calls(),
+    "forward_diffusion.q_sample": lambda m: m.q_sample(_schedule(), _x(), _t(), _x(seed=1)),
+    "forward_diffusion.forward_chain": lambda m: m.forward_chain(_schedule(), _x(), 10, g().manual_seed(0), keep=[0, 5, 10]),
+    "forward_diffusion.terminal_kl": lambda m: m.terminal_kl(_schedule(), _x()),
+    "ddpm.posterior_mean_variance": lambda m: m.posterior_mean_variance(_schedule(), _x(), _x(seed=1), _t()),
+    "ddpm.predict_x0": lambda m: m.predict_x0(_schedule(), _x(), _t(), _x(seed=1)),
+    "ddpm.reverse_mean": lambda m: m.reverse_mean(_schedule(), _x(seed=1), _x(), _t()),
+    "ddpm.reverse_variance": lambda m: (m.reverse_variance(_schedule(), _t(), _x()),
                                              m.reverse_variance(_schedule(), _t(), _x(), "beta")),
-    "diffusion.ddpm_step": lambda m: (m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2)),
+    "ddpm.ddpm_step": lambda m: (m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2)),
                                       m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2), "beta", True)),
-    "diffusion.ddpm_loss": lambda m: m.ddpm_loss(_schedule(), _denoiser(), _x(), _t(), _x(seed=1)).backward(),
-    "diffusion.timesteps": lambda m: m.timesteps(50, 7),
-    "diffusion.respace": lambda m: m.respace(_schedule(), m.timesteps(50, 7)),
-    "diffusion.sample": _diffusion_sample,
-    "diffusion.variational_bound": lambda m: m.variational_bound(_schedule(), _denoiser(), _x(8), n_t=4,
+    "ddpm.ddpm_loss": lambda m: m.ddpm_loss(_schedule(), _denoiser(), _x(), _t(), _x(seed=1)).backward(),
+    "ddpm.timesteps": lambda m: m.timesteps(50, 7),
+    "ddpm.respace": lambda m: m.respace(_schedule(), m.timesteps(50, 7)),
+    "ddpm.sample": _diffusion_sample,
+    "ddpm.variational_bound": lambda m: m.variational_bound(_schedule(), _denoiser(), _x(8), n_t=4,
                                                                  generator=g().manual_seed(0)),
-    "diffusion.noisy_mixture": lambda m: m.noisy_mixture(0.5, W2, M2, V2),
-    "diffusion.fit_digits": lambda m: m.fit_digits(steps=2, T=20, hidden=8, blocks=1, batch_size=16, warmup=1,
+    "forward_diffusion.noisy_mixture": lambda m: m.noisy_mixture(0.5, W2, M2, V2),
+    "recipes.fit_ddpm_digits": lambda m: m.fit_ddpm_digits(steps=2, T=20, hidden=8, blocks=1, batch_size=16, warmup=1,
                                                    eval_every=1, progress=False),
     # denoisers, guidance (eq. 15.12)
     "denoisers.ResidualDenoiser": lambda m: _residual_denoiser(),

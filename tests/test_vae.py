@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.distributions import Independent, Normal  # noqa: E402
 
-from companion_lib import data, metrics, vae  # noqa: E402
+from companion_lib import data, metrics, recipes, vae  # noqa: E402
 
 
 
@@ -125,7 +125,7 @@ def test_training_improves_on_uniform_and_is_deterministic():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 17, size=(200, 64)).astype(float)
     x[:, :32] = 0.0   # half the pixels are always 0: easy to beat the uniform baseline
-    runs = [vae.train_vae(x[:160], x[160:], latent_dims=2, hidden=16, steps=150, eval_every=50,
+    runs = [recipes.train_vae(x[:160], x[160:], latent_dims=2, hidden=16, steps=150, eval_every=50,
                           patience=None, generator=torch.Generator().manual_seed(0), progress=False)
             for _ in range(2)]
     assert runs[0].best_val < math.log2(17)
@@ -226,7 +226,7 @@ def test_train_vae_with_a_given_model_and_loss_matches_the_library_path():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 17, size=(120, 64)).astype(float)
     kw = dict(latent_dims=2, hidden=16, steps=60, eval_every=20, patience=None, progress=False)
-    lib = vae.train_vae(x[:100], x[100:], generator=torch.Generator().manual_seed(0), **kw)
+    lib = recipes.train_vae(x[:100], x[100:], generator=torch.Generator().manual_seed(0), **kw)
     torch.manual_seed(5)
     net = vae.VAE(64, 2, 16)
     # the library initialises its own model from the generator; copy those initial weights
@@ -235,11 +235,11 @@ def test_train_vae_with_a_given_model_and_loss_matches_the_library_path():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         net.load_state_dict(vae.VAE(64, 2, 16).state_dict())
-    user = vae.train_vae(x[:100], x[100:], generator=torch.Generator().manual_seed(0), model=net,
+    user = recipes.train_vae(x[:100], x[100:], generator=torch.Generator().manual_seed(0), model=net,
                          negative_elbo=vae.negative_elbo, **kw)
     np.testing.assert_allclose(user.history["val"], lib.history["val"], rtol=1e-5)
     with pytest.raises(TypeError, match="nn.Module"):
-        vae.train_vae(x[:100], x[100:], model="net", negative_elbo=vae.negative_elbo, **kw)
+        recipes.train_vae(x[:100], x[100:], model="net", negative_elbo=vae.negative_elbo, **kw)
 
 
 def test_decoder_choice_is_validated():

@@ -1,4 +1,4 @@
-"""§15.3 reverse process: the posterior against Bayes' theorem, (15.11) against diffusers' DDPMScheduler,
+"""§15.3.3 reverse process (companion_lib.ddpm): the posterior against Bayes' theorem, (15.11) against diffusers' DDPMScheduler,
 the sampler and the variational bound against a Gaussian data distribution whose ε* is exact, the
 denoiser network, and bad input."""
 import math
@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from companion_lib import diffusion, settings
+from companion_lib import ddpm, forward_diffusion, settings
 from companion_lib.denoisers import ResidualDenoiser
 
 F64 = torch.float64
 
 
 def _schedules():
-    return [diffusion.NoiseSchedule.linear(1000), diffusion.NoiseSchedule.cosine(1000, max_beta=0.2),
-            diffusion.NoiseSchedule.cosine(50)]
+    return [forward_diffusion.NoiseSchedule.linear(1000), forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2),
+            forward_diffusion.NoiseSchedule.cosine(50)]
 
 
 # ------------------------------------------------------------------------------ the posterior (15.3.3 (i))
@@ -24,7 +24,7 @@ def test_posterior_is_the_product_of_the_two_gaussians(k):
     g = torch.Generator().manual_seed(k)
     t = torch.randint(2, s.T + 1, (200,), generator=g)
     x0, xt = torch.randn(200, 3, generator=g, dtype=F64), torch.randn(200, 3, generator=g, dtype=F64)
-    mean, var = diffusion.posterior_mean_variance(s, x0, xt, t)
+    mean, var = ddpm.posterior_mean_variance(s, x0, xt, t)
     # Bayes: q(x_{t−1} | x_t, x_0) ∝ N(x_t; √α_t x_{t−1}, β_t) N(x_{t−1}; √ᾱ_{t−1} x_0, 1 − ᾱ_{t−1})
     beta, alpha = s.betas[t - 1][:, None], s.alphas[t - 1][:, None]
     ab_prev = s.alpha_bars[t - 2][:, None]
@@ -36,22 +36,22 @@ def test_posterior_is_the_product_of_the_two_gaussians(k):
 
 
 def test_posterior_at_t1_is_x0_with_no_variance():
-    s = diffusion.NoiseSchedule.linear(100)
+    s = forward_diffusion.NoiseSchedule.linear(100)
     x0, xt = torch.randn(4, 5), torch.randn(4, 5)
-    mean, var = diffusion.posterior_mean_variance(s, x0, xt, torch.ones(4, dtype=torch.long))
+    mean, var = ddpm.posterior_mean_variance(s, x0, xt, torch.ones(4, dtype=torch.long))
     assert torch.allclose(mean, x0, atol=1e-6) and float(var.abs().max()) == 0.0
 
 
 def test_posterior_matches_monte_carlo_of_the_forward_chain():
     """Draw x_{t−1} ~ q(·|x_0), x_t ~ q(·|x_{t−1}); keep pairs with x_t near a value: the conditional law."""
-    s = diffusion.NoiseSchedule.linear(100, beta_end=0.2)
+    s = forward_diffusion.NoiseSchedule.linear(100, beta_end=0.2)
     g = torch.Generator().manual_seed(7)
     t, x0 = 30, torch.tensor(0.6, dtype=F64)
     n = 2_000_000
     prev = s.alpha_bars[t - 2].sqrt() * x0 + s.one_minus_alpha_bars[t - 2].sqrt() * torch.randn(n, generator=g, dtype=F64)
     xt = s.alphas[t - 1].sqrt() * prev + s.betas[t - 1].sqrt() * torch.randn(n, generator=g, dtype=F64)
     near = (xt - 0.2).abs() < 0.01
-    mean, var = diffusion.posterior_mean_variance(s, x0.reshape(1, 1), torch.tensor([[0.2]], dtype=F64),
+    mean, var = ddpm.posterior_mean_variance(s, x0.reshape(1, 1), torch.tensor([[0.2]], dtype=F64),
                                                   torch.tensor([t]))
     assert float(prev[near].mean()) == pytest.approx(float(mean), abs=0.01)
     assert float(prev[near].var()) == pytest.approx(float(var), rel=0.05)
@@ -62,10 +62,10 @@ def test_eps_mean_is_posterior_mean_at_predicted_x0():   # Problem 15.3.3 (ii)
         g = torch.Generator().manual_seed(1)
         t = torch.randint(1, s.T + 1, (64,), generator=g)
         xt, eps = torch.randn(64, 8, generator=g, dtype=F64), torch.randn(64, 8, generator=g, dtype=F64)
-        x0_hat = diffusion.predict_x0(s, xt, t, eps)
-        assert torch.allclose(diffusion.q_sample(s, x0_hat, t, eps), xt, atol=1e-9)      # inverts (15.8)
-        via_posterior, _ = diffusion.posterior_mean_variance(s, x0_hat, xt, t)
-        assert torch.allclose(diffusion.reverse_mean(s, eps, xt, t), via_posterior, rtol=1e-9, atol=1e-9)
+        x0_hat = ddpm.predict_x0(s, xt, t, eps)
+        assert torch.allclose(forward_diffusion.q_sample(s, x0_hat, t, eps), xt, atol=1e-9)      # inverts (15.8)
+        via_posterior, _ = ddpm.posterior_mean_variance(s, x0_hat, xt, t)
+        assert torch.allclose(ddpm.reverse_mean(s, eps, xt, t), via_posterior, rtol=1e-9, atol=1e-9)
 
 
 # ------------------------------------------------------------------------------ (15.11) vs diffusers
@@ -81,52 +81,52 @@ def test_ddpm_step_equals_diffusers(variance_type, sigma, clip):
     diffusers = pytest.importorskip("diffusers")
     sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip,
                                     variance_type=variance_type)
-    ours = diffusion.NoiseSchedule.linear(1000)
+    ours = forward_diffusion.NoiseSchedule.linear(1000)
     g = torch.Generator().manual_seed(0)
     for t in [1000, 700, 123, 10, 2, 1]:
         xt, eps = torch.randn(16, 64, generator=g), torch.randn(16, 64, generator=g)
         want = _diffusers_step(sched, eps, xt, t, seed=t)
         noise = torch.randn((16, 64), generator=torch.Generator().manual_seed(t))
-        got = diffusion.ddpm_step(ours, eps, xt, torch.full((16,), t), noise, sigma=sigma, clip_x0=clip)
+        got = ddpm.ddpm_step(ours, eps, xt, torch.full((16,), t), noise, sigma=sigma, clip_x0=clip)
         assert torch.allclose(got, want, atol=1e-3, rtol=0), (t, float((got - want).abs().max()))
 
 
 def test_ddpm_step_equals_diffusers_on_a_cosine_schedule():
     diffusers = pytest.importorskip("diffusers")
-    ours = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    ours = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
     sched = diffusers.DDPMScheduler(num_train_timesteps=1000, trained_betas=ours.betas.float().numpy(),
                                     clip_sample=False, variance_type="fixed_small")
     g = torch.Generator().manual_seed(1)
     for t in [1000, 500, 3, 1]:
         xt, eps = torch.randn(8, 64, generator=g), torch.randn(8, 64, generator=g)
         noise = torch.randn((8, 64), generator=torch.Generator().manual_seed(t))
-        got = diffusion.ddpm_step(ours, eps, xt, torch.full((8,), t), noise)
+        got = ddpm.ddpm_step(ours, eps, xt, torch.full((8,), t), noise)
         assert torch.allclose(got, _diffusers_step(sched, eps, xt, t, seed=t), atol=1e-3, rtol=0)
 
 
 def test_step_adds_no_noise_at_t1_and_mixes_steps_per_row():
-    s = diffusion.NoiseSchedule.linear(1000)
+    s = forward_diffusion.NoiseSchedule.linear(1000)
     xt, eps, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
     t = torch.tensor([1, 500, 1])
-    out = diffusion.ddpm_step(s, eps, xt, t, z, sigma="beta")
-    no_noise = diffusion.ddpm_step(s, eps, xt, t, torch.zeros_like(z), sigma="beta")
+    out = ddpm.ddpm_step(s, eps, xt, t, z, sigma="beta")
+    no_noise = ddpm.ddpm_step(s, eps, xt, t, torch.zeros_like(z), sigma="beta")
     assert torch.equal(out[[0, 2]], no_noise[[0, 2]]) and not torch.allclose(out[1], no_noise[1])
     std = float(s.betas[499].sqrt())
     assert torch.allclose(out[1] - no_noise[1], std * z[1], atol=1e-6)
 
 
 def test_clipping_keeps_predicted_x0_in_range_and_otherwise_changes_nothing():
-    s = diffusion.NoiseSchedule.linear(1000)
+    s = forward_diffusion.NoiseSchedule.linear(1000)
     g = torch.Generator().manual_seed(3)
     t = torch.full((32,), 900)
     x0 = 0.5 * torch.rand(32, 6, generator=g) - 0.25                  # well inside [−1, 1]
     eps = torch.randn(32, 6, generator=g)
-    xt = diffusion.q_sample(s, x0, t, eps)
+    xt = forward_diffusion.q_sample(s, x0, t, eps)
     z = torch.zeros(32, 6)
-    assert torch.allclose(diffusion.ddpm_step(s, eps, xt, t, z, clip_x0=True),
-                          diffusion.ddpm_step(s, eps, xt, t, z), atol=1e-5)
-    wild = diffusion.ddpm_step(s, eps + 3.0, xt, t, z, clip_x0=True)
-    bounded = diffusion.posterior_mean_variance(s, -torch.ones_like(xt), xt, t)[0]
+    assert torch.allclose(ddpm.ddpm_step(s, eps, xt, t, z, clip_x0=True),
+                          ddpm.ddpm_step(s, eps, xt, t, z), atol=1e-5)
+    wild = ddpm.ddpm_step(s, eps + 3.0, xt, t, z, clip_x0=True)
+    bounded = ddpm.posterior_mean_variance(s, -torch.ones_like(xt), xt, t)[0]
     assert torch.allclose(wild, bounded, atol=1e-5)                      # x̂_0 clipped to −1 everywhere
 
 
@@ -144,55 +144,55 @@ def _exact_eps(s):
 
 @pytest.mark.parametrize("sigma, n_steps", [("posterior", None), ("beta", None), ("posterior", 100)])
 def test_sampling_with_the_exact_eps_recovers_the_data_law(sigma, n_steps):
-    s = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
-    x = diffusion.sample(s, _exact_eps(s), (4000, 2), generator=torch.Generator().manual_seed(0),
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    x = ddpm.sample(s, _exact_eps(s), (4000, 2), generator=torch.Generator().manual_seed(0),
                          sigma=sigma, n_steps=n_steps)
     assert float(x.mean()) == pytest.approx(M, abs=0.02)
     assert float(x.std()) == pytest.approx(S, abs=0.02)
 
 
 def test_sample_is_reproducible_and_keeps_requested_steps():
-    s = diffusion.NoiseSchedule.linear(100)
-    a, kept = diffusion.sample(s, _exact_eps(s), (5, 3), generator=torch.Generator().manual_seed(1), keep=(100, 50, 0))
-    b = diffusion.sample(s, _exact_eps(s), (5, 3), generator=torch.Generator().manual_seed(1))
+    s = forward_diffusion.NoiseSchedule.linear(100)
+    a, kept = ddpm.sample(s, _exact_eps(s), (5, 3), generator=torch.Generator().manual_seed(1), keep=(100, 50, 0))
+    b = ddpm.sample(s, _exact_eps(s), (5, 3), generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and sorted(kept) == [0, 50, 100] and torch.equal(kept[0], a)
 
 
 def test_respaced_schedule_keeps_alpha_bars_at_kept_steps():
-    s = diffusion.NoiseSchedule.cosine(1000)
-    steps = diffusion.timesteps(1000, 50)
+    s = forward_diffusion.NoiseSchedule.cosine(1000)
+    steps = ddpm.timesteps(1000, 50)
     assert steps[0] == 1000 and steps[-1] == 1 and len(steps) == 50
-    r = diffusion.respace(s, steps)
+    r = ddpm.respace(s, steps)
     assert torch.allclose(r.alpha_bars, s.alpha_bars[torch.tensor(sorted(steps)) - 1], rtol=1e-9)
-    assert diffusion.timesteps(10, 10) == list(range(10, 0, -1))
+    assert ddpm.timesteps(10, 10) == list(range(10, 0, -1))
 
 
 def test_variational_bound_is_an_upper_bound_tight_with_sigma_beta():
     """For broad data (S = 0.3 ≫ √β_t) the true reverse steps have variance ≈ β_t: with σ_t² = β_t and the
     exact ε* the bound is tight; σ_t² = β̃_t (too certain at small t) is still a bound, a looser one."""
-    s = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
     g = torch.Generator().manual_seed(0)
     x0 = M + S * torch.randn(400, 4, generator=g)
     nll = (0.5 * math.log(2 * math.pi * S ** 2) + (x0 - M) ** 2 / (2 * S ** 2)).sum(1)
     gaps = {}
     for sigma in ("beta", "posterior"):
-        gap = diffusion.variational_bound(s, _exact_eps(s), x0, n_t=48, generator=g, sigma=sigma) - nll
+        gap = ddpm.variational_bound(s, _exact_eps(s), x0, n_t=48, generator=g, sigma=sigma) - nll
         se = float(gap.std()) / math.sqrt(len(gap))
         assert float(gap.mean()) > -3 * se                               # a bound (up to Monte Carlo)
         gaps[sigma] = float(gap.mean()) / 4                              # nats per dimension
     assert abs(gaps["beta"]) < 0.05
     assert 0.2 < gaps["posterior"] < 0.6
-    bad = diffusion.variational_bound(s, lambda x, t: 0.0 * x, x0, n_t=48, generator=g, sigma="beta")
+    bad = ddpm.variational_bound(s, lambda x, t: 0.0 * x, x0, n_t=48, generator=g, sigma="beta")
     assert float((bad - nll).mean()) / 4 > 1.0                           # a useless ε_θ scores far worse
 
 
 def test_loss_is_zero_for_the_true_noise_and_positive_otherwise():
-    s = diffusion.NoiseSchedule.linear(1000)
+    s = forward_diffusion.NoiseSchedule.linear(1000)
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
     t = torch.randint(1, 1001, (8,), generator=g)
-    assert float(diffusion.ddpm_loss(s, lambda x, tt: noise, x0, t, noise)) == 0.0
-    assert float(diffusion.ddpm_loss(s, lambda x, tt: 0 * x, x0, t, noise)) == pytest.approx(
+    assert float(ddpm.ddpm_loss(s, lambda x, tt: noise, x0, t, noise)) == 0.0
+    assert float(ddpm.ddpm_loss(s, lambda x, tt: 0 * x, x0, t, noise)) == pytest.approx(
         float(noise.pow(2).sum(1).mean()), rel=1e-6)
 
 
@@ -228,47 +228,47 @@ def test_denoiser_rejects_bad_input():
 
 # ------------------------------------------------------------------------------ bad input, dtype rule
 def test_reverse_functions_reject_bad_input():
-    s = diffusion.NoiseSchedule.linear(10)
+    s = forward_diffusion.NoiseSchedule.linear(10)
     x, t = torch.randn(3, 2), torch.tensor([1, 2, 3])
     with pytest.raises(ValueError, match="sigma"):
-        diffusion.ddpm_step(s, x, x, t, x, sigma="large")
+        ddpm.ddpm_step(s, x, x, t, x, sigma="large")
     with pytest.raises(ValueError, match="1..T"):
-        diffusion.ddpm_step(s, x, x, torch.tensor([0, 1, 2]), x)
+        ddpm.ddpm_step(s, x, x, torch.tensor([0, 1, 2]), x)
     with pytest.raises(ValueError, match="shape"):
-        diffusion.ddpm_step(s, torch.randn(3, 3), x, t, x)
+        ddpm.ddpm_step(s, torch.randn(3, 3), x, t, x)
     with pytest.raises(TypeError, match="clip_x0"):
-        diffusion.ddpm_step(s, x, x, t, x, clip_x0="yes")
+        ddpm.ddpm_step(s, x, x, t, x, clip_x0="yes")
     with pytest.raises(ValueError, match="finite"):
-        diffusion.posterior_mean_variance(s, x, x * float("nan"), t)
+        ddpm.posterior_mean_variance(s, x, x * float("nan"), t)
     with pytest.raises(TypeError, match="NoiseSchedule"):
-        diffusion.predict_x0("linear", x, t, x)
+        ddpm.predict_x0("linear", x, t, x)
     with pytest.raises(ValueError, match="n_steps"):
-        diffusion.timesteps(10, 11)
+        ddpm.timesteps(10, 11)
 
 
 def test_reverse_process_runs_in_float32_under_the_no_float64_stand_in():
-    s = diffusion.NoiseSchedule.cosine(100, max_beta=0.2)
+    s = forward_diffusion.NoiseSchedule.cosine(100, max_beta=0.2)
     net = ResidualDenoiser(4, hidden=16, blocks=1)
     with settings.no_float64():
-        x = diffusion.sample(s, lambda x, t: net(x, t), (6, 4), generator=torch.Generator().manual_seed(0),
+        x = ddpm.sample(s, lambda x, t: net(x, t), (6, 4), generator=torch.Generator().manual_seed(0),
                              clip_x0=True, n_steps=20)
-        b = diffusion.variational_bound(s, lambda x, t: net(x, t), x.clamp(-1, 1), n_t=8)
-        loss = diffusion.ddpm_loss(s, net, x, torch.randint(1, 101, (6,)), torch.randn(6, 4))
+        b = ddpm.variational_bound(s, lambda x, t: net(x, t), x.clamp(-1, 1), n_t=8)
+        loss = ddpm.ddpm_loss(s, net, x, torch.randint(1, 101, (6,)), torch.randn(6, 4))
     assert x.dtype == b.dtype == loss.dtype == torch.float32 and torch.isfinite(b).all()
 
 
 # ------------------------------------------------------------------------------ eq. 15.13 on a mixture
 def test_noisy_mixture_matches_the_forward_process_and_eps_star_is_the_conditional_mean():
     from companion_lib import ebm, scores
-    s = diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
     w, m, v = torch.tensor([0.6, 0.4]), torch.tensor([[-1.0, 0.0], [1.5, 0.5]]), torch.tensor([0.05, 0.2])
     g = torch.Generator().manual_seed(0)
     n, t = 400_000, 250
     ab = s.alpha_bars[t - 1].item()
     x0 = ebm.gmm_sample(n, w, m, v, generator=g)
     eps = torch.randn(n, 2, generator=g)
-    xt = diffusion.q_sample(s, x0, torch.full((n,), t), eps)
-    wt, mt, vt = diffusion.noisy_mixture(ab, w, m, v)
+    xt = forward_diffusion.q_sample(s, x0, torch.full((n,), t), eps)
+    wt, mt, vt = forward_diffusion.noisy_mixture(ab, w, m, v)
     assert torch.allclose(xt.mean(0), (wt[:, None] * mt).sum(0), atol=0.01)
     second = (wt * (vt * 2 + (mt ** 2).sum(1))).sum()                  # E‖x_t‖² of the mixture
     assert float(xt.pow(2).sum(1).mean()) == pytest.approx(float(second), rel=0.01)
@@ -282,28 +282,28 @@ def test_noisy_mixture_matches_the_forward_process_and_eps_star_is_the_condition
     with pytest.raises(ValueError, match="one_minus_alpha_bar"):
         scores.eps_from_score(star, 0.0)
     with pytest.raises(ValueError, match="variances"):
-        diffusion.noisy_mixture(0.5, w, m, torch.tensor([0.1, -0.1]))
+        forward_diffusion.noisy_mixture(0.5, w, m, torch.tensor([0.1, -0.1]))
 
 
 def test_the_reverse_process_on_an_accelerator_never_waits_for_it():
     """ddpm_step, the posterior, the loss and the sampler on the 'meta' device (tensors without
     values): no call reads a step, a label or a value back to the host (that would raise there)."""
     meta = torch.device("meta")
-    s = diffusion.NoiseSchedule.cosine(50, max_beta=0.2)
+    s = forward_diffusion.NoiseSchedule.cosine(50, max_beta=0.2)
     t = torch.empty(6, dtype=torch.long, device=meta)
     xt, eps, noise = (torch.empty(6, 4, device=meta) for _ in range(3))
-    for sigma in diffusion.SIGMAS:
+    for sigma in ddpm.SIGMAS:
         for clip in (False, True):
-            out = diffusion.ddpm_step(s, eps, xt, t, noise, sigma=sigma, clip_x0=clip)
+            out = ddpm.ddpm_step(s, eps, xt, t, noise, sigma=sigma, clip_x0=clip)
             assert out.device == meta and out.shape == (6, 4) and out.dtype == torch.float32
-    mean, var = diffusion.posterior_mean_variance(s, eps, xt, t)
+    mean, var = ddpm.posterior_mean_variance(s, eps, xt, t)
     assert mean.device == var.device == meta
     torch.manual_seed(0)
     net = ResidualDenoiser(4, hidden=8, blocks=1, emb_dim=8).to(meta)
-    loss = diffusion.ddpm_loss(s, net, xt, t, noise)
+    loss = ddpm.ddpm_loss(s, net, xt, t, noise)
     assert loss.device == meta and loss.shape == ()
-    x0 = diffusion.sample(s, net, (6, 4), device=meta, n_steps=5, clip_x0=True)
+    x0 = ddpm.sample(s, net, (6, 4), device=meta, n_steps=5, clip_x0=True)
     assert x0.device == meta and x0.shape == (6, 4)
     cond = ResidualDenoiser(4, hidden=8, blocks=1, emb_dim=8, n_classes=3).to(meta)
     labels = torch.empty(6, dtype=torch.long, device=meta)
-    assert diffusion.ddpm_loss(s, cond, xt, t, noise, labels).device == meta
+    assert ddpm.ddpm_loss(s, cond, xt, t, noise, labels).device == meta

@@ -1,4 +1,4 @@
-"""§15.3.1 forward process (companion_lib.diffusion, forward part) and its two-sample tests.
+"""§15.3.1 forward process (companion_lib.forward_diffusion) and its two-sample tests.
 
 Oracles: the closed forms of (15.7)/(15.8) written out by hand, the cosine schedule's defining ᾱ_t,
 torch.distributions (KL of Gaussians), scipy.stats (Kolmogorov–Smirnov, energy distance), brute force.
@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from companion_lib import diffusion, settings, two_sample, widgets  # noqa: E402
-from companion_lib.diffusion import NoiseSchedule  # noqa: E402
+from companion_lib import forward_diffusion, settings, two_sample, widgets  # noqa: E402
+from companion_lib.forward_diffusion import NoiseSchedule  # noqa: E402
 
 F64 = torch.float64
 
@@ -108,18 +108,18 @@ def test_at_and_q_sample_on_an_accelerator_never_wait_for_it(monkeypatch):
     x0, noise = torch.empty(8, 3, device=META), torch.empty(8, 3, device=META)
     got = s.at("alpha_bars", t, x0)
     assert got.device == META and got.shape == (8, 1) and got.dtype == torch.float32
-    xt = diffusion.q_sample(s, x0, t, noise)
+    xt = forward_diffusion.q_sample(s, x0, t, noise)
     assert xt.device == META and xt.shape == (8, 3) and xt.dtype == torch.float32
     assert len(asserts) == 3 and all("1..T = 1..100" in m for m in asserts)
     # the cast table is built once per (quantity, dtype, device) and then reused
     tables = {k: v[2] for k, v in s._tables.items()}
     assert set(tables) == {("alpha_bars", torch.float32, META), ("one_minus_alpha_bars", torch.float32, META)}
-    diffusion.q_sample(s, x0, t, noise)
+    forward_diffusion.q_sample(s, x0, t, noise)
     assert all(s._tables[k][2] is v for k, v in tables.items())
     # steps on the CPU with data on the device: checked on the CPU, with the clear error
     with pytest.raises(ValueError, match="1..T"):
-        diffusion.q_sample(s, x0, torch.full((8,), 101), noise)
-    assert diffusion.q_sample(s, x0, torch.full((8,), 100), noise).device == META
+        forward_diffusion.q_sample(s, x0, torch.full((8,), 101), noise)
+    assert forward_diffusion.q_sample(s, x0, torch.full((8,), 100), noise).device == META
 
 
 def test_cached_tables_follow_the_schedule_and_the_cpu_checks_stay():
@@ -134,7 +134,7 @@ def test_cached_tables_follow_the_schedule_and_the_cpu_checks_stay():
     assert torch.equal(s.at("betas", t, x), torch.full((3, 1), 0.3))
     assert s.at("betas", t, x.double()).dtype == torch.float64     # one table per dtype
     with pytest.raises(ValueError, match="finite"):
-        diffusion.q_sample(s, torch.full((3, 4), float("nan")), t, x)
+        forward_diffusion.q_sample(s, torch.full((3, 4), float("nan")), t, x)
 
 
 # ---------------------------------------------------------------- q_sample (15.8)
@@ -144,13 +144,13 @@ def test_q_sample_is_the_formula_and_keeps_dtype_and_device():
     x0 = torch.randn(4, 2, 3, generator=g)
     eps = torch.randn(4, 2, 3, generator=g, dtype=F64)                 # noise in another dtype
     t = torch.tensor([1, 30, 99, 100])
-    xt = diffusion.q_sample(s, x0, t, eps)
+    xt = forward_diffusion.q_sample(s, x0, t, eps)
     ab = s.alpha_bars[t - 1].reshape(-1, 1, 1)
     expected = ab.sqrt() * x0.double() + (1 - ab).sqrt() * eps
     assert xt.dtype == torch.float32 and xt.shape == x0.shape
     assert torch.allclose(xt.double(), expected, atol=1e-6)
     with settings.cpu_float64():
-        assert diffusion.q_sample(s, x0.double(), t, eps).dtype == F64
+        assert forward_diffusion.q_sample(s, x0.double(), t, eps).dtype == F64
 
 
 def test_q_sample_moments_match_15_8():
@@ -158,7 +158,7 @@ def test_q_sample_moments_match_15_8():
     n, t = 200_000, 20
     g = torch.Generator().manual_seed(1)
     x0 = torch.full((n,), 0.7)
-    xt = diffusion.q_sample(s, x0, torch.full((n,), t), torch.randn(n, generator=g)).double()
+    xt = forward_diffusion.q_sample(s, x0, torch.full((n,), t), torch.randn(n, generator=g)).double()
     ab = s.alpha_bars[t - 1].item()
     assert abs(xt.mean().item() - math.sqrt(ab) * 0.7) < 4 * math.sqrt((1 - ab) / n)
     assert abs(xt.var().item() / (1 - ab) - 1) < 4 * math.sqrt(2 / n)
@@ -175,14 +175,14 @@ def test_q_sample_moments_match_15_8():
 ])
 def test_q_sample_bad_input(args, error, match):
     with pytest.raises(error, match=match):
-        diffusion.q_sample(*args(NoiseSchedule.linear(10)))
+        forward_diffusion.q_sample(*args(NoiseSchedule.linear(10)))
 
 
 # ---------------------------------------------------------------- forward_chain (15.7) vs (15.8)
 def test_forward_chain_one_step_is_15_7_exactly():
     s = NoiseSchedule.linear(10, 0.1, 0.2)
     x0 = torch.tensor([[1.0, -2.0]])
-    xt = diffusion.forward_chain(s, x0, 1, generator=torch.Generator().manual_seed(3))
+    xt = forward_diffusion.forward_chain(s, x0, 1, generator=torch.Generator().manual_seed(3))
     eps = torch.randn(1, 2, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(xt, math.sqrt(0.9) * x0 + math.sqrt(0.1) * eps)
 
@@ -190,13 +190,13 @@ def test_forward_chain_one_step_is_15_7_exactly():
 def test_forward_chain_shapes_keep_and_reproducibility():
     s = NoiseSchedule.linear(20)
     x0 = torch.randn(5, 3)
-    assert torch.equal(diffusion.forward_chain(s, x0, 0), x0)
-    a = diffusion.forward_chain(s, x0, 20, generator=torch.Generator().manual_seed(0), keep=[0, 5, 20])
-    b = diffusion.forward_chain(s, x0, 20, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(forward_diffusion.forward_chain(s, x0, 0), x0)
+    a = forward_diffusion.forward_chain(s, x0, 20, generator=torch.Generator().manual_seed(0), keep=[0, 5, 20])
+    b = forward_diffusion.forward_chain(s, x0, 20, generator=torch.Generator().manual_seed(0))
     assert a.shape == (3, 5, 3) and torch.equal(a[0], x0) and torch.equal(a[-1], b)
     assert a.dtype == torch.float32
     with settings.cpu_float64():
-        assert diffusion.forward_chain(s, x0.double(), 3).dtype == F64
+        assert forward_diffusion.forward_chain(s, x0.double(), 3).dtype == F64
 
 
 def test_forward_chain_matches_15_8_in_distribution_and_a_wrong_schedule_does_not():
@@ -204,11 +204,11 @@ def test_forward_chain_matches_15_8_in_distribution_and_a_wrong_schedule_does_no
     n, t = 20_000, 300
     g = torch.Generator().manual_seed(5)
     x0 = torch.ones(n)
-    chain = diffusion.forward_chain(s, x0, t, generator=g).numpy()
+    chain = forward_diffusion.forward_chain(s, x0, t, generator=g).numpy()
     ab, om = s.alpha_bars[t - 1].item(), s.one_minus_alpha_bars[t - 1].item()
     assert stats.kstest(chain, stats.norm(math.sqrt(ab), math.sqrt(om)).cdf).pvalue > 1e-3
     wrong = NoiseSchedule.linear(1000, beta_end=0.025)
-    direct_wrong = diffusion.q_sample(wrong, x0, torch.full((n,), t), torch.randn(n, generator=g)).numpy()
+    direct_wrong = forward_diffusion.q_sample(wrong, x0, torch.full((n,), t), torch.randn(n, generator=g)).numpy()
     assert stats.ks_2samp(chain, direct_wrong).pvalue < 1e-6
     ab_w, om_w = wrong.alpha_bars[t - 1].item(), wrong.one_minus_alpha_bars[t - 1].item()
     assert stats.kstest(chain, stats.norm(math.sqrt(ab_w), math.sqrt(om_w)).cdf).pvalue < 1e-6
@@ -217,8 +217,8 @@ def test_forward_chain_matches_15_8_in_distribution_and_a_wrong_schedule_does_no
 def test_forward_chain_runs_under_the_no_float64_stand_in():
     s = NoiseSchedule.cosine(30)
     with settings.no_float64():
-        out = diffusion.forward_chain(s, torch.zeros(4, 2), 30, keep=[10, 30])
-        kl = diffusion.terminal_kl(s, torch.zeros(4, 2))
+        out = forward_diffusion.forward_chain(s, torch.zeros(4, 2), 30, keep=[10, 30])
+        kl = forward_diffusion.terminal_kl(s, torch.zeros(4, 2))
     assert out.dtype == torch.float32 and kl.dtype == torch.float32
 
 
@@ -232,22 +232,22 @@ def test_forward_chain_runs_under_the_no_float64_stand_in():
 ])
 def test_forward_chain_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
-        diffusion.forward_chain(NoiseSchedule.linear(10), torch.zeros(2, 3), **kwargs)
+        forward_diffusion.forward_chain(NoiseSchedule.linear(10), torch.zeros(2, 3), **kwargs)
 
 
 def test_terminal_kl_against_torch_distributions():
     s = NoiseSchedule.linear(40, 1e-3, 0.05)
     x0 = torch.randn(6, 8, generator=torch.Generator().manual_seed(2), dtype=F64)
     with settings.cpu_float64():
-        got = diffusion.terminal_kl(s, x0)
+        got = forward_diffusion.terminal_kl(s, x0)
         ab = s.alpha_bars[-1]
         q = torch.distributions.Normal(ab.sqrt() * x0, (1 - ab).sqrt().expand_as(x0))
         p = torch.distributions.Normal(torch.zeros_like(x0), torch.ones_like(x0))
         expected = torch.distributions.kl_divergence(q, p).sum(1)
     assert torch.allclose(got, expected, rtol=1e-10)
-    assert diffusion.terminal_kl(NoiseSchedule.linear(1000), torch.zeros(1, 64)).item() < 1e-3
+    assert forward_diffusion.terminal_kl(NoiseSchedule.linear(1000), torch.zeros(1, 64)).item() < 1e-3
     with pytest.raises(TypeError, match="NoiseSchedule"):
-        diffusion.terminal_kl(None, x0)
+        forward_diffusion.terminal_kl(None, x0)
 
 
 # ---------------------------------------------------------------- two-sample tests
@@ -291,7 +291,7 @@ def test_forward_schedule_explorer_draws_without_a_browser():
     plt.close("all")
     s = NoiseSchedule.linear(100, 1e-4, 0.02)
     assert out["alpha_bar_T"] == pytest.approx(s.alpha_bars[-1].item())
-    assert out["terminal_kl"] == pytest.approx(diffusion.terminal_kl(s, x0).mean().item(), rel=1e-5)
+    assert out["terminal_kl"] == pytest.approx(forward_diffusion.terminal_kl(s, x0).mean().item(), rel=1e-5)
     assert out["t_half"] == int(torch.nonzero(s.alpha_bars <= 0.5)[0]) + 1
     assert update(10, 1e-4, 1e-3)["t_half"] is None                  # ᾱ never reaches ½
     plt.close("all")
