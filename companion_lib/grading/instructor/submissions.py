@@ -3,6 +3,7 @@ problems graded, and each notebook's seed for the grader's test inputs."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,16 @@ from companion_lib.grading.registry import PROBLEMS, id_key
 
 @dataclass(frozen=True)
 class Submission:
+    """One submitted file, read into memory. ``rel``: its path relative to the graded root (the
+    submission's identity, with ``sha256``; default: the file name)."""
     path: str
     data: bytes
     sha256: str
+    rel: str = ""
+
+    def __post_init__(self):
+        if not self.rel:
+            object.__setattr__(self, "rel", Path(self.path).name)
 
     @property
     def name(self) -> str:
@@ -24,19 +32,37 @@ class Submission:
 
     @property
     def key(self) -> str:
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.path).stem)[:80] or "notebook"
-        return f"{stem}-{self.sha256[:12]}"
+        """A file name unique to (relative path, content): a readable stem, a hash of the relative
+        path and the content hash; any characters, any leading ``_``, any folder layout."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.rel).stem)[:60].lstrip(".") or "notebook"
+        where = hashlib.sha256(self.rel.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        return f"{stem}-{where}-{self.sha256[:12]}"
 
 
-def read_submissions(paths) -> list[Submission]:
-    """Every file read into memory now, before any kernel runs."""
-    subs = []
+def graded_root(paths) -> Path:
+    """The folder the submissions' relative paths start from: the deepest folder holding them all."""
+    parents = [str(Path(p).resolve().parent) for p in paths]
+    if not parents:
+        raise ValueError("no submissions given")
+    return Path(os.path.commonpath(parents))
+
+
+def read_submissions(paths, root=None) -> list[Submission]:
+    """Every file read into memory now, before any kernel runs; ``root`` (default ``graded_root``)
+    names them (``Submission.rel``)."""
+    paths = [Path(p) for p in paths]
     for p in paths:
-        p = Path(p)
         if p.suffix != ".ipynb" or not p.is_file():
             raise ValueError(f"expected an existing .ipynb file, got {str(p)!r}")
+    root = Path(root).resolve() if root is not None else graded_root(paths)
+    subs = []
+    for p in paths:
+        try:
+            rel = p.resolve().relative_to(root).as_posix()
+        except ValueError as err:
+            raise ValueError(f"{str(p)!r} is not inside the graded root {str(root)!r}") from err
         data = p.read_bytes()
-        subs.append(Submission(str(p), data, hashlib.sha256(data).hexdigest()))
+        subs.append(Submission(str(p), data, hashlib.sha256(data).hexdigest(), rel))
     return subs
 
 
