@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.distributions import Independent, Normal
 
-from companion_lib import data, metrics, settings, vae
+from companion_lib import data, metrics, recipes, settings, vae
 from companion_lib.viz import ch14, common, widgets
 from companion_lib.grading import check
 
@@ -268,7 +268,7 @@ Networks = net_result.or_reference()
 loss_fn = loss_result.or_reference()
 hidden = run.budget(quick=128, full=512)
 torch.manual_seed(2)
-fit = vae.train_vae(X_fit, X_val, latent_dims=d, model=Networks(n, d, hidden), negative_elbo=loss_fn,
+fit = recipes.train_vae(X_fit, X_val, latent_dims=d, model=Networks(n, d, hidden), negative_elbo=loss_fn,
                     steps=run.budget(quick=3000, full=30_000), lr=run.budget(quick=2e-3, full=1e-3),
                     patience=run.budget(quick=8, full=30), generator=run.generator, device=run.device,
                     desc="your VAE d=16")
@@ -474,7 +474,7 @@ plt.show()
 # coloured by their (unused) labels, next to the decoder means over a grid of the same plane.
 
 # %%
-fit2 = vae.train_vae(X_fit, X_val, latent_dims=2, hidden=run.budget(quick=128, full=512),
+fit2 = recipes.train_vae(X_fit, X_val, latent_dims=2, hidden=run.budget(quick=128, full=512),
                      steps=run.budget(quick=1500, full=30_000), lr=run.budget(quick=3e-3, full=1e-3),
                      patience=run.budget(quick=6, full=30), generator=run.generator, device=run.device,
                      desc="VAE d=2")
@@ -595,7 +595,7 @@ print(f"per-pixel RMS error: min {rms.min():.3f}, median {np.median(rms):.3f}, m
 # %%
 decoders = {"text (14.11): one σθ": model}
 for name, kind, lr in (("per-pixel σθ", "gaussian_per_pixel", 3e-3), ("categorical, 17 levels", "categorical", 3e-3)):
-    fit_k = vae.train_vae(X_fit, X_val, latent_dims=d, hidden=hidden, decoder=kind,
+    fit_k = recipes.train_vae(X_fit, X_val, latent_dims=d, hidden=hidden, decoder=kind,
                           steps=run.budget(quick=2500, full=30_000), lr=run.budget(quick=lr, full=1e-3),
                           patience=run.budget(quick=6, full=30), generator=run.generator, device=run.device,
                           desc=kind)

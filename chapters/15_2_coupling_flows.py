@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, divergences, ebm, flows, metrics, mixture, settings, training
+from companion_lib import data, divergences, ebm, flows, metrics, mixture, recipes, settings, training
 from companion_lib.viz import ch15, common, widgets
 from companion_lib.grading import check
 
@@ -422,7 +422,7 @@ def digits_val(model, y):
     return data.dequantized_bits_per_dim(model.log_prob(y), 64).mean().item()
 
 
-flow_digits, fit = flows.fit_digits(X_fit, y_val, hidden=run.budget(quick=128, full=256),  # the recipe, shared
+flow_digits, fit = recipes.fit_realnvp_digits(X_fit, y_val, hidden=run.budget(quick=128, full=256),  # the recipe, shared
                                     steps=run.budget(quick=1000, full=10_000), eval_every=50,  # with the scoreboard
                                     patience=run.budget(quick=3, full=10), generator=run.generator,
                                     deq_generator=g_deq, device=run.device)
@@ -494,7 +494,7 @@ plt.show()
 # %%
 n_sub = run.budget(quick=200, full=len(X_fit))
 subset = torch.randperm(len(X_fit), generator=torch.Generator().manual_seed(3))[:n_sub]
-flow_over, fit_over = flows.fit_digits(X_fit[subset.to(run.device)], False, hidden=run.budget(quick=128, full=256),
+flow_over, fit_over = recipes.fit_realnvp_digits(X_fit[subset.to(run.device)], False, hidden=run.budget(quick=128, full=256),
                                        steps=run.budget(quick=500, full=20_000), patience=None, grad_clip=10.0,
                                        eval_every=100, generator=run.generator, deq_generator=g_deq,
                                        device=run.device, desc=f"over-training on {n_sub} images")

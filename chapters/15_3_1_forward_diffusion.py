@@ -52,7 +52,7 @@ import torch
 from IPython.display import display
 from scipy import stats
 
-from companion_lib import data, diffusion, settings, two_sample
+from companion_lib import data, forward_diffusion, settings, two_sample
 from companion_lib.viz import common, widgets
 from companion_lib.grading import check
 
@@ -66,13 +66,13 @@ gen = torch.Generator().manual_seed(0)      # all noise of this lesson: drawn on
 # * **cosine** (Nichol & Dhariwal, 2021): ᾱ_t is *prescribed*, ᾱ_t = f(t)/f(0) with
 #   f(t) = cos²((t/T + s)/(1 + s) · π/2), s = 0.008, and β_t = 1 − ᾱ_t/ᾱ_{t−1}, clipped at 0.999.
 #
-# `diffusion.NoiseSchedule` holds β_t, α_t and ᾱ_t as float64 tensors on the CPU (they are cast to the
+# `forward_diffusion.NoiseSchedule` holds β_t, α_t and ᾱ_t as float64 tensors on the CPU (they are cast to the
 # data's dtype and device where they meet the data).
 
 # %%
 T = 1000
-lin = diffusion.NoiseSchedule.linear(T)
-cos = diffusion.NoiseSchedule.cosine(T)
+lin = forward_diffusion.NoiseSchedule.linear(T)
+cos = forward_diffusion.NoiseSchedule.cosine(T)
 print(lin)
 print(cos)
 
@@ -190,7 +190,7 @@ print(f"correlation of this ε with x₀ over the 64 pixels: {torch.corrcoef(tor
 # %% [markdown]
 # ## 3. Problem 15.3.1, checked: the chain (15.7) run t times has the law (15.8)
 #
-# `diffusion.forward_chain` runs (15.7) literally: t steps, fresh noise at each. If (15.8) is right, its
+# `forward_diffusion.forward_chain` runs (15.7) literally: t steps, fresh noise at each. If (15.8) is right, its
 # x_t and `q_sample`'s x_t have the same distribution. Two instruments compare them:
 #
 # * **moments**: for a fixed x₀, the mean should be √ᾱ_t x₀ and the variance 1 − ᾱ_t (with their
@@ -212,8 +212,8 @@ print(f"correlation of this ε with x₀ over the 64 pixels: {torch.corrcoef(tor
 n = run.budget(quick=20_000, full=400_000)
 check_t = [1, 10, 100, 300, 1000]
 x0_1d = torch.ones(n, device=run.device)
-path = diffusion.forward_chain(lin, x0_1d, T, generator=gen, keep=check_t)      # (len(check_t), n)
-lin_wrong = diffusion.NoiseSchedule.linear(T, beta_end=0.022)
+path = forward_diffusion.forward_chain(lin, x0_1d, T, generator=gen, keep=check_t)      # (len(check_t), n)
+lin_wrong = forward_diffusion.NoiseSchedule.linear(T, beta_end=0.022)
 
 
 def direct(schedule, t, x0_batch):
@@ -282,11 +282,11 @@ assert worst_z < 4 and smallest_p > 1e-3
 
 # %%
 reps, n_small, t_cal = run.budget(quick=200, full=1000), 1000, 300
-chains = diffusion.forward_chain(lin, torch.ones(reps * n_small, device=run.device), t_cal, generator=gen)
+chains = forward_diffusion.forward_chain(lin, torch.ones(reps * n_small, device=run.device), t_cal, generator=gen)
 chains = chains.reshape(reps, n_small).cpu().numpy()
 one = torch.ones(reps * n_small, device=run.device)
 right = direct(lin, t_cal, one).reshape(reps, n_small).cpu().numpy()
-lin_wronger = diffusion.NoiseSchedule.linear(T, beta_end=0.03)
+lin_wronger = forward_diffusion.NoiseSchedule.linear(T, beta_end=0.03)
 p_null = np.array([stats.ks_2samp(a, b).pvalue for a, b in zip(chains, right)])
 p_small, p_alt = (np.array([stats.ks_2samp(a, b).pvalue for a, b in zip(chains, wrong)])
                   for wrong in (direct(sch, t_cal, one).reshape(reps, n_small).cpu().numpy()
@@ -325,7 +325,7 @@ plt.show()
 # %%
 n_img = run.budget(quick=2000, full=50_000)
 t_img = 200
-chain_img = diffusion.forward_chain(lin, x0.expand(n_img, -1), t_img, generator=gen).cpu()
+chain_img = forward_diffusion.forward_chain(lin, x0.expand(n_img, -1), t_img, generator=gen).cpu()
 ab, om = lin.alpha_bars[t_img - 1].item(), lin.one_minus_alpha_bars[t_img - 1].item()
 with settings.cpu_float64():                                   # oracle statistics, float64 on the CPU
     chain_img = chain_img.double()
@@ -366,7 +366,7 @@ A, B = X[perm[:m_img].to(run.device)], X[perm[m_img:2 * m_img].to(run.device)]
 g_test = torch.Generator().manual_seed(2)
 energy_rows = []
 for t in (50, 250, 1000):
-    xa = diffusion.forward_chain(lin, A, t, generator=gen)
+    xa = forward_diffusion.forward_chain(lin, A, t, generator=gen)
     right_p = two_sample.energy_test(xa, direct(lin, t, B), n_perm, generator=g_test)["p_value"]
     wrong_p = two_sample.energy_test(xa, variances_add(t, B), n_perm, generator=g_test)["p_value"]
     energy_rows.append((t, right_p, wrong_p))
@@ -390,7 +390,7 @@ assert all(r > 0.01 for _, r, _ in energy_rows) and all(w == floor for t, _, w i
 # The text asks that the schedule make ᾱ_T ≈ 0, so that x_T is (nearly) N(0, I) whatever x₀ was: the
 # sampler of §15.3.2 starts from exactly that. The slider changes T and the linear schedule's β₁ and
 # β_T; the figure shows ᾱ_t, one digit at fixed fractions of T (same ε throughout), and the mean
-# KL(q(x_T | x₀) ‖ N(0, I)) over the training digits (`diffusion.terminal_kl`: ½ Σ_pixels
+# KL(q(x_T | x₀) ‖ N(0, I)) over the training digits (`forward_diffusion.terminal_kl`: ½ Σ_pixels
 # [ᾱ_T(x₀² − 1) − log(1 − ᾱ_T)], zero only when ᾱ_T = 0).
 
 # %%
@@ -436,7 +436,7 @@ for (T_, bT), res in summary.items():
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, sch in (("linear", lin), ("cosine", cos)):
-    bound = diffusion.terminal_kl(sch, X).mean().item()
+    bound = forward_diffusion.terminal_kl(sch, X).mean().item()
     print(f"{name:>6}: ᾱ_T = {sch.alpha_bars[-1].item():.1e};  I(x_0; x_T) <= {bound:.1e} nats per image "
           f"(< 0.01: {bound < 0.01})")
 z1 = torch.randn(n, generator=gen).to(run.device)

@@ -35,7 +35,7 @@
 # **Notation.** In Problem 15.3.2 the letter t is a *distance* between two means (the text's choice), not
 # a diffusion step; in §2 and §3 t is a step again, and β is the variance of one forward step.
 #
-# *Needs:* §15.3.1 (the forward process and `diffusion.NoiseSchedule`); Gaussians and their CDF Φ. Runs
+# *Needs:* §15.3.1 (the forward process and `forward_diffusion.NoiseSchedule`); Gaussians and their CDF Φ. Runs
 # in seconds (no training).
 
 # %%
@@ -47,7 +47,7 @@ import torch
 from IPython.display import display
 from scipy import stats
 
-from companion_lib import data, diffusion, distinguish, divergences, settings
+from companion_lib import data, distinguish, divergences, forward_diffusion, settings
 from companion_lib.viz import widgets
 from companion_lib.grading import check
 
@@ -264,7 +264,7 @@ assert abs(rate - formula) < 4 * se
 # ratio √ᾱ_t‖x₀ − x₀'‖/√(1 − ᾱ_t) tracks how the identity of x₀ fades along the linear schedule:
 
 # %%
-lin = diffusion.NoiseSchedule.linear(1000)
+lin = forward_diffusion.NoiseSchedule.linear(1000)
 steps = np.arange(1, 1001)
 snr_sqrt = np.sqrt(lin.snr().numpy())                          # √ᾱ_t / √(1 − ᾱ_t)
 fading = {label: p_error(d * snr_sqrt)
@@ -416,7 +416,7 @@ T_grid = run.budget(quick=[1, 3, 10, 30, 100], full=[1, 2, 5, 10, 20, 50, 100, 2
 
 
 def constant(T_):
-    return diffusion.NoiseSchedule(torch.full((T_,), 1 - 0.01 ** (1 / T_)))
+    return forward_diffusion.NoiseSchedule(torch.full((T_,), 1 - 0.01 ** (1 / T_)))
 
 
 path_kl = {T_: distinguish.reverse_kl_per_step(constant(T_), W, MU, VAR, n_nodes=nodes).numpy() for T_ in T_grid}
@@ -442,11 +442,11 @@ def linear_to(T_, target=0.01):
     lo, hi = 1e-4, 0.999
     for _ in range(60):                                          # bisection on β_T for ᾱ_T = target
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if diffusion.NoiseSchedule.linear(T_, 1e-4, mid).alpha_bars[-1].item() > target else (lo, mid)
-    return diffusion.NoiseSchedule.linear(T_, 1e-4, hi)
+        lo, hi = (mid, hi) if forward_diffusion.NoiseSchedule.linear(T_, 1e-4, mid).alpha_bars[-1].item() > target else (lo, mid)
+    return forward_diffusion.NoiseSchedule.linear(T_, 1e-4, hi)
 
 
-compare = {"equal steps": constant(100), "linear from 1e-4": linear_to(100), "cosine": diffusion.NoiseSchedule.cosine(100)}
+compare = {"equal steps": constant(100), "linear from 1e-4": linear_to(100), "cosine": forward_diffusion.NoiseSchedule.cosine(100)}
 per_step = {name: (path_kl[100] if name == "equal steps" else
                    distinguish.reverse_kl_per_step(sch, W, MU, VAR, n_nodes=nodes).numpy())
             for name, sch in compare.items()}

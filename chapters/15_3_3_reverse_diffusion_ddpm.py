@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, diffusion, metrics, settings, training
+from companion_lib import data, ddpm, forward_diffusion, metrics, recipes, settings, training
 from companion_lib.viz import ch15, common, widgets
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
@@ -56,10 +56,10 @@ run = settings.setup(seed=0)
 
 # %%
 T = 1000
-schedule = diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
+schedule = forward_diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
 print(schedule)
 for cap in (0.999, 0.2):
-    s = diffusion.NoiseSchedule.cosine(T, max_beta=cap)
+    s = forward_diffusion.NoiseSchedule.cosine(T, max_beta=cap)
     with settings.cpu_float64():                   # the schedule is float64 on the CPU
         gain = (s.betas / (s.one_minus_alpha_bars.sqrt() * s.alphas.sqrt())).max().item()
     print(f"cap {cap}: largest factor β_t/(√(1-ᾱ_t)√α_t) in front of ε_θ in (15.11) = {gain:.3g}")
@@ -79,7 +79,7 @@ for cap in (0.999, 0.2):
 
 # %%
 def posterior_mean_variance(schedule, x0, xt, t):
-    """schedule: a diffusion.NoiseSchedule (schedule.at(name, t, like) reads 'betas', 'alphas',
+    """schedule: a forward_diffusion.NoiseSchedule (schedule.at(name, t, like) reads 'betas', 'alphas',
     'alpha_bars' or 'one_minus_alpha_bars' at steps t, shaped to broadcast against like).
     x0, xt (batch, ...); t (batch,) integer steps in 1..T.
     Returns (mean, variance) of q(x_{t-1} | x_t, x_0), both of xt's shape (ᾱ_0 = 1)."""
@@ -124,7 +124,7 @@ assert abs(mean.item() - mc_mean) < 0.01 and abs(var.item() / mc_var - 1) < 0.05
 fig, ax = plt.subplots(figsize=(5.5, 3))
 tt = torch.arange(1, T + 1)
 with settings.cpu_float64():
-    ratio = (diffusion.reverse_variance(schedule, tt, torch.zeros(T, 1, dtype=torch.float64)).squeeze(1)
+    ratio = (ddpm.reverse_variance(schedule, tt, torch.zeros(T, 1, dtype=torch.float64)).squeeze(1)
              / schedule.betas)
 ax.semilogx(tt.numpy(), ratio.numpy())
 ax.set_xlabel("step t")
@@ -167,7 +167,7 @@ with settings.cpu_float64():
     t_any = torch.randint(1, T + 1, (1000,), generator=g)
     xt_any = torch.randn(1000, 64, generator=g, dtype=torch.float64)
     eps_any = torch.randn(1000, 64, generator=g, dtype=torch.float64)
-    mean_15_11 = diffusion.reverse_mean(schedule, eps_any, xt_any, t_any)
+    mean_15_11 = ddpm.reverse_mean(schedule, eps_any, xt_any, t_any)
     mean_post, _ = posterior_mean_variance(schedule, predict_x0(schedule, xt_any, t_any, eps_any), xt_any, t_any)
     gap = (mean_15_11 - mean_post).abs().max().item()
 print(f"largest difference over 1000 random (x_t, t, ε): {gap:.1e} (float64 round-off: below 1e-9)")
@@ -239,7 +239,7 @@ print(f"{fit2d.steps_run} steps in {fit2d.seconds:.1f} s ({fit2d.steps_run / fit
 
 # %%
 den2d = fit2d.ema.model
-xs2d, kept2d = diffusion.sample(schedule, den2d, (1000, 2), device=run.device, step_fn=ddpm_step,
+xs2d, kept2d = ddpm.sample(schedule, den2d, (1000, 2), device=run.device, step_fn=ddpm_step,
                                 generator=torch.Generator().manual_seed(2), keep=(1000, 300, 100, 30, 0))
 
 
@@ -266,12 +266,12 @@ plt.show()
 # width 256, three blocks); training uses Adam with a short warm-up and cosine decay, and an exponential
 # moving average (EMA) of the weights, which samples better than the last iterate. The pixels are used at
 # the centre of their grey level, $(x + \tfrac12)/17$, mapped to $[-1, 1]$. The recipe is packaged as
-# `diffusion.fit_digits` (the companion's scoreboard trains the same model); it trains with **your** loss
+# `recipes.fit_ddpm_digits` (the companion's scoreboard trains the same model); it trains with **your** loss
 # of Exercise 3. Training sits alone in the next cell: re-running the sampling cells does not retrain.
 
 # %%
 DIGIT_STEPS = run.budget(quick=2500, full=40_000)
-_, fit = diffusion.fit_digits(steps=DIGIT_STEPS, T=T, max_beta=0.2, loss=ddpm_loss, device=run.device)
+_, fit = recipes.fit_ddpm_digits(steps=DIGIT_STEPS, T=T, max_beta=0.2, loss=ddpm_loss, device=run.device)
 eps_model = fit.ema.model
 print(f"denoiser parameters: {sum(p.numel() for p in fit.model.parameters()):,}")
 print(f"{fit.steps_run} steps in {fit.seconds:.1f} s ({fit.steps_run / fit.seconds:.0f} steps/s)")
@@ -287,12 +287,12 @@ plt.show()
 # $\hat x_0$ from $\epsilon_\theta$, clips it to $[-1, 1]$ (where the data live) and then takes the
 # posterior mean $\tilde\mu_t(x_t, \hat x_0)$. Without clipping that is exactly (15.11) (part 2); with it,
 # the early steps, where $\hat x_0$ is a poor guess, cannot throw pixels far out of range.
-# (`diffusion.ddpm_step(..., clip_x0=True)`; your step of Exercise 4 does not clip, and runs below.)
+# (`ddpm.ddpm_step(..., clip_x0=True)`; your step of Exercise 4 does not clip, and runs below.)
 
 # %%
 KEEP = (1000, 700, 500, 350, 250, 150, 80, 40, 15, 0)
 start = time.perf_counter()
-samples, chain = diffusion.sample(schedule, eps_model, (256, 64), device=run.device, clip_x0=True,
+samples, chain = ddpm.sample(schedule, eps_model, (256, 64), device=run.device, clip_x0=True,
                                   generator=torch.Generator().manual_seed(3), keep=KEEP)
 print(f"256 samples x 1000 steps in {time.perf_counter() - start:.1f} s")
 samples_unit = data.signed_to_unit(samples.clamp(-1, 1)).cpu()
@@ -372,7 +372,7 @@ variants = {
 }
 rows = {"library, σ²=β̃, clipped (above)": q_main}
 for name, kw in variants.items():
-    x = diffusion.sample(schedule, eps_model, (64, 64), device=run.device,
+    x = ddpm.sample(schedule, eps_model, (64, 64), device=run.device,
                          generator=torch.Generator().manual_seed(5), **kw)
     rows[name] = quality(data.signed_to_unit(x.clamp(-1, 1)).cpu())
 for name, q in rows.items():
@@ -402,7 +402,7 @@ y_held = data.heldout_digits()
 x_held = data.unit_to_signed(y_held).to(run.device)
 bounds = {}
 for sigma in ("posterior", "beta"):
-    nll_x = diffusion.variational_bound(schedule, eps_model, x_held, n_t=64, sigma=sigma,
+    nll_x = ddpm.variational_bound(schedule, eps_model, x_held, n_t=64, sigma=sigma,
                                         generator=torch.Generator().manual_seed(6)).cpu()
     log_p_y = -nll_x + 64 * math.log(2)                                   # the Jacobian of y -> x = 2y - 1
     bpd = data.dequantized_bits_per_dim(log_p_y, 64)
@@ -434,9 +434,9 @@ _ = metrics.record_heldout_result(              # a row of README's table (when 
 # %%
 curve = [(fit.steps_run, q_main["ratio"], q_main["copy ratio"])]
 for n_steps in run.budget(quick=[], full=[5_000, 10_000, 20_000, 80_000]):
-    _, res = diffusion.fit_digits(steps=n_steps, T=T, max_beta=0.2, loss=ddpm_loss, device=run.device,
+    _, res = recipes.fit_ddpm_digits(steps=n_steps, T=T, max_beta=0.2, loss=ddpm_loss, device=run.device,
                                   eval_every=500, desc=f"{n_steps} steps")
-    xs = diffusion.sample(schedule, res.ema.model, (256, 64), device=run.device, clip_x0=True,
+    xs = ddpm.sample(schedule, res.ema.model, (256, 64), device=run.device, clip_x0=True,
                           generator=torch.Generator().manual_seed(3))
     q = quality(data.signed_to_unit(xs.clamp(-1, 1)).cpu())
     curve.append((n_steps, q["ratio"], q["copy ratio"]))

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from companion_lib import diffusion, ebm, scores, settings, training
+from companion_lib import ddpm, ebm, forward_diffusion, scores, settings, training
 from companion_lib.viz import ch15
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
@@ -54,7 +54,7 @@ run = settings.setup(seed=0)
 
 # %%
 T = 1000
-schedule = diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
+schedule = forward_diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
 WEIGHTS = torch.tensor([0.35, 0.25, 0.25, 0.15])
 MEANS = torch.tensor([[-1.2, -0.8], [1.2, -0.8], [0.0, 1.1], [1.4, 1.2]])
 VARS = torch.tensor([0.02, 0.05, 0.03, 0.01])
@@ -97,7 +97,7 @@ x0 = ebm.gmm_sample(n, WEIGHTS, MEANS, VARS, generator=g)
 eps = torch.randn(n, 2, generator=g)
 probe = torch.tensor([[-1.05, -0.7], [1.0, -0.6], [0.15, 0.85]])         # beside three of the blobs
 for t in (100, 400):
-    xt = diffusion.q_sample(schedule, x0, torch.full((n,), t), eps)
+    xt = forward_diffusion.q_sample(schedule, x0, torch.full((n,), t), eps)
     exact = eps_star(probe, alpha_bar(t), WEIGHTS, MEANS, VARS)
     for p, e in zip(probe, exact):
         near = (xt - p).norm(dim=1) < 0.03
@@ -121,7 +121,7 @@ net = ResidualDenoiser(2, hidden=128, blocks=3, emb_dim=64).to(run.device)
 
 def loss_fn(model, x0):
     t = torch.randint(1, T + 1, (x0.shape[0],), device=x0.device)
-    return diffusion.ddpm_loss(schedule, model, x0, t, torch.randn_like(x0)) / x0.shape[1]
+    return ddpm.ddpm_loss(schedule, model, x0, t, torch.randn_like(x0)) / x0.shape[1]
 
 
 fit = training.train(net, loss_fn, x_data.to(run.device), steps=run.budget(quick=2000, full=20_000),
@@ -150,7 +150,7 @@ grid, centres, _ = ebm.grid_2d(LIM, 120, dtype=torch.float32)
 arrows, _, _ = ebm.grid_2d(LIM, 15, dtype=torch.float32)
 fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
 for ax, t in zip(axes, (10, 100, 300, 700)):
-    w, m, v = diffusion.noisy_mixture(alpha_bar(t), WEIGHTS, MEANS, VARS)
+    w, m, v = forward_diffusion.noisy_mixture(alpha_bar(t), WEIGHTS, MEANS, VARS)
     log_p = -ebm.gmm_energy(grid, w, m, v).reshape(120, 120)
     ax.imshow(log_p.exp().numpy(), origin="lower", extent=(-LIM, LIM, -LIM, LIM), cmap="magma")
     for s, colour in ((ebm.gmm_score(arrows, w, m, v), "white"), (learned_score(arrows, t), "cyan")):
@@ -178,7 +178,7 @@ g = torch.Generator().manual_seed(2)
 rows = []
 for t in ts:
     x0 = ebm.gmm_sample(4000, WEIGHTS, MEANS, VARS, generator=g)
-    xt = diffusion.q_sample(schedule, x0, torch.full((4000,), int(t)), torch.randn(4000, 2, generator=g))
+    xt = forward_diffusion.q_sample(schedule, x0, torch.full((4000,), int(t)), torch.randn(4000, 2, generator=g))
     exact_eps = eps_star(xt, alpha_bar(t), WEIGHTS, MEANS, VARS)
     with torch.no_grad():
         model_eps = eps_model(xt.to(run.device), torch.full((4000,), int(t), device=run.device)).cpu()
@@ -226,9 +226,9 @@ def exact_eps_fn(x, t):
 
 N = 4000
 draws = {
-    "reverse chain, exact ε*": diffusion.sample(schedule, exact_eps_fn, (N, 2), device=run.device,
+    "reverse chain, exact ε*": ddpm.sample(schedule, exact_eps_fn, (N, 2), device=run.device,
                                                 generator=torch.Generator().manual_seed(3)).cpu(),
-    "reverse chain, learned ε_θ": diffusion.sample(schedule, eps_model, (N, 2), device=run.device,
+    "reverse chain, learned ε_θ": ddpm.sample(schedule, eps_model, (N, 2), device=run.device,
                                                    generator=torch.Generator().manual_seed(3)).cpu(),
     "fresh data (floor)": ebm.gmm_sample(N, WEIGHTS, MEANS, VARS, generator=torch.Generator().manual_seed(4)),
 }

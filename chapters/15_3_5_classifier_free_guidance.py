@@ -42,14 +42,14 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from companion_lib import data, diffusion, ebm, guidance, metrics, settings, training
+from companion_lib import data, ddpm, ebm, forward_diffusion, guidance, metrics, settings, training
 from companion_lib.viz import common, widgets
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
 T = 1000
-schedule = diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
+schedule = forward_diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
 
 # %% [markdown]
 # ## 1. The guided prediction (15.12)
@@ -108,7 +108,7 @@ def cond_loss(model, batch):
     x0, c = batch
     t = torch.randint(1, T + 1, (x0.shape[0],), device=x0.device)
     c = guidance.null_labels(c, model.null_label, P_NULL)
-    return diffusion.ddpm_loss(schedule, model, x0, t, torch.randn_like(x0), c) / x0.shape[1]
+    return ddpm.ddpm_loss(schedule, model, x0, t, torch.randn_like(x0), c) / x0.shape[1]
 
 
 fit2d = training.train(net2d, cond_loss, (x_2d.to(run.device), labels_2d.to(run.device)),
@@ -121,7 +121,7 @@ W_VALUES = (0.0, 1.0, 3.0, 7.5)     # quick mode samples on a respaced chain of 
 asked = torch.zeros(500, dtype=torch.long, device=run.device)           # ask for class 0 (the top blob)
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.9), sharex=True, sharey=True)
 for ax, w in zip(axes, W_VALUES):
-    xs = diffusion.sample(schedule, guided(fit2d.ema.model, asked, w, K), (500, 2), device=run.device,
+    xs = ddpm.sample(schedule, guided(fit2d.ema.model, asked, w, K), (500, 2), device=run.device,
                           n_steps=run.budget(quick=250, full=None), generator=torch.Generator().manual_seed(1)).cpu()
     post = class_posterior(xs)[:, 0]
     ax.scatter(x_2d[:3000, 0], x_2d[:3000, 1], s=1, c=labels_2d[:3000], cmap="Pastel1", alpha=0.5)
@@ -190,7 +190,7 @@ def distinct_share(x_unit, classes):
 
 grids, table = {}, []
 for w in W_DIGITS:
-    xs = diffusion.sample(schedule, guided(model, asked, w, 10), (len(asked), 64), device=run.device,
+    xs = ddpm.sample(schedule, guided(model, asked, w, 10), (len(asked), 64), device=run.device,
                           clip_x0=True, n_steps=N_STEPS, generator=torch.Generator().manual_seed(2))
     xu = data.signed_to_unit(xs.clamp(-1, 1)).cpu()
     grids[w] = xu
@@ -230,7 +230,7 @@ plt.show()
 # %%
 def draw_class(digit, w):
     labels = torch.full((16,), digit, dtype=torch.long, device=run.device)
-    xs = diffusion.sample(schedule, guided(model, labels, w, 10), (16, 64), device=run.device, clip_x0=True,
+    xs = ddpm.sample(schedule, guided(model, labels, w, 10), (16, 64), device=run.device, clip_x0=True,
                           n_steps=50, generator=torch.Generator().manual_seed(5))
     fig, ax = plt.subplots(figsize=(7, 1.3))
     common.image_grid(data.signed_to_unit(xs.clamp(-1, 1)).cpu(), nrow=16, ax=ax, vmin=0, vmax=1,

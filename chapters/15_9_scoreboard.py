@@ -32,7 +32,7 @@
 #
 # The first row reads **real held-out digits** with the same judges: the reference every sampler is
 # read against. Everything is one call, `bench.scoreboard`, whose recipes are the lessons' own
-# (`vae.train_vae`, `flows.fit_digits`, `diffusion.fit_digits`); the command
+# (`recipes.train_vae`, `recipes.fit_realnvp_digits`, `recipes.fit_ddpm_digits`); the command
 # `python -m companion_lib.bench scoreboard` runs the whole board (README shows its table). Quick mode
 # here runs a reduced board (the closed-form models, the mixture, the flow and a short DDPM);
 # `COMPANION_MODE=full` runs every row with the full budgets.

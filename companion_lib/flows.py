@@ -33,16 +33,11 @@ import torch
 from torch import nn
 
 from companion_lib._checks import check_callable, check_float, check_int
-from companion_lib._moved import module_getattr
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
            "alternating_masks", "standard_normal_log_prob"]
-
-#: ``flows.fit_digits`` moved to ``recipes.fit_realnvp_digits`` (deprecated here for this release, with a warning).
-__getattr__ = module_getattr(__name__, {"fit_digits": "recipes.fit_realnvp_digits"})
-
 
 # ---------------------------------------------------------------- input checks
 def _check_batch(x, dim: int, name: str) -> torch.Tensor:

@@ -5,9 +5,9 @@
 * ``fit_ddpm_digits``     §15.3.3: the companion's DDPM denoiser on the digits (was ``diffusion.fit_digits``)
 
 A recipe fixes a model, its data, its optimiser and its budget; the mathematics (the models, the
-losses, the sampler) stays in the section's module. The old names ``vae.train_vae``,
-``flows.fit_digits`` and ``diffusion.fit_digits`` still resolve here for this release, with a
-``DeprecationWarning`` (``_moved``). ``bench.MODELS`` picks among them.
+losses, the sampler) stays in the section's module, which never imports this one (so the old names
+``vae.train_vae``, ``flows.fit_digits`` and ``diffusion.fit_digits`` are gone, not re-exported: every
+caller, the lessons included, calls ``recipes``). ``bench._BUILDERS`` picks among them.
 """
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from companion_lib import data, training
-from companion_lib._checks import as_tensor, check_float, check_int
+from companion_lib._checks import as_tensor, check_batch, check_float, check_int
 from companion_lib.ddpm import ddpm_loss
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.flows import RealNVP
-from companion_lib.flows import _check_batch as check_batch
 from companion_lib.forward_diffusion import NoiseSchedule
 from companion_lib.vae import VAE, make_loss, make_val_fn
 
@@ -91,14 +90,14 @@ def fit_realnvp_digits(x_fit=None, y_val=None, *, hidden: int = 128, steps: int 
     if isinstance(x_fit, torch.Tensor):
         x_fit = x_fit.detach()
     x_fit = torch.as_tensor(x_fit, dtype=torch.float32, device=device)
-    check_batch(x_fit, 64, "x_fit")
+    check_batch(x_fit, "x_fit", 64)
     if y_val is None:
         y_val = data.dequantize(torch.as_tensor(split.X_val, dtype=torch.float32, device=device),
                                 torch.Generator().manual_seed(1))
     elif y_val is False:
         y_val = None
     else:
-        check_batch(y_val, 64, "y_val")
+        check_batch(y_val, "y_val", 64)
     seed = check_int(seed, "seed", low=0)
     g_deq = torch.Generator().manual_seed(0) if deq_generator is None else deq_generator
 

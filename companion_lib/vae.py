@@ -18,8 +18,8 @@
 * ``negative_elbo``     −(14.13) for a batch, one reparameterised sample per image (the lesson's
                         exercise; any module with the text's ``encode``/``decode`` trains with it)
 * ``make_loss`` / ``make_val_fn``  the loss and validation functions of training on the digits
-                        (``recipes.train_vae``, was ``vae.train_vae``: still importable here for this
-                        release, deprecated), re-dequantising every batch; bits/dim of the dequantised data.
+                        (``recipes.train_vae``, which was ``vae.train_vae``), re-dequantising every
+                        batch; bits/dim of the dequantised data.
 
 Shapes: n = data dimension (64 for the digits), d = latent dimension, b = batch, s / k = samples.
 Floor 2: torch only, no plotting, no grading. Device-agnostic: tensors follow the model / input.
@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from companion_lib._checks import as_tensor, check_choice, check_int
-from companion_lib._moved import module_getattr
 from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.nets import mlp
@@ -40,10 +39,6 @@ from companion_lib.nets import mlp
 __all__ = ["VAE", "DECODERS", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
            "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "negative_elbo", "make_loss",
            "make_val_fn"]
-
-#: ``vae.train_vae`` moved to ``recipes.train_vae`` (deprecated here for this release, with a warning).
-__getattr__ = module_getattr(__name__, {"train_vae": "recipes.train_vae"})
-
 
 #: The decoders ``VAE`` offers: the text's (14.11) and two for pixels with few levels.
 DECODERS = ("gaussian", "gaussian_per_pixel", "categorical")

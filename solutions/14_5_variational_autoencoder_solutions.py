@@ -22,7 +22,7 @@
 import torch
 from torch import nn
 
-from companion_lib import data, metrics, settings, vae
+from companion_lib import data, metrics, recipes, settings, vae
 from companion_lib.grading import check
 from companion_lib.nets import mlp
 
@@ -135,7 +135,7 @@ X_fit = torch.as_tensor(digits.X_fit, dtype=torch.float32, device=run.device)
 X_val = torch.as_tensor(digits.X_val, dtype=torch.float32, device=run.device)
 d, hidden = 16, run.budget(quick=128, full=512)
 torch.manual_seed(2)
-fit = vae.train_vae(X_fit, X_val, latent_dims=d, model=VAENetworks(64, d, hidden), negative_elbo=negative_elbo,
+fit = recipes.train_vae(X_fit, X_val, latent_dims=d, model=VAENetworks(64, d, hidden), negative_elbo=negative_elbo,
                     steps=run.budget(quick=3000, full=30_000), lr=run.budget(quick=2e-3, full=1e-3),
                     patience=run.budget(quick=8, full=30), generator=run.generator, device=run.device,
                     progress=False)

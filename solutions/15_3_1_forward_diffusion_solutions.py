@@ -21,7 +21,7 @@
 # %%
 import torch
 
-from companion_lib import diffusion, settings
+from companion_lib import forward_diffusion, settings
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)
@@ -83,15 +83,15 @@ assert result, result
 result
 
 # %% [markdown]
-# On the run's device, in float32, against the library's `diffusion.q_sample`:
+# On the run's device, in float32, against the library's `forward_diffusion.q_sample`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-schedule = diffusion.NoiseSchedule.linear(1000)
+schedule = forward_diffusion.NoiseSchedule.linear(1000)
 g = torch.Generator().manual_seed(0)
 x0 = (2 * torch.rand(8, 64, generator=g) - 1).to(run.device)
 eps = torch.randn(8, 64, generator=g).to(run.device)
 t = torch.randint(1, 1001, (8,), generator=g).to(run.device)
 mine = q_sample(schedule.alpha_bars, x0, t, eps)
-ref = diffusion.q_sample(schedule, x0, t, eps)
+ref = forward_diffusion.q_sample(schedule, x0, t, eps)
 print(mine.dtype, mine.device.type == run.device.type, f"max |difference| < 1e-5: {(mine - ref).abs().max().item() < 1e-5}")

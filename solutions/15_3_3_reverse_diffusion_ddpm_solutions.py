@@ -21,7 +21,7 @@
 # %%
 import torch
 
-from companion_lib import diffusion, settings
+from companion_lib import settings
 from companion_lib.grading import check
 
 run = settings.setup(seed=0)

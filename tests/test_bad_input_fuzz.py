@@ -62,9 +62,9 @@ SKIP_MODULES = {"grade", "grading", "problems", "datasets"}
 SKIP = {
     "bench.scoreboard": "trains every model",
     "bench.peers": "trains reference flows",
-    "flows.fit_digits": "trains a flow",
-    "diffusion.fit_digits": "trains a denoiser",
-    "vae.train_vae": "trains a VAE",
+    "recipes.fit_realnvp_digits": "trains a flow",
+    "recipes.fit_ddpm_digits": "trains a denoiser",
+    "recipes.train_vae": "trains a VAE",
     "metrics.DigitJudge": "trains a classifier",
     "metrics.heldout_bits_per_dim": "runs a model over the held-out set",
     "metrics.heldout_nearest_train_distance": "no arguments",
