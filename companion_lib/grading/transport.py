@@ -17,18 +17,17 @@ import io
 import json
 import os
 import stat
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from companion_lib import settings
+from companion_lib.grading import limits
 from companion_lib.grading.judge import evaluate, is_unsolved
 
 MAX_DEPTH = 32
 MAX_STRING = 10_000
-MAX_FILE_BYTES = 256 * 2**20  # one export (json + npz); larger ones are not read
 MAX_EXPORTS = 2000
 
 _INPUTS: dict | None = None
@@ -131,22 +130,19 @@ def _write_pair(stem: Path, meta: dict, arrays: dict) -> None:
     os.replace(tmp_json, stem.with_suffix(".json"))  # the .json appears last: a pair is complete
 
 
-def _read_pair(stem: Path) -> tuple[dict, dict]:
+def _read_pair(stem: Path, budget: limits.Budget | None = None) -> tuple[dict, dict]:
+    """A pair read within ``limits`` (regular files, one link, sizes checked before inflating)."""
     files = [stem.with_suffix(".json"), stem.with_suffix(".npz")]
-    size = 0
-    for f in files:
-        st = os.lstat(f)
-        if not stat.S_ISREG(st.st_mode):
-            raise _Limit(f"{f.name} is not a regular file")
-        size += st.st_size
-    if size > MAX_FILE_BYTES:
-        raise _Limit(f"{stem.name}: {size} bytes, over the limit of {MAX_FILE_BYTES}")
-    meta = json.loads(files[0].read_text())
     try:
-        with np.load(files[1], allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
-        raise _Limit(f"{stem.name}.npz unreadable ({err})") from err
+        data = [limits.read_bytes(f) for f in files]
+        if sum(map(len, data)) > limits.MAX_FILE_BYTES:
+            raise limits.LimitError(f"{stem.name}: over the limit of {limits.MAX_FILE_BYTES} bytes")
+        if budget is not None:
+            budget.take(sum(map(len, data)), stem.name)
+        meta = json.loads(data[0])
+        arrays = limits.load_npz(data[1])
+    except limits.LimitError as err:
+        raise _Limit(str(err)) from err
     return meta, arrays
 
 
@@ -225,14 +221,17 @@ def read_exports(folder) -> tuple[dict, list]:
     if len(stems) > MAX_EXPORTS:
         notes.append(f"{len(stems)} answers exported; only the first {MAX_EXPORTS} read")
         stems = stems[:MAX_EXPORTS]
+    budget = limits.Budget()
     for stem in stems:
         try:
-            meta, arrays = _read_pair(stem)
+            meta, arrays = _read_pair(stem, budget)
             pid = str(meta["problem"])
             outcomes = [(str(kind), payload) for kind, payload in decode(meta["outcomes"], arrays)]
             answer = meta.get("answer") or {}
             latest[pid] = {"cell": int(meta.get("cell", -1)), "outcomes": outcomes,
                            "answer": {k: answer.get(k) for k in ("type", "name", "module", "library")}}
+        except _Limit as err:  # refused by a limit: say which
+            notes.append(f"{stem.name}: refused ({err})")
         except Exception as err:  # a damaged or forged file: note it and move on
             notes.append(f"{stem.name}: unreadable ({type(err).__name__})")
     return latest, notes

@@ -98,14 +98,18 @@ def test_a_process_a_kernel_detaches_does_not_outlive_its_grading(graded):
     assert state in ("gone", "Z", "X"), f"process {pid} still running ({state})"
 
 
-def test_results_are_per_notebook_atomic_files_with_hash_and_seed(graded):
-    files = sorted(p.name for p in graded["results"].glob("*.json") if not p.name.startswith("_"))
+def test_results_are_per_notebook_signed_files_with_hash_and_seed(graded):
+    from companion_lib.grading.instructor.ledger import load_key, verifies
+
+    files = sorted(graded["results"].glob("subs/*.json"))
     assert len(files) == len(graded["rows"])
-    r = json.loads(next(graded["results"].glob("right-*.json")).read_text())
+    r = json.loads(next(graded["results"].glob("subs/right-*.json")).read_text())
     assert r["sha256"] == graded["rows"]["right.ipynb"]["sha256"] and r["base_seed"] == 7
-    assert r["seed"] == notebook_seed(7, r["sha256"])
-    assert json.loads((graded["results"] / "_run.json").read_text()) == {"seed": 7}
-    assert not list((graded["results"] / "_started").iterdir())
+    assert r["seed"] == notebook_seed(7, r["sha256"]) and r["path"] == "right.ipynb"
+    assert verifies(r, load_key()) and not verifies({**r, "run": "completed!"}, load_key())
+    assert json.loads((graded["results"] / "_meta" / "run.json").read_text())["seed"] == 7
+    assert not list((graded["results"] / "_meta" / "started").iterdir())
+    assert (graded["results"].stat().st_mode & 0o777) == 0o700
 
 
 def test_feedback_files_say_what_failed_and_why(graded):
@@ -125,13 +129,13 @@ def test_resume_regrades_only_what_is_missing_and_gives_the_same_grades(graded, 
     right.write_bytes(graded["right_bytes"])
     untouched = tmp_path / "untouched.ipynb"
     shutil.copy(graded["subs"] / "untouched.ipynb", untouched)
-    old = json.loads(next(results.glob("right-*.json")).read_text())
-    next(results.glob("right-*.json")).unlink()
+    old = json.loads(next(results.glob("subs/right-*.json")).read_text())
+    next(results.glob("subs/right-*.json")).unlink()
     out = tmp_path / "g.csv"
     assert grade.main([str(right), str(untouched), "--results", str(results), "--resume", "--csv", str(out),
                        "--sections", *SECTIONS, "--cell-timeout", str(CELL_TIMEOUT)]) == 0
     assert "untouched.ipynb: already graded" in capsys.readouterr().out
-    new = json.loads(next(results.glob("right-*.json")).read_text())
+    new = json.loads(next(results.glob("subs/right-*.json")).read_text())
     assert new["seed"] == old["seed"] and new["grades"] == old["grades"]
     assert [r["notebook"] for r in csv.DictReader(out.open())] == ["right.ipynb", "untouched.ipynb"]
     with pytest.raises(ValueError, match="seed 7"):
@@ -140,9 +144,9 @@ def test_resume_regrades_only_what_is_missing_and_gives_the_same_grades(graded, 
 
 def test_shards_merge_into_one_csv(graded, tmp_path):
     shard_a, shard_b = tmp_path / "a", tmp_path / "b"
-    shard_a.mkdir(), shard_b.mkdir()
-    for i, p in enumerate(sorted(graded["results"].glob("[!_]*.json"))):
-        shutil.copy(p, (shard_a, shard_b)[i % 2])
+    (shard_a / "subs").mkdir(parents=True), (shard_b / "subs").mkdir(parents=True)
+    for i, p in enumerate(sorted(graded["results"].glob("subs/*.json"))):
+        shutil.copy(p, (shard_a, shard_b)[i % 2] / "subs")
     out = tmp_path / "merged.csv"
     assert grade.main(["merge", str(shard_a), str(shard_b), "--csv", str(out), "--sections", *SECTIONS]) == 0
     merged = {r["notebook"]: r for r in csv.DictReader(out.open())}

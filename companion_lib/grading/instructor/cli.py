@@ -2,42 +2,39 @@
 
     python -m companion_lib.grade submissions/*.ipynb --csv grades.csv --jobs 2
     python -m companion_lib.grade merge results-*/ --csv grades.csv      # assemble shards
+    python -m companion_lib.grade gradescope --out autograder.zip --sections 14.1   # Gradescope
 
 See ``companion_lib.grading.instructor`` for the trust boundary.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import signal
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from companion_lib.grading.instructor.ledger import ResultsFolder, load_key, load_verified, make_undumpable
 from companion_lib.grading.instructor.processes import NotebookRun, Reaper
-from companion_lib.grading.instructor.reports import (load_results, read_student_map, run_seed, summary_line,
-                                                      write_json, write_reports)
-from companion_lib.grading.instructor.submissions import Submission, assignment, read_submissions
+from companion_lib.grading.instructor.reports import read_student_map, summary_line, write_reports
+from companion_lib.grading.instructor.submissions import assignment, read_submissions
 
 
-def grade_class(subs, problem_ids, results: Path, base_seed: int, jobs: int = 1, resume: bool = False,
-                cell_timeout: float = 600, notebook_timeout: float = 1800) -> None:
-    """Grade ``subs`` with ``jobs`` notebooks at a time; each result is written as soon as it is done."""
-    started_dir = results / "_started"
-    started_dir.mkdir(parents=True, exist_ok=True)
-    todo, suspects = [], []
+def grade_class(subs, problem_ids, folder: ResultsFolder, base_seed: int, jobs: int = 1, resume: bool = False,
+                cell_timeout: float = 600, notebook_timeout: float = 1800) -> list[dict]:
+    """Grade ``subs`` with ``jobs`` notebooks at a time; each result is signed and written as soon as
+    it is decided (after everything its notebook started is gone). Returns the results this run
+    decided or, with ``resume``, verified: the CSV is made from these, never from the folder's files."""
+    decided, todo, suspects = {}, [], []
     for sub in subs:
-        done = results / f"{sub.key}.json"
-        if resume and done.exists():
-            try:
-                if json.loads(done.read_text()).get("base_seed") == base_seed:
-                    print(f"{sub.name}: already graded ({done.name}), skipped")
-                    continue
-            except ValueError:
-                pass
-        (suspects if (started_dir / sub.key).exists() else todo).append(sub)
+        earlier = folder.verified(sub, base_seed, problem_ids) if resume else None
+        if earlier is not None:
+            print(f"{sub.rel}: already graded ({folder.path_of(sub).name}, verified), skipped")
+            decided[sub.key] = earlier
+            continue
+        (suspects if resume and folder.was_started(sub) else todo).append(sub)
     todo += suspects  # in flight when an earlier run was killed: graded last
     running: list[NotebookRun] = []
     reaper = Reaper()
@@ -45,24 +42,24 @@ def grade_class(subs, problem_ids, results: Path, base_seed: int, jobs: int = 1,
         while todo or running:
             while todo and len(running) < jobs:
                 run = NotebookRun(todo.pop(0), problem_ids, base_seed, cell_timeout, notebook_timeout)
-                (started_dir / run.sub.key).touch()
+                folder.mark_started(run.sub)
                 run.start()
                 running.append(run)
             time.sleep(0.1)
             for run in [r for r in running if r.poll()]:
                 running.remove(run)
                 result = run.finish(reaper, keep={r.proc.pid for r in running if r.proc is not None})
-                write_json(results / f"{run.sub.key}.json", result)
-                (started_dir / run.sub.key).unlink(missing_ok=True)
+                decided[run.sub.key] = folder.write(result)
+                folder.unmark(run.sub)
                 print(summary_line(result, problem_ids), flush=True)
     finally:
         for run in running:  # interrupted (Ctrl-C): leave nothing running behind
             run.kill()
             if hasattr(run, "tmp"):
                 shutil.rmtree(run.tmp, ignore_errors=True)
-            (started_dir / run.sub.key).unlink(missing_ok=True)
         reaper.sweep()
         reaper.close()
+    return sorted(decided.values(), key=lambda r: (r["path"], r["sha256"]))
 
 
 def _shard(subs, spec):
@@ -72,7 +69,7 @@ def _shard(subs, spec):
     if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
         raise ValueError(f"--shard expects I/N with 0 <= I < N, got {spec!r}")
     i, n = int(m.group(1)), int(m.group(2))
-    return [s for k, s in enumerate(sorted(subs, key=lambda s: s.name)) if k % n == i]
+    return [s for k, s in enumerate(sorted(subs, key=lambda s: (s.rel, s.sha256))) if k % n == i]
 
 
 def _default_paths(args):
@@ -90,6 +87,8 @@ def _common(parser):
     parser.add_argument("--students", help="CSV with columns file,student: adds a student column")
     parser.add_argument("--sections", nargs="+", help="the assignment: grade the problems of these "
                         "sections only (default: every registered problem)")
+    parser.add_argument("--key-file", help="the key that signs results (mode 0600; created if absent; "
+                        "default: ~/.config/companion-grade/key); shards and merge must share it")
 
 
 def merge_main(argv) -> int:
@@ -97,12 +96,28 @@ def merge_main(argv) -> int:
                                      description="Assemble the CSV and feedback from results folders.")
     parser.add_argument("results", nargs="+", help="results folders (e.g. one per shard)")
     _common(parser)
+    parser.add_argument("--expect", help="the class list: a file of submissions' paths relative to the "
+                        "graded root, one a line; those without a result are reported (exit code 1)")
     args = parser.parse_args(argv)
+    make_undumpable()
     problem_ids = assignment(args.sections)
     students = read_student_map(args.students) if args.students else None
-    results = load_results(args.results)
+    key = load_key(args.key_file)
+    results = load_verified(args.results, key)
     _, feedback = _default_paths(args)
     write_reports(results, problem_ids, args.csv, feedback, students)
+    if args.expect:
+        expected = [line.strip() for line in Path(args.expect).read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+        have = {r["path"] for r in results}
+        lost = [p for p in expected if PurePosixPath(p).as_posix() not in have]
+        extra = sorted(have - {PurePosixPath(p).as_posix() for p in expected})
+        for p in lost:
+            print(f"{p}: no result (its shard never ran, or its result did not verify)", file=sys.stderr)
+        for p in extra:
+            print(f"{p}: graded but not in {args.expect}", file=sys.stderr)
+        print(f"{len(expected) - len(lost)}/{len(expected)} expected submissions have a result")
+        return 1 if lost else 0
     return 0
 
 
@@ -114,6 +129,10 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["merge"]:
         return merge_main(argv[1:])
+    if argv[:1] == ["gradescope"]:  # G4 (issue 17): the Gradescope autograder zip, see instructor/gradescope.py
+        from companion_lib.grading.instructor import gradescope
+
+        return gradescope.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m companion_lib.grade",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="+", help="students' .ipynb files")
@@ -128,27 +147,33 @@ def main(argv=None) -> int:
                         "and recorded in the results folder)")
     parser.add_argument("--resume", action="store_true", help="skip notebooks already graded in --results")
     parser.add_argument("--shard", help="I/N: grade only every N-th notebook from the I-th (job arrays)")
+    parser.add_argument("--root", help="the graded root: results, rows and feedback are keyed by each "
+                        "notebook's path relative to it (default: the deepest folder holding them all)")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.cell_timeout <= 0 or args.notebook_timeout <= 0:
         parser.error("--jobs, --cell-timeout and --notebook-timeout must be positive")
     problem_ids = assignment(args.sections)
     students = read_student_map(args.students) if args.students else None
-    subs, unreadable = [], []
+    make_undumpable()  # a kernel of the same uid cannot read this process's memory (the key)
+    key = load_key(args.key_file)
+    readable = []
+    unreadable = []
     for path in args.notebooks:
-        try:
-            subs += read_submissions([path])
-        except (ValueError, OSError) as err:
-            print(f"{path}: could not be read ({err})", file=sys.stderr)
+        p = Path(path)
+        if p.suffix == ".ipynb" and p.is_file():
+            readable.append(p)
+        else:
+            print(f"{path}: could not be read (expected an existing .ipynb file)", file=sys.stderr)
             unreadable.append(path)
+    if not readable:
+        parser.error("no readable .ipynb file given")
+    subs = read_submissions(readable, args.root)  # the root from every file given: shards agree on it
     subs = _shard(subs, args.shard)
     results_dir, feedback = _default_paths(args)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    base_seed = run_seed(results_dir, args.seed)
-    grade_class(subs, problem_ids, results_dir, base_seed, args.jobs, args.resume, args.cell_timeout,
-                args.notebook_timeout)
-    keys = {f"{s.key}.json" for s in subs}
-    results = [r for r in load_results([results_dir])
-               if f"{Submission(r['file'], b'', r['sha256']).key}.json" in keys]
+    folder = ResultsFolder(results_dir, key)
+    base_seed = folder.seed(args.seed)
+    results = grade_class(subs, problem_ids, folder, base_seed, args.jobs, args.resume, args.cell_timeout,
+                          args.notebook_timeout)
     write_reports(results, problem_ids, args.csv, feedback, students)
     return 1 if unreadable else 0
 

@@ -1,6 +1,8 @@
 """Running one notebook: a sacrificial worker process (``companion_lib/grading/worker.py``) starts its
-kernel in a fresh folder with a scrubbed environment; whatever happens, everything the run started is
-killed before its exports are read and judged."""
+kernel in a fresh folder with a scrubbed environment (as root: under an unprivileged uid, in a private
+0700 folder it owns); whatever happens, everything the run started is killed, then the answers are
+evaluated from the notebook's source in sandboxes (``evaluation``). Nothing the kernel writes is read
+for grading: the run gives the run status and the error cells only."""
 from __future__ import annotations
 
 import json
@@ -14,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from companion_lib import settings
+from companion_lib.grading.instructor.deadlines import Deadline
+from companion_lib.grading.instructor.evaluation import evaluate_cells
+from companion_lib.grading.instructor.sandboxing import KERNEL_UID
 from companion_lib.grading.instructor.submissions import (Submission, assignment, code_cells, notebook_seed,
                                                           read_submissions)
-from companion_lib.grading.instructor.verdict import judge_exports
 from companion_lib.grading.registry import PROBLEMS
-from companion_lib.grading.transport import read_exports, write_inputs
 
 #: How a notebook's run ended (the CSV's ``run`` column).
 RUN_STATUSES = {
@@ -29,6 +31,7 @@ RUN_STATUSES = {
     "notebook-timeout": "the notebook ran past --notebook-timeout; later cells did not run",
     "kernel-died": "the kernel exited by itself (crash, os._exit, out of memory)",
     "worker-died": "the worker running the kernel died (the kernel killed it, or it crashed)",
+    "killed-at-deadline": "the worker stopped enforcing the limits (stopped, hung); the grader's clock killed it",
     "kernel-start-failed": "no kernel could be started",
     "unreadable": "the file is not a readable notebook",
 }
@@ -150,9 +153,8 @@ class NotebookRun:
         self.proc = None
         self.started = 0.0
         self.cells: list[str] = []
-        self.cases: dict = {}
-        self.case_errors: dict = {}
         self.unreadable = ""
+        self.clock, self.overdue = None, ""
 
     def start(self) -> None:
         self.started = time.time()
@@ -161,32 +163,22 @@ class NotebookRun:
         except Exception as err:
             self.unreadable = f"{type(err).__name__}: {err}"[:300]
             return
-        with settings.cpu_float64():
-            for pid in self.problem_ids:
-                problem = PROBLEMS[pid]
-                if problem.kind == "function":
-                    try:
-                        self.cases[pid] = problem.cases_for(problem.grading_rng(self.seed))
-                    except Exception as err:  # a broken problem must not stop the class's grading
-                        self.case_errors[pid] = f"the grader could not draw this problem's inputs ({err})"
-                        print(f"{self.sub.name}: {pid}: {self.case_errors[pid]}", file=sys.stderr)
         self.tmp = Path(tempfile.mkdtemp(prefix="companion-grade-"))
         work, ctl = self.tmp / "work", self.tmp / "ctl"
-        work.mkdir()
-        ctl.mkdir()
+        work.mkdir(mode=0o700)
+        ctl.mkdir(mode=0o700)
         (work / self.sub.name).write_bytes(self.sub.data)
-        self.exports = work / f".answers-{secrets.token_hex(8)}"
-        self.exports.mkdir()
-        inputs = work / f".inputs-{secrets.token_hex(8)}"
-        write_inputs(inputs, self.cases)
-        env = _environment(work, {"COMPANION_GRADE_INPUTS": str(inputs),
-                                  "COMPANION_GRADE_EXPORT": str(self.exports),
-                                  "COMPANION_GRADE_TOKEN": self.token})
-        worker_env = {k: env[k] for k in ("PATH", "PYTHONPATH", "COMPANION_GRADE_TOKEN",
-                                          "JUPYTER_PLATFORM_DIRS") if k in env}
+        kernel_uid = KERNEL_UID if os.geteuid() == 0 else None
+        if kernel_uid is not None:  # the kernel's own private folder; ctl (the worker's) stays the grader's
+            os.chmod(self.tmp, 0o711)
+            for path in (work, work / self.sub.name):
+                os.chown(path, kernel_uid, kernel_uid)
+        env = _environment(work, {})  # no COMPANION_GRADE_* and no test inputs: the kernel grades nothing
+        worker_env = {k: env[k] for k in ("PATH", "PYTHONPATH", "JUPYTER_PLATFORM_DIRS") if k in env}
+        worker_env["COMPANION_GRADE_TOKEN"] = self.token
         worker_env.update({"HOME": str(ctl), "JUPYTER_RUNTIME_DIR": str(ctl / "runtime"),
                            "JUPYTER_DATA_DIR": str(ctl / "data"), "JUPYTER_CONFIG_DIR": str(ctl / "config")})
-        job = {"cells": self.cells, "work": str(work), "ctl": str(ctl), "env": env,
+        job = {"cells": self.cells, "work": str(work), "ctl": str(ctl), "env": env, "uid": kernel_uid,
                "cell_timeout": self.cell_timeout, "interrupt_grace": INTERRUPT_GRACE,
                "notebook_timeout": self.notebook_timeout, "startup_deadline": self.started + STARTUP_ALLOWANCE}
         self.log = open(ctl / "worker.log", "wb")
@@ -205,7 +197,12 @@ class NotebookRun:
             return True
         if self.proc.poll() is not None:
             return True
-        if time.time() > self.started + STARTUP_ALLOWANCE + self.notebook_timeout + INTERRUPT_GRACE + 30:
+        if self.clock is None:  # the grader's own clock (deadlines.py): a stopped worker enforces nothing
+            self.clock = Deadline(self.started, len(self.cells), self.cell_timeout, self.notebook_timeout,
+                                  STARTUP_ALLOWANCE, INTERRUPT_GRACE)
+        self.clock.update(self._status())
+        self.overdue = self.clock.overdue()
+        if self.overdue:
             self.kill()
             return True
         return False
@@ -231,31 +228,32 @@ class NotebookRun:
             return {}
 
     def finish(self, reaper: Reaper | None = None, keep=()) -> dict:
-        """Kill what is left, read the exports as data, judge them here; the notebook's result.
+        """Kill what is left, evaluate the answers in sandboxes, judge them here; the notebook's result.
         ``keep``: the workers of other notebooks still running (the reaper spares them)."""
-        result = {"file": self.sub.path, "name": self.sub.name, "sha256": self.sub.sha256,
+        result = {"file": self.sub.path, "name": self.sub.name, "path": self.sub.rel, "key": self.sub.key,
+                  "sha256": self.sub.sha256,
                   "base_seed": self.base_seed, "seed": self.seed, "problems": self.problem_ids,
                   "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "fresh_inputs": sorted(pid for pid in self.problem_ids if PROBLEMS[pid].fresh_inputs)}
         if self.unreadable:
+            why = {"status": "missing", "message": "the file is not a readable notebook"}
             result.update(run="unreadable", detail=self.unreadable, error_cells=0, cells_run=0, notes=[],
-                          seconds=0.0, grades=judge_exports(self.problem_ids, {}, {}, []))
+                          seconds=0.0, grades={pid: dict(why) for pid in self.problem_ids})
             return result
         self.kill(reaper, keep)
         status = self._status()
         run = status.get("run")
-        if run not in RUN_STATUSES:
+        if self.overdue:
+            run, detail = "killed-at-deadline", self.overdue
+        elif run not in RUN_STATUSES:
             run = "worker-died"
             detail = f"the worker ended with code {self.proc.returncode} after {status.get('cells_run', 0)} cell(s)"
         else:
             detail = str(status.get("detail", ""))
-        exports, notes = read_exports(self.exports)
+        grades = evaluate_cells(self.cells, self.problem_ids, self.seed, timeout=self.cell_timeout)
         result.update(run=run, detail=detail, error_cells=int(status.get("error_cells", 0) or 0),
-                      cells_run=int(status.get("cells_run", 0) or 0), cells=len(self.cells), notes=notes,
-                      seconds=round(time.time() - self.started, 2),
-                      grades=judge_exports(self.problem_ids, self.cases, exports, self.cells))
-        for pid, why in self.case_errors.items():
-            result["grades"][pid] = {"status": "missing", "message": why}
+                      cells_run=int(status.get("cells_run", 0) or 0), cells=len(self.cells), notes=[],
+                      seconds=round(time.time() - self.started, 2), grades=grades)
         try:
             self.log.close()
         finally:

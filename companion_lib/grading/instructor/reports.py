@@ -1,74 +1,48 @@
-"""Results on disk (one JSON file per notebook, written atomically), the CSV and per-student feedback."""
+"""The CSV and the per-student feedback, from results the run decided (or ``ledger`` verified)."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
-import secrets
-import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from companion_lib.grading.instructor.processes import RUN_STATUSES
 from companion_lib.grading.judge import STATUSES
 
 
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-def run_seed(results: Path, seed) -> int:
-    meta = results / "_run.json"
-    if meta.exists():
-        recorded = int(json.loads(meta.read_text())["seed"])
-        if seed is not None and int(seed) != recorded:
-            raise ValueError(f"{results} was graded with --seed {recorded}; use it (or another folder)")
-        return recorded
-    seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    write_json(meta, {"seed": seed})
-    return seed
-
-
-def load_results(folders) -> list[dict]:
-    """Every notebook result in ``folders``; the latest per file name when a file was regraded."""
-    latest = {}
-    for folder in folders:
-        for path in sorted(Path(folder).glob("*.json")):
-            if path.name.startswith("_"):
-                continue
-            try:
-                r = json.loads(path.read_text())
-                key = r["name"]
-            except (OSError, ValueError, KeyError, TypeError):
-                print(f"{path}: not a result file, skipped", file=sys.stderr)
-                continue
-            if key not in latest or r["graded_at"] >= latest[key]["graded_at"]:
-                latest[key] = r
-    return sorted(latest.values(), key=lambda r: r["name"])
-
-
 def read_student_map(path) -> dict:
-    """A CSV with columns ``file`` and ``student`` -> {file name: student id}."""
-    with open(path, newline="") as f:
+    """A CSV with columns ``file`` and ``student`` -> {file: student id}; ``file`` is a submission's
+    path relative to the graded root (``alice/hw.ipynb``) or, where that is unambiguous, its name."""
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"file", "student"} <= set(rows[0]):
         raise ValueError(f"{path}: expected a CSV with columns 'file' and 'student'")
-    return {Path(r["file"]).name: r["student"] for r in rows}
+    return {Path(r["file"]).as_posix(): r["student"] for r in rows}
+
+
+def student_of(students, r: dict) -> str:
+    """The student of result ``r``: by its relative path, else by its file name if only one row of
+    the map has that name."""
+    if not students:
+        return ""
+    if r["path"] in students:
+        return students[r["path"]]
+    name = Path(r["path"]).name
+    named = [s for f, s in students.items() if Path(f).name == name]
+    return named[0] if len(named) == 1 else ""
 
 
 def write_csv(path, results, problem_ids, students=None) -> None:
     head = (["student"] if students else []) + ["notebook", *problem_ids, "passed", "problems", "run",
                                                "error_cells", "seconds", "seed", "sha256"]
     tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(head)
         for r in results:
             statuses = [r["grades"].get(pid, {}).get("status", "missing") for pid in problem_ids]
-            row = ([students.get(r["name"], "")] if students else []) + [
-                r["name"], *statuses, statuses.count("passed"), len(problem_ids), r["run"],
+            row = ([student_of(students, r)] if students else []) + [
+                r["path"], *statuses, statuses.count("passed"), len(problem_ids), r["run"],
                 r["error_cells"], f"{r['seconds']:.1f}", r["seed"], r["sha256"]]
             writer.writerow(row)
     os.replace(tmp, path)
@@ -78,7 +52,7 @@ def feedback_text(r: dict, problem_ids, student: str = "") -> str:
     grades = [(pid, r["grades"].get(pid, {"status": "missing", "message": "not graded"})) for pid in problem_ids]
     passed = sum(g["status"] == "passed" for _, g in grades)
     marks = {"passed": "✔", "failed": "✘", "no-credit": "✘", "unsolved": "…", "missing": "–"}
-    lines = [f"{r['name']}" + (f" ({student})" if student else "") + f": {passed}/{len(grades)} problems pass",
+    lines = [f"{r['path']}" + (f" ({student})" if student else "") + f": {passed}/{len(grades)} problems pass",
              f"graded {r['graded_at']} (inputs seed {r['seed']})", ""]
     for pid, g in grades:
         lines.append(f"{marks.get(g['status'], '?')} {pid:<28} {g['status']}")
@@ -99,16 +73,33 @@ def write_reports(results, problem_ids, csv_path=None, feedback_dir=None, studen
     if feedback_dir:
         folder = Path(feedback_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        written = set()
         for r in results:
-            student = (students or {}).get(r["name"], "")
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", student or Path(r["name"]).stem) + ".txt"
-            (folder / name).write_text(feedback_text(r, problem_ids, student))
+            student = student_of(students, r)
+            target = feedback_path(folder, r, student, written)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(feedback_text(r, problem_ids, student), encoding="utf-8")
         print(f"wrote {len(results)} feedback files to {folder}/")
+
+
+def feedback_path(folder: Path, r: dict, student: str, taken: set) -> Path:
+    """``<student>.txt`` (with --students), else the submission's relative path with ``.txt``;
+    a name already taken (one student, two submissions) gets the content hash added."""
+    if student:
+        rel = re.sub(r"[\\/\0]+|^\.+", "_", student)
+    else:
+        rel = "/".join(part if part not in ("", ".", "..") else "_"
+                       for part in PurePosixPath(r["path"]).with_suffix("").parts)
+    target = folder / f"{rel}.txt"
+    if target in taken:
+        target = folder / f"{rel}-{r['sha256'][:12]}.txt"
+    taken.add(target)
+    return target
 
 
 def summary_line(r: dict, problem_ids) -> str:
     statuses = [r["grades"].get(pid, {}).get("status", "missing") for pid in problem_ids]
     other = {s: statuses.count(s) for s in STATUSES if s != "passed" and statuses.count(s)}
-    return (f"{r['name']}: {statuses.count('passed')}/{len(problem_ids)} passed"
+    return (f"{r['path']}: {statuses.count('passed')}/{len(problem_ids)} passed"
             + (" (" + ", ".join(f"{n} {s}" for s, n in other.items()) + ")" if other else "")
             + f" | run: {r['run']}, {r['error_cells']} error cell(s), {r['seconds']:.1f} s")
