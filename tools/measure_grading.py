@@ -7,12 +7,22 @@
                left untouched; a first markdown cell names the student, so every file differs.
 --kind tiny:   a header cell and two answered exercises: what the grader itself costs per notebook
                (kernel start, imports, export, judging).
-Prints wall-clock seconds per run, per submission, and the cost of a class of 200 at that rate.
+Prints wall-clock seconds per run, per submission, and the cost of a class of 200 at that rate, with
+the load average before and after each run (the machine may be shared: a number measured under load
+is an upper bound). ``--json FILE`` appends one record per run (for README's table).
+
+Before/after a change, grade the same synthetic class with another tree's grader: the notebooks are
+built by this file, the grader is whichever ``companion_lib`` PYTHONPATH names, e.g.
+
+    git worktree add /tmp/base <old commit>
+    PYTHONPATH=/tmp/base .venv/bin/python tools/measure_grading.py --kind tiny --students 10 --label before
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,12 +72,24 @@ def load() -> str:
         return "n/a"
 
 
+def grader_tree() -> str:
+    """The folder holding the ``companion_lib`` the grader command will import (PYTHONPATH first)."""
+    code = "import companion_lib, pathlib; print(pathlib.Path(companion_lib.__file__).parents[1])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--kind", choices=("lesson", "tiny"), default="lesson")
+    parser.add_argument("--label", default="", help="a name for this measurement (e.g. before, after)")
+    parser.add_argument("--json", help="append one JSON record per run to this file")
     args = parser.parse_args()
+    if args.students < 1 or any(j < 1 for j in args.jobs):
+        parser.error("--students and --jobs must be positive")
+    tree = grader_tree()
+    print(f"grader: companion_lib from {tree}; {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory(prefix="measure-grading-") as tmp:
         folder = Path(tmp)
         paths = make_class(folder, args.students, args.kind)
@@ -78,10 +100,16 @@ def main() -> int:
                             "--jobs", str(jobs), "--seed", "1", "--results", str(folder / f"r{jobs}"),
                             "--csv", str(folder / f"g{jobs}.csv")], check=True, stdout=subprocess.DEVNULL)
             wall = time.perf_counter() - start
-            per = wall / args.students
-            print(f"{args.kind}, {args.students} submissions, --jobs {jobs}: {wall:.0f} s wall, "
-                  f"{per:.1f} s per submission, a class of 200: {200 * per / 60:.0f} min "
-                  f"(load average before {before}, after {load()})", flush=True)
+            per, after = wall / args.students, load()
+            print(f"{args.label + ': ' if args.label else ''}{args.kind}, {args.students} submissions, "
+                  f"--jobs {jobs}: {wall:.0f} s wall, {per:.1f} s per submission, a class of 200: "
+                  f"{200 * per / 60:.0f} min (load average before {before}, after {after})", flush=True)
+            if args.json:
+                record = {"label": args.label, "tree": tree, "kind": args.kind, "students": args.students,
+                          "jobs": jobs, "wall_s": round(wall, 1), "per_submission_s": round(per, 2),
+                          "load_before": before, "load_after": after, "cpus": os.cpu_count()}
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(record) + "\n")
     return 0
 
 
