@@ -3,7 +3,6 @@
     python -m companion_lib.grade submissions/*.ipynb --csv grades.csv --jobs 2
     python -m companion_lib.grade merge results-*/ --csv grades.csv      # assemble shards
     python -m companion_lib.grade gradescope --out autograder.zip --sections 14.1   # Gradescope
-    python -m companion_lib.grade gradescope --out autograder.zip --sections 14.1   # Gradescope
 
 See ``companion_lib.grading.instructor`` for the trust boundary.
 """
@@ -130,10 +129,6 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["merge"]:
         return merge_main(argv[1:])
-    if argv[:1] == ["gradescope"]:  # G4 (issue 17): the Gradescope autograder zip, see instructor/gradescope.py
-        from companion_lib.grading.instructor import gradescope
-
-        return gradescope.main(argv[1:])
     if argv[:1] == ["gradescope"]:  # G4 (issue 17): the Gradescope autograder zip, see instructor/gradescope.py
         from companion_lib.grading.instructor import gradescope
 
