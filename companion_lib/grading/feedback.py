@@ -1,20 +1,19 @@
 """What a student sees: ``check(problem_id, answer)`` -> a :class:`Result`, and ``progress(section)``.
 
-``check`` never raises on a malformed answer; the result says what was expected. Under the
-instructor's grader (``COMPANION_GRADE_EXPORT`` set) ``check`` also hands the answer in as plain data
-(:mod:`companion_lib.grading.transport`); the grade is decided in the grader's process, not here.
+``check`` never raises on a malformed answer; the result says what was expected. ``check`` is
+feedback only: the instructor's grader reads answers from the notebook's source and evaluates them in
+sandboxes of its own (``companion_lib.grading.instructor.evaluation``); nothing ``check`` does in a
+kernel reaches a grade.
 """
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from companion_lib import settings
 from companion_lib.grading.judge import error_line, evaluate, is_unsolved, judge
 from companion_lib.grading.registry import PROBLEMS
-from companion_lib.grading.transport import export_answer
 
 __all__ = ["Result", "Progress", "HISTORY", "check", "grade_answer", "progress"]
 
@@ -77,19 +76,14 @@ class Result:
 
 
 #: Every result ``check`` returned in this process, in order (``progress`` reads it; the
-#: instructor's grader does not: it reads the answers exported by ``check``).
+#: instructor's grader does not: it reads the notebook's source).
 HISTORY: list[Result] = []
 
 
 def check(problem_id: str, answer) -> Result:
     """Grade ``answer`` for ``problem_id``. Never raises; returns a :class:`Result` (truthy on pass)."""
     result = grade_answer(problem_id, answer)
-    HISTORY.append(result)
-    if os.environ.get("COMPANION_GRADE_EXPORT") and problem_id in PROBLEMS:
-        try:  # under the instructor's grader: hand the answer in as plain data, now
-            export_answer(PROBLEMS[problem_id], answer)
-        except Exception:  # never in the student's way; the grader reports a missing answer
-            pass
+    HISTORY.append(result)  # G1 (issue 17): no export to the grader any more; feedback only
     return result
 
 

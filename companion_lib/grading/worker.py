@@ -6,7 +6,9 @@ environment, a control folder, the time limits. The worker starts a kernel there
 by one (outputs are read and thrown away, so a flood costs nothing), interrupts a cell that runs past
 its limit, kills the kernel if it ignores the interrupt, and records its progress in
 ``<control>/status.json`` after every cell. It grades nothing and reads nothing the kernel writes: if
-the kernel kills it, the grader notices, kills what is left and grades the answers already exported.
+the kernel kills it, the grader notices and kills what is left. As root the kernel runs under an
+unprivileged uid (``launch_kernel_as``). The answers are graded from the notebook's source, in
+sandboxes, after all of this is gone: nothing the kernel writes is read.
 """
 from __future__ import annotations
 
@@ -43,8 +45,12 @@ class _Worker:
     def start_kernel(self) -> None:
         spec_dir = self.ctl / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        if self.job.get("uid") is not None:  # as root: the kernel runs under an unprivileged uid
+            argv = [sys.executable, os.path.abspath(__file__), "--kernel-as", str(int(self.job["uid"])),
+                    "{connection_file}", self.job["work"]]
         (spec_dir / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "argv": argv,
             "display_name": "companion grader", "language": "python"}))
         ksm = KernelSpecManager(kernel_dirs=[str(self.ctl / "kernels")], ensure_native_kernel=False)
         self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
@@ -125,7 +131,24 @@ class _Worker:
             pass
 
 
+def launch_kernel_as(uid: int, connection_file: str, work: str) -> None:
+    """Run by the kernelspec as root: hand the kernel a copy of its connection file in its own folder,
+    drop to ``uid`` with no supplementary groups, and become the kernel (same pid)."""
+    copy = os.path.join(work, ".kernel-connection.json")
+    with open(connection_file, "rb") as f:
+        data = f.read()
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chown(copy, uid, uid)
+    os.execvp("setpriv", ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                          "--inh-caps=-all", "--bounding-set=-all",
+                          sys.executable, "-m", "ipykernel_launcher", "-f", copy])
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--kernel-as"]:
+        launch_kernel_as(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     job = json.loads(sys.stdin.read())
     worker = _Worker(job)
     worker.save()
