@@ -63,13 +63,13 @@ process, by :func:`judge` against references computed there; nothing the kernel 
 (``HISTORY``, ``Result.status``, a patched ``numpy`` or library) reaches that decision.
 """
 from companion_lib.grading.compare import at_least, at_most, float32_aware
-from companion_lib.grading.feedback import HISTORY, Progress, Result, check, grade_answer, progress
+from companion_lib.grading.feedback import HISTORY, Hint, Progress, Result, check, grade_answer, hint, progress
 from companion_lib.grading.judge import STATUSES, judge
 from companion_lib.grading.problems import SECTION_MODULES
-from companion_lib.grading.registry import PROBLEMS, Problem, case_seed, problems_for_section, register
+from companion_lib.grading.registry import PROBLEMS, Mistake, Problem, case_seed, problems_for_section, register
 
-__all__ = ["Problem", "Result", "Progress", "PROBLEMS", "HISTORY", "STATUSES", "register", "check",
-           "grade_answer", "judge", "progress", "problems_for_section", "case_seed", "at_most", "at_least",
+__all__ = ["Problem", "Mistake", "Result", "Progress", "Hint", "PROBLEMS", "HISTORY", "STATUSES", "register",
+           "check", "grade_answer", "hint", "judge", "progress", "problems_for_section", "case_seed", "at_most", "at_least",
            "float32_aware"]
 
 for _module in SECTION_MODULES:  # the one place the registry is filled

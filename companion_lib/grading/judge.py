@@ -18,10 +18,19 @@ from companion_lib import settings
 from companion_lib.grading.compare import Mismatch, compare_values
 from companion_lib.grading.registry import Problem
 
-__all__ = ["STATUSES", "evaluate", "judge", "is_unsolved", "error_line"]
+__all__ = ["STATUSES", "evaluate", "judge", "is_unsolved", "error_line", "instructor_status"]
 
 #: Every per-problem status a grade can have (the instructor's CSV uses exactly these).
-STATUSES = ("passed", "failed", "unsolved", "missing", "no-credit")
+#: "self-reported": a value only the student can produce (``Problem.self_reported``), never credit.
+STATUSES = ("passed", "failed", "unsolved", "missing", "no-credit", "self-reported")
+
+
+def instructor_status(problem: Problem, status: str, message: str) -> tuple[str, str]:
+    """The instructor's status for a judged answer: a self-reported value (a training outcome the
+    grader cannot verify: the data ship with the package) is never credit, whatever it is."""
+    if problem.self_reported and status in ("passed", "failed"):
+        return "self-reported", f"{message} (self-reported: the grader cannot verify it; no credit)"
+    return status, message
 
 
 def _compare_with(problem: Problem, expected, got, where: str) -> None:
@@ -95,6 +104,9 @@ def judge(problem: Problem, cases, outcomes, expected_value=None) -> tuple[str, 
             kind, got = outcomes[0]
             if kind != "ok":
                 raise Mismatch(str(got))
+            impossible = problem.impossible(got)
+            if impossible:
+                raise Mismatch(impossible)
             expected = problem.reference() if expected_value is None else expected_value
             _compare_with(problem, expected, got, "")
         else:

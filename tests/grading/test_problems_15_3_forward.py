@@ -77,9 +77,12 @@ def test_q_sample_forgetting_to_broadcast_fails_without_raising():
 
 
 def test_error_probability_other_correct_forms_pass():
+    """Forms that keep the far tail pass (SciPy's sf, ndtr of −z in log space); 1 − Φ by subtraction,
+    right in the bulk, is 0 in the far tail and fails (test_problems_feedback checks its message)."""
     assert check("15.3.2.error_probability", lambda t, s: stats.norm.sf(np.asarray(t) / (2 * np.asarray(s))))
-    assert check("15.3.2.error_probability", lambda t, s: 1 - 0.5 * (1 + torch.erf(t / (2 * s) / math.sqrt(2))))
-    assert check("15.3.2.error_probability", lambda t, s: 1 - torch.special.ndtr(t / (2 * s)))
+    assert check("15.3.2.error_probability", lambda t, s: torch.exp(torch.special.log_ndtr(-t / (2 * s))))
+    assert not check("15.3.2.error_probability", lambda t, s: 1 - 0.5 * (1 + torch.erf(t / (2 * s) / math.sqrt(2))))
+    assert not check("15.3.2.error_probability", lambda t, s: 1 - torch.special.ndtr(t / (2 * s)))
     r = check("15.3.2.error_probability", lambda t, s: 0.5 * torch.special.erfc(t / s / math.sqrt(2)))
     assert not r and "test case 1" in r.message                       # z = t/σ: the boundary misplaced
 

@@ -6,7 +6,7 @@ from companion_lib import mixture, settings
 from companion_lib._checks import as_tensor
 from companion_lib.data import load_pearson_crabs
 from companion_lib.grading.compare import float32_aware
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 
 def _e_step_cases(rng=None):
@@ -52,9 +52,18 @@ _E_STEP = Problem(
     kind="function",
     reference=mixture.responsibilities,
     cases=_e_step_cases,
-    hint=("p(h = k | x) = ρ_k N(x; μ_k, σ_k²) / Σ_j ρ_j N(x; μ_j, σ_j²). Each row sums to 1. "
-          "Compute log ρ_k + log N(...) and subtract torch.logsumexp over k."),
-    wrong_answers=(_wrong_no_weights, _wrong_std_for_var, _wrong_unnormalised, _wrong_probability_space),
+    hint=("By Bayes' rule the responsibility of component k for x is its share of the mixture density at "
+          "x: weight times component density, normalised over the components, so each row sums to 1.",
+          "Far from every mean all the densities underflow to 0 and the shares become 0/0: form the log "
+          "of each weighted density and normalise in log space (a log-sum-exp over the components)."),
+    mistakes=(
+        Mistake(_wrong_no_weights, "the mixing weights ρ_k are missing: each share is weight times density."),
+        Mistake(_wrong_std_for_var, "σ is used where σ² belongs: the variances argument already holds σ²."),
+        Mistake(_wrong_unnormalised, "the joint ρ_k N(x; μ_k, σ_k²), not yet normalised over k: rows must "
+                "sum to 1."),
+        Mistake(_wrong_probability_space, "right on ordinary points, but 0/0 = NaN far from every mean: "
+                "normalise in log space."),
+    ),
     rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
 )
 
@@ -111,10 +120,17 @@ _M_STEP = Problem(
     reference=_m_step_ref,
     reference_names=("companion_lib.mixture.m_step",),
     cases=_m_step_cases,
-    hint=("Each component is a weighted maximum-likelihood fit with weights r_ik: first the effective counts "
-          "N_k = Σ_i r_ik, then weighted averages (of x for the means, of squared deviations from μ_k for "
-          "the variances), and ρ_k from N_k."),
-    wrong_answers=(_m_wrong_unweighted_means, _m_wrong_counts, _m_wrong_divide_by_n, _m_wrong_global_centre),
+    hint=("Each component is a maximum-likelihood fit in which point i counts with weight r_ik; the "
+          "weights ρ_k come out as the components' shares of the data.",
+          "First the effective counts N_k (column sums of resp); then weighted averages: of x for μ_k, of "
+          "the squared deviations from that μ_k for σ_k², each divided by N_k; ρ_k is N_k over n."),
+    mistakes=(
+        Mistake(_m_wrong_unweighted_means, "every mean is the overall mean: weight each x_i by r_ik."),
+        Mistake(_m_wrong_counts, "the weights are the counts N_k: ρ_k is N_k / n, so they sum to 1."),
+        Mistake(_m_wrong_divide_by_n, "the variances are divided by n: a weighted average divides by N_k."),
+        Mistake(_m_wrong_global_centre, "the spread is measured around the overall mean: σ_k² is around "
+                "that component's μ_k."),
+    ),
     rtol=1e-6, atol=1e-12,
 )
 
@@ -150,8 +166,16 @@ _GAUSSIAN_MLE = Problem(
     kind="function",
     reference=mixture.gaussian_mle,
     cases=_mle_cases,
-    hint="Set the gradient of Σ_i log N(x_i; μ, Σ) to zero: μ is the sample mean; Σ divides by n, not n − 1.",
-    wrong_answers=(_wrong_unbiased, _wrong_diagonal, _wrong_uncentred),
+    hint=("Set the gradient of the log-likelihood (14.2) in μ and in Σ to zero: both come out as sample "
+          "averages.",
+          "μ is the sample mean; Σ is the average outer product of the centred data, an average over n "
+          "points (the maximum-likelihood estimate, not the unbiased one)."),
+    mistakes=(
+        Mistake(_wrong_unbiased, "the covariance divides by n − 1 (unbiased): the maximum-likelihood one "
+                "divides by n."),
+        Mistake(_wrong_diagonal, "only the variances: the covariances off the diagonal are zeroed."),
+        Mistake(_wrong_uncentred, "the second moment xᵀx / n: subtract the mean first."),
+    ),
     rtol=1e-6, atol=1e-12, compare=float32_aware(1e-6, 1e-12, rtol32=1e-4, atol32=1e-8),
 )
 

@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import divergences
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 F64 = dict(dtype=torch.float64)
 
@@ -46,9 +46,19 @@ _KL_GAUSSIANS = Problem(
     kind="function",
     reference=divergences.kl_gaussians,
     cases=_kl_cases,
-    hint=("Integrate p(x)[log p(x) − log q(x)] for two Gaussians: "
-          "KL = ½ Σ_j [log(var2/var1) + (var1 + (mu1 − mu2)²)/var2 − 1]. Check: KL(P‖P) = 0."),
-    wrong_answers=(_kl_swapped, _kl_std_for_var, _kl_no_minus_one, _kl_not_summed),
+    hint=("KL(P‖Q) is the expectation under P of log p − log q; for Gaussians every term is a moment of "
+          "P, so it has a closed form. Check yours: KL(P‖P) = 0.",
+          "Per coordinate it involves the log of the variance ratio, P's variance plus the squared "
+          "distance of the means, both over Q's variance, and a constant; diagonal Gaussians add up the "
+          "coordinates."),
+    mistakes=(
+        Mistake(_kl_swapped, "this is KL(Q‖P): KL is not symmetric; the expectation is under the first "
+                "argument, N(mu1, var1)."),
+        Mistake(_kl_std_for_var, "the inputs are treated as standard deviations (squared again): var1, "
+                "var2 already are variances."),
+        Mistake(_kl_no_minus_one, "the −1 per coordinate is missing: KL(P‖P) should be 0."),
+        Mistake(_kl_not_summed, "one KL per coordinate: the KL of the diagonal Gaussians is their sum."),
+    ),
     rtol=1e-6, atol=1e-10,
 )
 
@@ -101,9 +111,18 @@ _SIGMA2_MLE = Problem(
     reference=_sigma2_mle,
     reference_names=("companion_lib.divergences.isotropic_gaussian_mle",),
     cases=_sigma2_cases,
-    hint=("The negative log-likelihood is Σ_i |x_i − μ|²/(2σ²) + (m d/2) log(2πσ²). Set its derivative "
-          "in σ² to zero: there are m·d squared deviations, and σ² is their average."),
-    wrong_answers=(_sigma2_text, _sigma2_unbiased, _sigma2_std, _sigma2_per_pixel, _sigma2_uncentred),
+    hint=("Write the log-likelihood of N(μ, σ²I) as a function of σ² and set its derivative to zero.",
+          "The negative log-likelihood has the summed squared deviations over 2σ², plus a log σ² term "
+          "counted once per coordinate of every point: m·d of them. σ² is an average over all m·d."),
+    mistakes=(
+        Mistake(_sigma2_text, "divided by m only: there are m·d squared deviations, one per coordinate of "
+                "each point."),
+        Mistake(_sigma2_unbiased, "divided by (m − 1)·d: the maximum-likelihood σ² divides by m·d."),
+        Mistake(_sigma2_std, "this is σ: the problem asks for the variance σ²."),
+        Mistake(_sigma2_per_pixel, "one variance per coordinate (a diagonal model): N(μ, σ²I) has one σ² "
+                "for all."),
+        Mistake(_sigma2_uncentred, "the mean is not subtracted: deviations are measured from μ."),
+    ),
     rtol=1e-6, atol=1e-12,
 )
 

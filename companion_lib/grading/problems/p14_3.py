@@ -6,7 +6,8 @@ import torch
 
 from companion_lib import ebm
 from companion_lib.grading.compare import float32_aware
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 
 def _score_cases(rng=None):
@@ -54,10 +55,20 @@ _GMM_SCORE = Problem(
     kind="function",
     reference=ebm.gmm_score,
     cases=_score_cases,
-    hint=("−∇E(x) = Σ_k r_k(x) (μ_k − x) / σ_k², where r_k(x) = ρ_k N(x; μ_k, σ_k² I) / Σ_j ρ_j N(x; μ_j, "
-          "σ_j² I) are the responsibilities of §14.1 (the normaliser (2πσ_k²)^(−d/2) differs between "
-          "components, so keep it; torch.softmax over log terms is safest)."),
-    wrong_answers=(_wrong_energy_gradient, _wrong_unnormalised, _wrong_no_weights, _wrong_std),
+    hint=("Differentiate log Σ_k ρ_k N(x; μ_k, σ_k² I) by the chain rule: the gradient of each Gaussian's "
+          "log-density, weighted by how responsible that component is for x (the E-step of §14.1).",
+          "The gradient of log N(x; μ_k, σ_k² I) in x points from x to μ_k, divided by a variance. The "
+          "responsibilities need each component's full density, normaliser (2πσ_k²)^(−d/2) included: it "
+          "differs between components. Compute them from log terms (softmax) so they do not underflow."),
+    mistakes=(
+        Mistake(_wrong_energy_gradient, "the sign is flipped: this is ∇E; the score is −∇E = ∇ log p, "
+                "pointing toward the data."),
+        Mistake(_wrong_unnormalised, "the responsibilities drop each Gaussian's normaliser σ_k^(−d): it "
+                "differs between components, so it does not cancel."),
+        Mistake(_wrong_no_weights, "the mixing weights ρ_k are missing from the responsibilities."),
+        Mistake(_wrong_std, "each pull toward μ_k is divided by σ_k, a standard deviation: the gradient "
+                "of a Gaussian's log-density divides by the variance σ_k²."),
+    ),
     rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
 )
 
@@ -98,8 +109,16 @@ _LANGEVIN_STEP = Problem(
     kind="function",
     reference=ebm.langevin_step,
     cases=_step_cases,
-    hint="The drift is half the step size times the score; the noise is scaled by the square root of η.",
-    wrong_answers=(_wrong_full_step, _wrong_noise_scale, _wrong_descent_sign, _wrong_no_noise),
+    hint=("A Langevin step drifts up the log-density (along the score) and adds Gaussian noise; the two "
+          "are balanced so that the target distribution is left unchanged.",
+          "With step size η the drift is half of η times the score and the noise has variance η: its "
+          "standard deviation is √η."),
+    mistakes=(
+        Mistake(_wrong_full_step, "the drift is η·score: the Langevin drift is half of that, (η/2)·score."),
+        Mistake(_wrong_noise_scale, "the noise is scaled by η: its variance is η, so its scale is √η."),
+        Mistake(_wrong_descent_sign, "the step goes down the log-density: the score already is −∇E, add it."),
+        Mistake(_wrong_no_noise, "no noise: that is gradient ascent, which finds a mode but never samples."),
+    ),
     rtol=1e-9, atol=1e-12, compare=float32_aware(1e-9, 1e-12, rtol32=1e-5, atol32=1e-6),
 )
 
@@ -125,16 +144,7 @@ def _dsm_harness(fn, hidden, depth, state, x, sigma, seed):
     net = ebm.EnergyMLP(dim=x.shape[1], hidden=hidden, depth=depth).double()
     net.load_state_dict(state)
     loss = fn(net, x, sigma, torch.Generator().manual_seed(seed))
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise TypeError(f"the loss must be a scalar tensor, got {type(loss).__name__}"
-                        + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""))
-    if not loss.requires_grad:
-        raise ValueError("the loss does not depend on the network's weights, so training cannot use it: "
-                         "keep the graph of the score (torch.autograd.grad(..., create_graph=True))")
-    params = list(net.parameters())
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
-    return loss.detach().reshape(()), flat
+    return loss_and_gradient(loss, net.parameters(), scalar=True)
 
 
 def _dsm_ref(energy_fn, x, sigma, generator):
@@ -190,10 +200,20 @@ _DSM_LOSS = Problem(
     cases=_dsm_cases,
     harness=_dsm_harness,
     reference_names=("companion_lib.ebm.dsm_loss", "companion_lib.scores.dsm_loss"),
-    hint=("torch.autograd.grad(energy_fn(x̃).sum(), x̃, create_graph=True) gives ∇E at every point at once "
-          "(x̃ must require grad); the score is its negative."),
-    wrong_answers=(_dsm_no_graph, _dsm_energy_gradient, _dsm_no_sigma, _dsm_clean_point),
-    rtol=1e-6, atol=1e-9,
+    hint=("The network's score at the noised point should point back to the clean one: the loss compares "
+          "σ times the score at x̃ with −ε. The score is itself a gradient (of the energy in x), and "
+          "training takes a gradient of the loss, so the first gradient must stay differentiable.",
+          "Autograd's grad function gives ∇_x E at every point at once when you differentiate the summed "
+          "energies with respect to an x̃ that requires grad; ask it to build a graph of that gradient "
+          "(its create_graph option). The score is minus that gradient."),
+    mistakes=(
+        Mistake(_dsm_no_graph, "right value, but the loss has no gradient in the weights: the score was "
+                "computed without a graph (torch.autograd.grad(..., create_graph=True))."),
+        Mistake(_dsm_energy_gradient, "the score's sign is flipped: ∇E where the score −∇E belongs."),
+        Mistake(_dsm_no_sigma, "‖s + ε‖²: the score must be multiplied by σ before it meets ε."),
+        Mistake(_dsm_clean_point, "the score is taken at the clean x: it belongs at the noised x̃ = x + σε."),
+    ),
+    rtol=1e-6, atol=1e-9, compare=compare_loss(1e-6, 1e-9, grad_rtol=1e-6, grad_atol=1e-9),
 )
 
 #: This section's problems (``companion_lib.grading`` registers them).

@@ -6,7 +6,7 @@ import torch
 from companion_lib import elbo
 from companion_lib.data import load_pearson_crabs
 from companion_lib.grading.compare import float32_aware
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 F64 = torch.float64
 
@@ -55,9 +55,16 @@ _GAUSSIAN_ENTROPY = Problem(
     kind="function",
     reference=elbo.gaussian_entropy,
     cases=_entropy_cases,
-    hint=("H = −E[log N(h; μ, Σ)] = ½ log det(2π Σ) + ½ E[(h−μ)ᵀ Σ⁻¹ (h−μ)], and that expectation is d. "
-          "torch.logdet (or a Cholesky factor) handles a batch of matrices."),
-    wrong_answers=(_wrong_no_e, _wrong_diagonal_only, _wrong_no_half, _wrong_bits),
+    hint=("The entropy is minus the expected log-density: take the Gaussian's log-density and average "
+          "each term under the same Gaussian.",
+          "The log-determinant term is a constant; the quadratic form's expectation is the dimension d. "
+          "A log-determinant (or a Cholesky factor's log-diagonal) handles a batch of matrices."),
+    mistakes=(
+        Mistake(_wrong_no_e, "the +d/2 is missing: the expected quadratic form E[(h−μ)ᵀΣ⁻¹(h−μ)] is d."),
+        Mistake(_wrong_diagonal_only, "only the diagonal of Σ is used: the correlations change det Σ."),
+        Mistake(_wrong_no_half, "log det Σ without its ½."),
+        Mistake(_wrong_bits, "in bits: differential entropy here is in nats (natural log)."),
+    ),
     # a float32 answer is held to float32's precision: on the strongly correlated case (det Σ = 0.39)
     # float32 round-off alone reaches ~1e-6, which rtol=1e-7 called wrong
     rtol=1e-7, atol=1e-10, compare=float32_aware(1e-7, 1e-10),
@@ -128,11 +135,19 @@ _ELBO_GAP = Problem(
     reference=_gap_ref,
     reference_names=("companion_lib.elbo.elbo_gap", "companion_lib.elbo.kl_categorical"),
     cases=_gap_cases,
-    hint=("log p(h|x) is log p(x, h) normalised over h: torch.log_softmax does it without forming the "
-          "large log p(x). Then KL = Σ_h q (log q − log p(h|x)); torch.special.xlogy(q, q) is q log q with "
-          "0 log 0 = 0."),
-    wrong_answers=(_wrong_no_entropy, _wrong_reverse_kl, _wrong_joint_not_posterior, _wrong_naive_zero,
-                   _wrong_by_subtraction),
+    hint=("The gap is the KL from q to the posterior p(h|x): compute the posterior's log from the joint, "
+          "then the KL directly, never as a difference of two large numbers.",
+          "Normalising log p(x, h) over h in log space gives log p(h|x) without forming the large log p(x) "
+          "itself. For q log q with q = 0, use a function that defines 0 log 0 = 0 (log q alone is −inf)."),
+    mistakes=(
+        Mistake(_wrong_no_entropy, "the entropy H[q] is missing: this is log p(x) − E_q[log p(x, h)]."),
+        Mistake(_wrong_reverse_kl, "this is KL(p(h|x) ‖ q): the gap is KL(q ‖ p(h|x)), expectations under q."),
+        Mistake(_wrong_joint_not_posterior, "the KL is taken against the joint p(x, h), not the posterior "
+                "p(h|x): that is minus the ELBO."),
+        Mistake(_wrong_naive_zero, "NaN where q has a zero: 0 · log 0 needs the convention 0 log 0 = 0."),
+        Mistake(_wrong_by_subtraction, "right on ordinary cases, but log p(x) − ELBO loses a tiny gap to "
+                "round-off when log p(x) ≈ 10^8: compute the KL directly."),
+    ),
     rtol=1e-7, atol=1e-10, compare=float32_aware(1e-7, 1e-10, rtol32=1e-4, atol32=1e-5),
 )
 

@@ -6,7 +6,8 @@ import torch
 
 from companion_lib import vae
 from companion_lib.grading.compare import at_most
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 
 def _reparam_cases(rng=None):
@@ -54,9 +55,20 @@ _REPARAMETERIZE = Problem(
     reference=_reparam_ref,
     reference_names=("companion_lib.vae.reparameterize",),
     cases=_reparam_cases,
-    hint=("Row i is μ_i + σ_i ε_i: σ_i is one number per row, so give it shape (n, 1) before multiplying "
-          "(sigma.reshape(-1, 1)); it is a standard deviation, not a variance."),
-    wrong_answers=(_wrong_variance, _wrong_broadcast, _wrong_shared_noise, _wrong_log_sigma),
+    hint=("A sample of N(μ, σ² I) is the mean plus the standard deviation times standard normal noise; "
+          "each row i has its own μ_i, σ_i and ε_i.",
+          "σ_i is one number per row: before it multiplies the (n, d) noise it needs a shape that "
+          "broadcasts along the latent axis, the same for σ given as (n,) or (n, 1). Test with n = d: a "
+          "wrong broadcast is silent there."),
+    mistakes=(
+        Mistake(_wrong_variance, "ε is scaled by σ², the variance: a sample scales the noise by the "
+                "standard deviation σ."),
+        Mistake(_wrong_broadcast, "σ of shape (n,) was broadcast along the latent axis (column j got σ_j), "
+                "not along the rows: give it shape (n, 1)."),
+        Mistake(_wrong_shared_noise, "every row uses the first row's noise: each sample needs its own ε_i."),
+        Mistake(_wrong_log_sigma, "σ is treated as log σ (exponentiated): here it already is the "
+                "standard deviation."),
+    ),
     rtol=1e-6, atol=1e-9,
 )
 
@@ -127,11 +139,18 @@ _ELBO_TERM = Problem(
     reference=_elbo_term_ref,
     reference_names=("companion_lib.vae.elbo_term",),
     cases=_elbo_term_cases,
-    hint=("Write the three Gaussian log-densities: log N(v; m, s² I_D) = −½[‖v − m‖²/s² + D log s² + D log 2π]. "
-          "Decoder: D = n; prior: m = 0, s = 1, D = d; encoder: D = d, subtracted. Drop every log 2π "
-          "(they add up to −(n/2) log 2π)."),
-    wrong_answers=(_wrong_no_n, _wrong_q_sign, _wrong_sigma_not_squared, _wrong_with_constant,
-                   _wrong_no_prior),
+    hint=("(14.13) is three isotropic Gaussian log-densities: the decoder's at x, the prior's at z, and "
+          "minus the encoder's at z; the constants log 2π are dropped.",
+          "An isotropic Gaussian log-density in D dimensions has a squared distance over the variance and "
+          "D times the log-variance: D is n for the decoder and d for the prior and the encoder. The "
+          "prior is the standard normal."),
+    mistakes=(
+        Mistake(_wrong_no_n, "log σ_θ² counted once: the decoder's density has n coordinates, so n log σ_θ²."),
+        Mistake(_wrong_q_sign, "log q(z|x) is added: the ELBO subtracts it."),
+        Mistake(_wrong_sigma_not_squared, "the squared distances are divided by σ, not by the variance σ²."),
+        Mistake(_wrong_with_constant, "the −(n/2) log 2π is kept: (14.13) drops the constants."),
+        Mistake(_wrong_no_prior, "log p(z) is missing (the standard normal prior's −½‖z‖²)."),
+    ),
     rtol=1e-6, atol=1e-8,
 )
 
@@ -235,9 +254,19 @@ _VAE_NETWORKS = Problem(
     cases=_net_cases,
     harness=_net_harness,
     reference_names=("companion_lib.vae.VAE",),
-    hint=("Keep the layer order (Linear, SiLU, Linear, SiLU, Linear) so that the weight names match "
-          "(encoder.0, encoder.2, encoder.4). Split the output with out[..., :-1] and out[..., -1]."),
-    wrong_answers=(_WrongReLU, _WrongSoftplus, _WrongNoSigmoid, _WrongLogVariance),
+    hint=("Each network is one nn.Sequential whose last layer has one extra output: the first ones are the "
+          "mean, the extra one becomes σ. The statement fixes every activation.",
+          "The fixed weights load by name, so the layer order of the statement decides the names (index "
+          "0, 2, 4 for the Linear layers). Split the last output from the others along the last axis; "
+          "σ = exp of it; the decoder's mean goes through a sigmoid."),
+    mistakes=(
+        Mistake(_WrongReLU, "ReLU where the statement says SiLU."),
+        Mistake(_WrongSoftplus, "σ = softplus of the last output: the statement takes exp."),
+        Mistake(_WrongNoSigmoid, "the decoder's mean is left unsquashed: pixels live in [0, 1), so a "
+                "sigmoid comes first."),
+        Mistake(_WrongLogVariance, "the encoder reads its last output as log σ² (σ = exp(½·out)): here it "
+                "is log σ (σ = exp(out))."),
+    ),
     rtol=1e-6, atol=1e-9,
 )
 
@@ -253,10 +282,11 @@ def _neg_elbo_cases(rng=None):
 
 
 def _neg_elbo_harness(fn, state, y, eps):
-    """Run ``fn(model, y, eps)`` on a reference ``vae.VAE`` holding the fixed weights."""
+    """Run ``fn(model, y, eps)`` on a reference ``vae.VAE`` holding the fixed weights; the values and
+    the gradient of their sum in every weight (what training uses)."""
     model = vae.VAE(*_sizes(state)).double()
     model.load_state_dict(state)
-    return fn(model, y, eps)
+    return loss_and_gradient(fn(model, y, eps), model.parameters())
 
 
 def _neg_elbo_sign(model, y, eps):             # returns the ELBO term, not its negative
@@ -281,6 +311,17 @@ def _neg_elbo_no_q(model, y, eps):             # forgets −log q(z|y): the obje
     return vae.negative_elbo(model, y, eps) - 0.5 * (((z - mu) ** 2).sum(1) / s**2 + d * torch.log(s**2))
 
 
+def _neg_elbo_no_grad(model, y, eps):          # right values, computed under torch.no_grad()
+    with torch.no_grad():
+        return vae.negative_elbo(model, y, eps)
+
+
+def _neg_elbo_detached_sample(model, y, eps):  # z built from .detach()-ed μ, σ: no reparameterisation gradient
+    mu, s = model.encode(y)
+    z = (mu + s[:, None] * eps).detach()
+    return -vae.elbo_term(y, *model.decode(z), z, mu, s)
+
+
 _NEGATIVE_ELBO = Problem(
     id="14.5.negative_elbo",
     section="14.5",
@@ -296,11 +337,32 @@ _NEGATIVE_ELBO = Problem(
     cases=_neg_elbo_cases,
     harness=_neg_elbo_harness,
     reference_names=("companion_lib.vae.negative_elbo", "companion_lib.vae.log_weights"),
-    hint=("Your reparameterize and elbo_term from Exercises 1 and 2 do most of the work; the minus sign "
-          "makes it a loss to minimise."),
-    wrong_answers=(_neg_elbo_sign, _neg_elbo_variance, _neg_elbo_no_sample, _neg_elbo_no_q),
-    rtol=1e-6, atol=1e-8,
+    hint=("Encode, sample a latent with the reparameterisation trick, decode, and score the result with "
+          "(14.13); a loss is minimised, the ELBO maximised. The gradient must reach the encoder through "
+          "the sample.",
+          "Your reparameterize and elbo_term from Exercises 1 and 2 do most of the work, with the "
+          "encoder's σ as the sample's scale and the decoder's outputs at the sample; the loss is minus "
+          "the term, and nothing in it may be detached."),
+    mistakes=(
+        Mistake(_neg_elbo_sign, "the sign: this is the ELBO term; the loss to minimise is its negative."),
+        Mistake(_neg_elbo_variance, "the sample is μ + σ²ε: the reparameterisation scales ε by σ."),
+        Mistake(_neg_elbo_no_sample, "the decoder gets the encoder's mean, not a sample: use eps."),
+        Mistake(_neg_elbo_no_q, "−log q(z|y) is missing: without it the encoder's σ collapses."),
+        Mistake(_neg_elbo_no_grad, "right values, but the loss has no gradient: computed under "
+                "torch.no_grad() (or from .detach()-ed outputs)? Training would not move the networks."),
+        Mistake(_neg_elbo_detached_sample, "right values, but the sample z is detached: the "
+                "reparameterisation trick exists so that the gradient reaches the encoder through z."),
+    ),
+    rtol=1e-6, atol=1e-8, compare=compare_loss(1e-6, 1e-8, grad_rtol=1e-6, grad_atol=1e-8),
 )
+
+def _number(value) -> float:
+    """The one number a value answer holds (NaN when it is not one), for the mistakes' predicates."""
+    try:
+        return float(torch.as_tensor(value, dtype=torch.float64).reshape(()))
+    except (TypeError, ValueError, RuntimeError):
+        return math.nan
+
 
 #: Pass mark of the short training run (held-out −ELBO, bits/dim, on ``data.heldout_digits()``).
 TRAINED_BOUND_MARK = 3.45
@@ -316,9 +378,24 @@ _TRAINED_BOUND = Problem(
     kind="value",
     reference=lambda: TRAINED_BOUND_MARK,
     compare=at_most(0.0),
-    hint=("If you are far above the mark, check the sign of your loss, that σ_φ multiplies ε (not σ_φ²), "
-          "and that −log q(z|y) is in the loss."),
-    wrong_answers=(math.log2(17), 3.9, float("nan")),
+    value_range=(0.0, None),
+    self_reported=True,
+    hint=("A bound far above the mark usually comes from the loss the networks were trained with, not "
+          "from too few steps: recheck Exercises 3 and 4.",
+          "Check the sign of your loss, that the sample scales ε by σ_φ (not σ_φ²), and that −log q(z|y) "
+          "is in the loss; then that the number handed in is the held-out bound in bits per dimension."),
+    mistakes=(
+        Mistake(-1.0, "a bits/dim cannot be negative: did you hand in the ELBO (or its log-likelihood "
+                "scale) instead of the negative ELBO in bits per dimension?", matches=lambda v: _number(v) < 0),
+        Mistake(math.log2(17), "that is no better than the uniform distribution over 17 levels "
+                "(log2 17 = 4.09 bits/dim): the networks did not learn; check the sign of your loss.",
+                matches=lambda v: abs(_number(v) - math.log2(17)) < 0.02),
+        Mistake(64 * 3.9, "far above any model's bits/dim: is it the negative ELBO per image? Divide by "
+                "the 64 dimensions (and by ln 2 if it is in nats).", matches=lambda v: _number(v) > 8),
+        Mistake(3.9, "above the mark: the usual cause is the loss (Exercise 4: sign, σ_φ vs σ_φ², "
+                "−log q) rather than the budget.", matches=lambda v: TRAINED_BOUND_MARK < _number(v) <= 8),
+    ),
+    wrong_answers=(float("nan"),),
 )
 
 #: This section's problems (``companion_lib.grading`` registers them).

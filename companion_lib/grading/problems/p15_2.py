@@ -5,7 +5,7 @@ import math
 import torch
 
 from companion_lib import flows
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 from companion_lib.nets import mlp
 
 F64 = torch.float64
@@ -92,11 +92,18 @@ _COUPLING_FORWARD = Problem(
     reference=flows.coupling_forward,
     cases=_coupling_cases,
     harness=_with_conditioner,
-    hint=("z_A = z[:, mask] passes through; z_B = z[:, ~mask] becomes z_B·exp(r) + s. Build the output "
-          "with torch.empty_like(z) and fill both parts. The Jacobian is triangular: its determinant is "
-          "the product of the diagonal, so log|det| is a sum of logs of h over B."),
-    wrong_answers=(_wrong_logdet_h, _wrong_shift_first, _wrong_logdet_sign, _wrong_logdet_mean,
-                   _wrong_moves_a),
+    hint=("The coordinates in A pass through unchanged and decide how B is scaled and shifted; because A "
+          "is untouched, the Jacobian is triangular and its determinant is the product of its diagonal.",
+          "(15.4) scales z_B first and shifts afterwards; r already is the log of the scale. The diagonal "
+          "entries are 1 on A and h on B, so log|det| sums log h over B, one value per row."),
+    mistakes=(
+        Mistake(_wrong_logdet_h, "log|det| sums h = exp(r): it sums log h = r."),
+        Mistake(_wrong_shift_first, "the shift comes before the scale: (15.4) scales z_B, then adds s."),
+        Mistake(_wrong_logdet_sign, "log|det| has the inverse's sign, −Σ r: the forward map scales by h."),
+        Mistake(_wrong_logdet_mean, "log|det| averages over B: the log of a product is a sum."),
+        Mistake(_wrong_moves_a, "the roles of the mask are swapped: True marks A, the part that passes "
+                "through and conditions the rest."),
+    ),
     reference_names=("companion_lib.flows.AffineCoupling", "companion_lib.flows.RealNVP"),
     rtol=1e-6, atol=1e-9,
 )
@@ -131,10 +138,18 @@ _COUPLING_INVERSE = Problem(
     reference=flows.coupling_inverse,
     cases=_coupling_cases,
     harness=_with_conditioner,
-    hint=("z_A^l = z_A^{l+1}, so the conditioner can be evaluated on z_next[:, mask] and gives the same "
-          "r and s as in the forward pass. Undo the steps of (15.4) in reverse order."),
-    wrong_answers=(_wrong_inverse_as_printed, _wrong_inverse_divide_first, _wrong_inverse_shift_sign,
-                   _wrong_inverse_forward),
+    hint=("The A part is the same before and after the layer, so the conditioner gives the same scale and "
+          "shift when evaluated on z_next: everything needed to undo (15.4) is available.",
+          "Undo the two steps of (15.4) in reverse order: first remove the shift, then undo the scale "
+          "(divide by h, i.e. multiply by exp(−r)). The printed (15.6) has a typo there."),
+    mistakes=(
+        Mistake(_wrong_inverse_as_printed, "(15.6) as printed multiplies by h: undoing the scale divides by "
+                "h (the text's typo)."),
+        Mistake(_wrong_inverse_divide_first, "the steps are undone in the wrong order: remove the shift "
+                "first, then the scale."),
+        Mistake(_wrong_inverse_shift_sign, "the shift is added again: undoing it subtracts s."),
+        Mistake(_wrong_inverse_forward, "this applies the forward layer again, not its inverse."),
+    ),
     reference_names=("companion_lib.flows.AffineCoupling", "companion_lib.flows.RealNVP"),
     rtol=1e-6, atol=1e-9,
 )
@@ -204,9 +219,19 @@ _P15_2_1 = Problem(
     kind="function",
     reference=density_15_2_1,
     cases=_density_cases,
-    hint=("f maps the latent to the data, the reverse of (15.2)'s f_θ: solve x = f(z) for z, then "
-          "p(x) = N(z(x); 0, I) · |det ∂z/∂x|. The Jacobian of z(x) is triangular."),
-    wrong_answers=(_wrong_no_jacobian, _wrong_det_not_inverse, _wrong_direction, _wrong_shift_sign),
+    hint=("f maps the latent to the data, the reverse of (15.2)'s f_θ: invert it, then apply the change "
+          "of variables, which multiplies the latent density by a Jacobian determinant.",
+          "Solving x = f(z) for z is explicit coordinate by coordinate (x₁, x₂ give z₁, z₂, then z₃, z₄). "
+          "The Jacobian of that inverse is triangular: its determinant is the product of the diagonal, "
+          "a constant here."),
+    mistakes=(
+        Mistake(_wrong_no_jacobian, "the Gaussian at f⁻¹(x) without the Jacobian factor: the change of "
+                "volume is missing (it integrates to e^(a₀+b₀), not 1)."),
+        Mistake(_wrong_det_not_inverse, "multiplied by det J_f = e^(a₀+b₀): the density needs the "
+                "determinant of the inverse map, e^(−a₀−b₀)."),
+        Mistake(_wrong_direction, "the Gaussian is evaluated at f(x): the latent is f⁻¹(x)."),
+        Mistake(_wrong_shift_sign, "the pull-back adds a₁x₁² + a₂x₂²: inverting the shift subtracts it."),
+    ),
     rtol=1e-6, atol=0.0,
 )
 

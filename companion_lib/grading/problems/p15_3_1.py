@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import diffusion
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 from companion_lib.settings import cpu_float64
 
 F64 = torch.float64
@@ -51,9 +51,16 @@ _ALPHA_BAR = Problem(
     kind="function",
     reference=_alpha_bar_reference,
     cases=_alpha_bar_cases,
-    hint=("α_t = 1 − β_t, and ᾱ_t multiplies α_1 … α_t: a cumulative product over the steps "
-          "(torch.cumprod). Entry 0 is ᾱ_1 = α_1, not 1."),
-    wrong_answers=(_wrong_product_of_betas, _wrong_linearised, _wrong_off_by_one, _wrong_square_root),
+    hint=("ᾱ_t keeps the part of the signal that survives t steps: each step keeps the factor α_s = 1 − β_s "
+          "of the one before.",
+          "That is a running product over the steps, one entry per t (a cumulative product along the "
+          "single axis). Entry 0 is ᾱ_1 = α_1, not 1."),
+    mistakes=(
+        Mistake(_wrong_product_of_betas, "a product of the β's: ᾱ_t multiplies α_s = 1 − β_s."),
+        Mistake(_wrong_linearised, "1 − Σ β_s is only the first-order approximation of ∏ (1 − β_s)."),
+        Mistake(_wrong_off_by_one, "off by one step: entry t − 1 is ᾱ_t, so entry 0 is α_1, not 1."),
+        Mistake(_wrong_square_root, "this is √ᾱ_t, the factor of x_0 in (15.8): the problem asks for ᾱ_t."),
+    ),
     rtol=1e-6, atol=1e-12,
     reference_names=("companion_lib.diffusion.NoiseSchedule",),
 )
@@ -141,10 +148,19 @@ _Q_SAMPLE = Problem(
     kind="function",
     reference=_q_sample_reference,
     cases=_q_sample_cases,
-    hint=("Pick ᾱ at index t − 1 (the text's steps start at 1), reshape it to (batch, 1, ..., 1) so it "
-          "broadcasts over each row, and cast it with .to(x0) (x0's dtype and device) before it meets "
-          "the data."),
-    wrong_answers=(_wrong_no_square_roots, _wrong_swapped, _wrong_float64, _wrong_index_t),
+    hint=("(15.8) mixes the clean data and the noise with the square roots of ᾱ_t and 1 − ᾱ_t; each row "
+          "uses its own step t.",
+          "The text's steps start at 1, Python's indices at 0. The per-row factor needs a shape that "
+          "broadcasts over the row's other dimensions, and the float64 schedule must take x0's dtype "
+          "and device before it meets the data, not the other way round."),
+    mistakes=(
+        Mistake(_wrong_no_square_roots, "ᾱ_t and 1 − ᾱ_t are variances: x_0 and ε are scaled by their "
+                "square roots."),
+        Mistake(_wrong_swapped, "the factors are swapped: x_0 gets √ᾱ_t, the noise √(1 − ᾱ_t)."),
+        Mistake(_wrong_float64, "right values, but the data were cast to the float64 schedule: the "
+                "result keeps x0's dtype."),
+        Mistake(_wrong_index_t, "ᾱ at index t is step t + 1: the text's step t sits at index t − 1."),
+    ),
     compare=_compare_q_sample,
     reference_names=("companion_lib.diffusion.q_sample", "companion_lib.diffusion.NoiseSchedule"),
 )

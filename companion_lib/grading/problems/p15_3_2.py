@@ -4,7 +4,7 @@ import math
 import torch
 
 from companion_lib import distinguish
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 F64 = torch.float64
 
@@ -18,6 +18,9 @@ def _cases(rng=None):
         (4.0 * torch.rand(6, generator=g, dtype=F64), sigma_many),          # σ ≠ 1, one per t
         (torch.tensor(3.0, dtype=F64), torch.tensor([0.5, 1.5, 3.0, 6.0], dtype=F64)),   # broadcast σ
         (torch.tensor([[0.3, 1.7], [2.4, 5.0]], dtype=F64), torch.tensor(0.7, dtype=F64)),  # 2-D
+        # the far tail, t/σ from 40 to 70: P ≈ 3e-89 .. 1e-267, compared with a relative tolerance; the
+        # naive 1 − Φ(t/2σ) rounds to 0 there (and the log that a later cell takes to −∞)
+        (torch.tensor([40.0, 48.0, 56.0, 70.0], dtype=F64) * sigma_many[0], sigma_many[0]),
     ]
 
 
@@ -42,6 +45,10 @@ def _wrong_variance(t, sigma):               # σ² used where σ belongs
     return 1 - _phi(t / (2 * sigma ** 2))
 
 
+def _wrong_naive_tail(t, sigma):             # right formula, 1 − Φ computed by subtraction: 0 in the far tail
+    return 1 - _phi(t / (2 * sigma))
+
+
 _ERROR_PROBABILITY = Problem(
     id="15.3.2.error_probability",
     section="15.3",
@@ -53,11 +60,21 @@ _ERROR_PROBABILITY = Problem(
     kind="function",
     reference=distinguish.error_probability,
     cases=_cases,
-    hint=("Put the means at −t/2 and +t/2: the boundary is 0. A sample of N(−t/2, σ²) is misclassified "
-          "when it exceeds 0; standardise. By symmetry both classes err equally often. "
-          "1 − Φ(z) = ½ erfc(z/√2) (torch.special.erfc), accurate far into the tail."),
-    wrong_answers=(_wrong_full_distance, _wrong_success, _wrong_both_tails, _wrong_variance),
-    rtol=1e-7, atol=1e-12,
+    hint=("Put the means at −t/2 and +t/2: the decision boundary is halfway, and a sample errs when it "
+          "crosses it. Standardise that event; by symmetry both classes err equally often.",
+          "The answer is a Gaussian upper tail 1 − Φ(z). Far in the tail, 1 − Φ(z) by subtraction rounds "
+          "to 0: use a function that computes the tail itself (the complementary error function)."),
+    mistakes=(
+        Mistake(_wrong_naive_tail, "right in the bulk, but 0 in the far tail (t/σ ≥ 40): 1 − Φ(z) by "
+                "subtraction loses everything below 1e-16; compute the tail directly (erfc)."),
+        Mistake(_wrong_full_distance, "z = t/σ: the boundary sits halfway between the means, at distance "
+                "t/2 from each."),
+        Mistake(_wrong_success, "this is the probability of being right: the error is the other tail."),
+        Mistake(_wrong_both_tails, "the two classes' errors are added without their priors ½ (twice the "
+                "error)."),
+        Mistake(_wrong_variance, "σ² where the standard deviation σ belongs in the standardisation."),
+    ),
+    rtol=1e-7, atol=0.0,
 )
 
 
@@ -88,9 +105,17 @@ _ERROR_BOUND = Problem(
     kind="function",
     reference=distinguish.error_bound,
     cases=_cases,
-    hint="Substitute the z of part (i), z = t/(2σ), into ½ exp(−z²/2) and simplify the exponent.",
-    wrong_answers=(_wrong_z_is_t_over_sigma, _wrong_no_half, _wrong_z_squared_halved_twice, _wrong_not_squared),
-    rtol=1e-7, atol=1e-12,
+    hint=("Part (i) wrote the error as a Gaussian tail at some z: bound that tail with the given inequality.",
+          "Substitute the z of part (i) (a distance over a standard deviation) into ½ exp(−z²/2) and "
+          "simplify the exponent."),
+    mistakes=(
+        Mistake(_wrong_z_is_t_over_sigma, "z = t/σ: part (i)'s z is t/(2σ), so the exponent is −t²/(8σ²)."),
+        Mistake(_wrong_no_half, "the ½ in front of the tail bound is dropped (off by a factor 2)."),
+        Mistake(_wrong_z_squared_halved_twice, "the exponent is −t²/(4σ²): z² = t²/(4σ²), and the bound "
+                "halves it once more."),
+        Mistake(_wrong_not_squared, "t is not squared in the exponent."),
+    ),
+    rtol=1e-7, atol=0.0,
 )
 
 #: This section's problems (``companion_lib.grading`` registers them).

@@ -5,7 +5,8 @@ import math
 import torch
 
 from companion_lib import diffusion
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 F64 = torch.float64
 
@@ -83,10 +84,21 @@ _POSTERIOR = Problem(
     reference=diffusion.posterior_mean_variance,
     cases=_posterior_cases,
     harness=_with_schedule,
-    hint=("Multiply the two Gaussians q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t) and q(x_{t−1} | x_0) = "
-          "N(√ᾱ_{t−1} x_0, 1 − ᾱ_{t−1}) as functions of x_{t−1}: precisions add, and the mean is the "
-          "precision-weighted combination. ᾱ_{t−1} = ᾱ_t / α_t."),
-    wrong_answers=(_wrong_variance_beta, _wrong_swapped, _wrong_alpha_bar_t, _wrong_no_sqrt),
+    hint=("By Bayes, q(x_{t−1} | x_t, x_0) ∝ q(x_t | x_{t−1}) q(x_{t−1} | x_0): a product of two Gaussians "
+          "in x_{t−1}, so a Gaussian. Precisions (inverse variances) add; the mean is the "
+          "precision-weighted combination of what each factor says about x_{t−1}.",
+          "q(x_t | x_{t−1}) has mean √α_t x_{t−1} and variance β_t; q(x_{t−1} | x_0) has mean √ᾱ_{t−1} x_0 "
+          "and variance 1 − ᾱ_{t−1}. The schedule stores ᾱ_t, not ᾱ_{t−1}: α_t links the two, and at "
+          "t = 1, ᾱ_0 = 1."),
+    mistakes=(
+        Mistake(_wrong_variance_beta, "right mean, but the variance is β_t: that is the forward step's "
+                "variance (one choice of σ_t² in sampling), not the posterior's β̃_t."),
+        Mistake(_wrong_swapped, "the coefficients of x_0 and x_t are swapped: which one carries √ᾱ_{t−1}?"),
+        Mistake(_wrong_alpha_bar_t, "the x_0 coefficient uses √ᾱ_t where the posterior needs √ᾱ_{t−1} "
+                "(the step before t)."),
+        Mistake(_wrong_no_sqrt, "α_t and ᾱ_{t−1} appear without their square roots: the means of (15.8) "
+                "scale by √α, the variances by α."),
+    ),
     rtol=1e-5, atol=1e-6,
 )
 
@@ -123,8 +135,17 @@ _PREDICT_X0 = Problem(
     reference=diffusion.predict_x0,
     cases=_x0_cases,
     harness=_with_schedule,
-    hint="x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε: solve for x_0.",
-    wrong_answers=(_wrong_x0_no_sqrt, _wrong_x0_plus, _wrong_x0_alpha_t),
+    hint=("(15.8) writes x_t in terms of x_0 and ε; with ε known, that is one linear equation in x_0.",
+          "Solve x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε for x_0; read ᾱ_t at the steps t with schedule.at, shaped "
+          "to broadcast against xt."),
+    mistakes=(
+        Mistake(_wrong_x0_no_sqrt, "variances where standard deviations belong: (15.8) scales x_0 by "
+                "√ᾱ_t and ε by √(1 − ᾱ_t)."),
+        Mistake(_wrong_x0_plus, "the noise is added instead of removed: x_0 is what remains after taking "
+                "the noise out of x_t."),
+        Mistake(_wrong_x0_alpha_t, "one step's α_t and β_t instead of the cumulative ᾱ_t: x_t is reached "
+                "from x_0 in t steps."),
+    ),
     rtol=1e-6, atol=1e-8,
 )
 
@@ -150,8 +171,11 @@ def _loss_cases(rng=None):
 
 
 def _loss_harness(answer, betas, weight, bias, x0, t, noise):
+    """The loss on a toy ε_θ whose weights require grad, and its gradient in them (what training uses)."""
     schedule = diffusion.NoiseSchedule(betas)
-    return answer(schedule, _toy_eps_model(weight, bias, schedule.T), x0, t, noise)
+    params = (weight.detach().clone().requires_grad_(True), bias.detach().clone().requires_grad_(True))
+    loss = answer(schedule, _toy_eps_model(*params, schedule.T), x0, t, noise)
+    return loss_and_gradient(loss, params, scalar=True)
 
 
 def _wrong_loss_mse(s, eps_model, x0, t, noise):      # F.mse_loss: a mean over coordinates too (1/d of it)
@@ -173,6 +197,15 @@ def _wrong_loss_x0_target(s, eps_model, x0, t, noise):   # regresses on x_0 inst
     return (x0 - eps_model(xt, t)).pow(2).sum(1).mean()
 
 
+def _wrong_loss_item(s, eps_model, x0, t, noise):        # right value, handed back as a Python number
+    return diffusion.ddpm_loss(s, eps_model, x0, t, noise).item()
+
+
+def _wrong_loss_no_grad(s, eps_model, x0, t, noise):     # right value, computed under torch.no_grad()
+    with torch.no_grad():
+        return diffusion.ddpm_loss(s, eps_model, x0, t, noise)
+
+
 _LOSS = Problem(
     id="15.3.3.loss",
     section="15.3",
@@ -185,10 +218,25 @@ _LOSS = Problem(
     reference=diffusion.ddpm_loss,
     cases=_loss_cases,
     harness=_loss_harness,
-    hint=("x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε with schedule.at('alpha_bars', t, x0); then "
-          "(noise − eps_model(x_t, t)) squared, summed over dim 1, averaged over the batch."),
-    wrong_answers=(_wrong_loss_mse, _wrong_loss_variances, _wrong_loss_clean_input, _wrong_loss_x0_target),
-    rtol=1e-5, atol=1e-6,
+    hint=("The network learns to predict the noise that made x_t: noise the clean data by (15.8) with the "
+          "given ε, ask the network for its guess, and penalise the squared miss. The loss is what "
+          "training differentiates, so it must stay a tensor in the graph.",
+          "Two reductions with different roles: the squared norm sums over the d coordinates, the "
+          "expectation averages over the batch (a mean over every entry is 1/d of the loss). Read ᾱ_t "
+          "with schedule.at, shaped like x0."),
+    mistakes=(
+        Mistake(_wrong_loss_mse, "off by a factor d: a mean over every entry (mse_loss) averages the "
+                "coordinates too; ‖ε − ε_θ‖² sums them."),
+        Mistake(_wrong_loss_variances, "x_t is built with ᾱ_t and 1 − ᾱ_t, the variances, where (15.8) "
+                "takes their square roots."),
+        Mistake(_wrong_loss_clean_input, "the network sees the clean x_0: it must see the noised x_t (and t)."),
+        Mistake(_wrong_loss_x0_target, "the target is x_0: this network predicts the noise ε."),
+        Mistake(_wrong_loss_item, "right value, but the loss has no gradient: did you call .item()? "
+                "Training needs the tensor."),
+        Mistake(_wrong_loss_no_grad, "right value, but the loss has no gradient: computed under "
+                "torch.no_grad() (or from .detach()-ed outputs)? Training would not move the network."),
+    ),
+    compare=compare_loss(1e-5, 1e-6, grad_rtol=1e-4, grad_atol=1e-6),
 )
 
 
@@ -241,10 +289,19 @@ _STEP = Problem(
     reference=_step_reference,
     cases=_step_cases,
     harness=_with_schedule,
-    hint=("Mean: (x_t − β_t / √(1 − ᾱ_t) · ε) / √α_t. Then add σ_t · z, where σ_t is a standard deviation; "
-          "torch.where(t == 1, …) (reshaped to broadcast) switches the noise off at the last step."),
-    wrong_answers=(_wrong_step_noise_at_1, _wrong_step_variance_as_std, _wrong_step_alpha_bar,
-                   _wrong_step_ignores_sigma),
+    hint=("One step removes the predicted noise's share from x_t, rescales by one step's factor, and adds "
+          "fresh noise of the chosen size, except at the very last step, which returns the mean.",
+          "The mean of (15.11) divides by √α_t of this one step (not ᾱ_t), and the ε term's coefficient "
+          "involves β_t and √(1 − ᾱ_t). σ_t is a standard deviation: the two choices give σ_t², and the "
+          "rows with t = 1 need a mask that broadcasts over the other dimensions."),
+    mistakes=(
+        Mistake(_wrong_step_noise_at_1, "noise is added at t = 1 too: the last step returns the mean."),
+        Mistake(_wrong_step_variance_as_std, "the noise is scaled by σ_t², a variance: z needs the standard "
+                "deviation σ_t."),
+        Mistake(_wrong_step_alpha_bar, "the mean divides by √ᾱ_t where one step's √α_t belongs."),
+        Mistake(_wrong_step_ignores_sigma, "sigma='posterior' gives the same as sigma='beta': the argument "
+                "is ignored (β̃_t = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · β_t)."),
+    ),
     rtol=1e-5, atol=1e-6,
     reference_names=("companion_lib.diffusion.ddpm_step", "companion_lib.diffusion.reverse_mean",
                      "companion_lib.diffusion.reverse_variance", "companion_lib.diffusion.sample"),

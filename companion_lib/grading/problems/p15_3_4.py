@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import diffusion, ebm, scores
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 F64 = torch.float64
 
@@ -53,9 +53,20 @@ _EPS_STAR = Problem(
     kind="function",
     reference=_eps_star_reference,
     cases=_eps_cases,
-    hint=("(15.8) maps each component N(μ_k, σ_k² I) to N(√ᾱ μ_k, (ᾱ σ_k² + 1 − ᾱ) I), same weights. "
-          "ebm.gmm_score(x, weights, means, variances) is the score of a mixture; multiply by −√(1 − ᾱ)."),
-    wrong_answers=(_wrong_sign, _wrong_no_sqrt, _wrong_clean_score, _wrong_means_only),
+    hint=("(15.13) turns the score of the noisy data p(x_t) into the optimal noise prediction. A mixture "
+          "of Gaussians stays a mixture of Gaussians under (15.8), with the same weights.",
+          "Push each component through (15.8): its mean is scaled by √ᾱ and its variance becomes "
+          "ᾱσ_k² plus the added noise's variance. The score of a mixture is §14.3's gmm_score; (15.13) "
+          "scales it by −√(1 − ᾱ)."),
+    mistakes=(
+        Mistake(_wrong_sign, "the sign is flipped: ε* points away from the data, −√(1 − ᾱ) times the score."),
+        Mistake(_wrong_no_sqrt, "scaled by 1 − ᾱ_t: (15.13) takes its square root (the noise's standard "
+                "deviation)."),
+        Mistake(_wrong_clean_score, "the score of the clean data p(x_0): ε* needs the score of p(x_t), "
+                "the mixture after (15.8)."),
+        Mistake(_wrong_means_only, "the means are shrunk but the variances kept: (15.8) also adds the "
+                "noise's variance, ᾱσ_k² + 1 − ᾱ."),
+    ),
     rtol=1e-6, atol=1e-9,
     reference_names=("companion_lib.diffusion.noisy_mixture", "companion_lib.scores.eps_from_score"),
 )

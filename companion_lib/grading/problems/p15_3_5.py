@@ -2,7 +2,7 @@
 import torch
 
 from companion_lib import guidance
-from companion_lib.grading.registry import Problem, case_seed
+from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 F64 = torch.float64
 
@@ -41,8 +41,18 @@ _CFG = Problem(
     kind="function",
     reference=guidance.cfg_combine,
     cases=_cfg_cases,
-    hint="Start from ε_uncond and move w times the difference ε_cond − ε_uncond.",
-    wrong_answers=(_wrong_plus_one, _wrong_sign, _wrong_weighted_sum, _wrong_convex),
+    hint=("Guidance extrapolates from the unconditional prediction in the direction that the condition "
+          "adds; check your formula at w = 0 and w = 1 against the statement.",
+          "Start from ε_uncond and move w times the difference between the two predictions (which one "
+          "minus which decides the direction)."),
+    mistakes=(
+        Mistake(_wrong_plus_one, "the (1 + w) convention, ε_cond + w(ε_cond − ε_uncond): (15.12) starts "
+                "from ε_uncond, so w = 1 gives ε_cond."),
+        Mistake(_wrong_sign, "the difference points away from the condition: it is ε_cond − ε_uncond."),
+        Mistake(_wrong_weighted_sum, "w·ε_cond + ε_uncond is a weighted sum, not an extrapolation: w = 0 "
+                "must give ε_uncond alone, and w = 1 ε_cond."),
+        Mistake(_wrong_convex, "the roles are swapped: (1 − w) belongs to ε_uncond and w to ε_cond."),
+    ),
     rtol=1e-7, atol=1e-10,
 )
 
