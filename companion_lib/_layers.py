@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 #: Allowed imports between two modules of one layer: (importer, imported).
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset({
+    ("settings", "_checks"),               # ``Run`` validates its fields with the shared checks
     ("gaussian_mixture", "gaussian"),      # a mixture of Gaussians is built of Gaussians
     ("elbo", "mixture"),                   # §14.4 uses §14.1's mixture (a later section, an earlier one)
     ("ddpm", "forward_diffusion"),         # the reverse process runs on the forward process's schedule
@@ -41,6 +42,4 @@ SAME_LAYER: frozenset[tuple[str, str]] = frozenset({
     ("distinguish", "forward_diffusion"),
     ("distinguish", "divergences"),        # ... with §14.2's KL divergence
     ("grade", "grading"),                  # ``python -m companion_lib.grade``: the instructor command's old name
-    ("plots", "viz"),                      # old names of ``viz``, re-exported
-    ("widgets", "viz"),
 })
