@@ -1,4 +1,11 @@
-"""Shared input validation: bad input becomes a ``ValueError`` that says what was expected.
+"""Shared input validation: bad input becomes a ``ValueError`` (a wrong value or shape) or a
+``TypeError`` (a wrong kind of object) whose message names the argument and says what was expected.
+Every module validates through these helpers, so bad input fails the same way everywhere.
+
+Finiteness policy: a tensor that may live on an accelerator (a batch in a training or sampling loop)
+is checked for NaN/inf only when it is on the CPU (``check_finite_on_cpu``): on CUDA or MPS the check
+would read a value back, one host synchronisation per step. Values the caller passes once (parameters,
+arrays, Python numbers) are always checked (``as_tensor``, ``as_array``, ``check_float``).
 
 Imports nothing else from ``companion_lib`` (the table: ``companion_lib._layers``).
 """
@@ -19,12 +26,15 @@ def _describe(x) -> str:
 
 
 def as_tensor(x, name: str = "x", *, ndim=None, dtype=torch.float64, device=None,
-              finite: bool = True, min_rows: int | None = None, shape=None) -> torch.Tensor:
+              finite: bool = True, min_rows: int | None = None, shape=None,
+              nonempty: bool = False, shape_of: str | None = None) -> torch.Tensor:
     """Convert NumPy/list/tensor input to a floating tensor and validate it.
 
     ndim: required number of dimensions (int or tuple of allowed ints).
-    shape: expected shape, ``None`` entries are free, e.g. ``(None, 2)``.
+    shape: expected shape, ``None`` entries are free, e.g. ``(None, 2)``; ``shape_of`` names the
+    argument it comes from (the message then says "to match x").
     dtype: target dtype; ``None`` keeps a floating tensor's dtype (ints become float32).
+    nonempty: at least one value (for elementwise maps, which take any shape, 0-D included).
     Raises ``ValueError`` naming ``name`` and what was expected.
     """
     if isinstance(x, torch.Tensor):
@@ -51,10 +61,13 @@ def as_tensor(x, name: str = "x", *, ndim=None, dtype=torch.float64, device=None
         ok = t.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, t.shape))
         if not ok:
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+            of = f" (to match {shape_of})" if shape_of else ""
+            raise ValueError(f"{name} must have shape {want}{of}, got {tuple(t.shape)}")
     if min_rows is not None and (t.ndim == 0 or t.shape[0] < min_rows):
         rows = 0 if t.ndim == 0 else t.shape[0]
         raise ValueError(f"{name} needs at least {min_rows} rows (samples), got {rows}")
+    if nonempty and not t.numel():
+        raise ValueError(f"{name} must hold at least one value, got shape {tuple(t.shape)}")
     if finite and not torch.isfinite(t).all():
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} must be finite; it holds {bad} NaN or infinite value(s)")
@@ -173,15 +186,21 @@ def check_values_in(t: torch.Tensor, low: int, high: int | None, expected: str) 
         pass
 
 
-def check_steps(t, name: str, low: int, high: int | None, expected: str) -> torch.Tensor:
-    """Integer steps: a 1-D integer tensor (batch,) with values in low..high (``check_values_in``:
-    no host synchronisation off the CPU). Returns it detached, as ``torch.long``, on its device."""
+def check_steps(t, name: str, low: int, high: int | None, expected: str, *, what: str = "integer steps",
+                length: int | None = None, nonempty: bool = False) -> torch.Tensor:
+    """Integer steps (or, with ``what``, other integer codes such as class labels): a 1-D integer
+    tensor (batch,) (of ``length`` if given; ``nonempty``: at least one) with values in low..high
+    (``check_values_in``: no host synchronisation off the CPU). Returns it detached, as ``torch.long``,
+    on its device."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be an integer torch.Tensor of shape (batch,), got {type(t).__name__}")
-    if t.ndim != 1:
-        raise ValueError(f"{name} must have shape (batch,), got {tuple(t.shape)}")
+    if t.ndim != 1 or (length is not None and t.shape[0] != length):
+        want = "(batch,)" if length is None else f"({length},) (one per row)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    if nonempty and not t.shape[0]:
+        raise ValueError(f"{name} must hold at least one value, got shape {tuple(t.shape)}")
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer steps (torch.long), got dtype {t.dtype}")
+        raise TypeError(f"{name} must hold {what} (torch.long), got dtype {t.dtype}")
     t = t.detach().long()
     check_values_in(t, low, high, expected)
     return t
@@ -195,7 +214,7 @@ def check_bool(value, name: str) -> bool:
 
 
 def as_array(x, name: str = "x", *, ndim=None, shape=None, min_rows: int | None = None,
-             finite: bool = True) -> np.ndarray:
+             finite: bool = True, shape_of: str | None = None) -> np.ndarray:
     """NumPy twin of ``as_tensor`` for code that draws or tabulates: a tensor (any device and float
     dtype; detached, taken to the CPU) or array-like → a float64 NumPy array, validated the same way."""
     if isinstance(x, torch.Tensor):
@@ -219,7 +238,8 @@ def as_array(x, name: str = "x", *, ndim=None, shape=None, min_rows: int | None 
     if shape is not None:
         if arr.ndim != len(shape) or not all(s is None or s == d for s, d in zip(shape, arr.shape)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+            of = f" (to match {shape_of})" if shape_of else ""
+            raise ValueError(f"{name} must have shape {want}{of}, got {arr.shape}")
     if min_rows is not None and (arr.ndim == 0 or arr.shape[0] < min_rows):
         raise ValueError(f"{name} needs at least {min_rows} rows, got {0 if arr.ndim == 0 else arr.shape[0]}")
     if finite and not np.isfinite(arr).all():
@@ -259,3 +279,48 @@ def check_text(value, name: str, *, optional: bool = True):
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string{' or None' if optional else ''}, got {_describe(value)}")
     return value
+
+
+def check_finite_on_cpu(t: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise ``ValueError`` if the floating tensor t holds NaN or inf, but only on the CPU (the
+    finiteness policy above: no host synchronisation per step on CUDA/MPS). Returns t."""
+    if t.device.type == "cpu" and t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite; it holds {int((~torch.isfinite(t)).sum())} NaN or "
+                         "infinite value(s)")
+    return t
+
+
+def check_batch(x, name: str, dim: int | None = None, *, min_rows: int = 1,
+                any_batch_shape: bool = False) -> torch.Tensor:
+    """A batch of vectors: a floating torch.Tensor of shape (batch, dim) (``dim=None``: any width;
+    ``any_batch_shape``: (..., dim), any leading shape) with at least ``min_rows`` rows (vectors),
+    finite where that costs no host synchronisation (``check_finite_on_cpu``). Returns it unchanged
+    (same dtype and device)."""
+    want = f"({'...' if any_batch_shape else 'batch'}, {dim if dim is not None else 'dim'})"
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {want}, got {_describe(x)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float32, or float64 on the CPU), got {x.dtype}")
+    if (x.ndim < 1 if any_batch_shape else x.ndim != 2) or (dim is not None and x.shape[-1] != dim):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    rows = x.numel() // max(x.shape[-1], 1)
+    if rows < min_rows or not x.shape[-1]:
+        raise ValueError(f"{name} needs at least {min_rows} non-empty row(s), got shape {tuple(x.shape)}")
+    return check_finite_on_cpu(x, name)
+
+
+def check_model_input(model: torch.nn.Module, x: torch.Tensor, name: str, what: str = "the model") -> torch.Tensor:
+    """x must sit on ``model``'s device and have its dtype (a model without parameters or buffers
+    accepts any). Reads no value (no host synchronisation). Returns x."""
+    p = next(model.parameters(), None)
+    if p is None:
+        p = next(model.buffers(), None)
+    if p is None:
+        return x
+    if x.device != p.device:
+        raise ValueError(f"{what} is on {p.device} but {name} is on {x.device}; move one of them "
+                         "(e.g. x.to(run.device))")
+    if x.dtype != p.dtype:
+        raise TypeError(f"{what} is {p.dtype} but {name} is {x.dtype}; cast one of them "
+                        "(model.double() for float64 on the CPU, or x.float())")
+    return x
