@@ -15,6 +15,7 @@ from companion_lib.grading import PROBLEMS, Mistake, Problem, check, grade_answe
 from companion_lib.grading import feedback
 from companion_lib.grading.instructor.verdict import judge_outcomes
 from companion_lib.grading.judge import STATUSES, instructor_status
+from test_problems_alternatives import ALTERNATIVES  # tests/grading is on sys.path (rootdir-less import)
 
 LESSONS = sorted(pid for pid, p in PROBLEMS.items() if not p.section.startswith("0."))
 
@@ -117,14 +118,6 @@ def test_problem_rejects_malformed_hints_and_mistakes():
 
 
 # ---------------------------------------------------------------- loss problems: the gradient counts
-def _loss_by_sum(s, eps_model, x0, t, noise):
-    """An honest variant: x_t under no_grad (it does not depend on the weights), a summed squared error."""
-    with torch.no_grad():
-        ab = s.at("alpha_bars", t, x0)
-        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-    return torch.nn.functional.mse_loss(eps_model(xt, t), noise, reduction="sum") / x0.shape[0]
-
-
 def _loss_detached_output(s, eps_model, x0, t, noise):
     return diffusion.ddpm_loss(s, lambda x, t_: eps_model(x, t_).detach(), x0, t, noise)
 
@@ -141,7 +134,8 @@ def _loss_wrong_gradient(s, eps_model, x0, t, noise):
 
 def test_loss_without_a_gradient_fails_and_an_honest_variant_passes():
     pid = "15.3.3.loss"
-    assert check(pid, _loss_by_sum), check(pid, _loss_by_sum).message
+    honest = ALTERNATIVES[pid]                                   # x_t under no_grad: no weights in it
+    assert check(pid, honest), check(pid, honest).message
     for answer in (_loss_detached_output, _loss_numpy):
         result = grade_answer(pid, answer)
         assert not result and "right value, but the loss has no gradient" in result.message, result.message

@@ -1,5 +1,4 @@
 """§14.1 problems: the E-step, the M-step, and the closed-form maximum-likelihood Gaussian."""
-import numpy as np
 import torch
 
 from companion_lib import mixture, settings

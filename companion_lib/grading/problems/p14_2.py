@@ -4,19 +4,19 @@ import torch
 from companion_lib import divergences
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
-F64 = dict(dtype=torch.float64)
+_F64 = dict(dtype=torch.float64)
 
 
 def _kl_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1421))
     cases = [
-        (torch.tensor(0.0, **F64), torch.tensor(1.0, **F64), torch.tensor(0.0, **F64), torch.tensor(1.0, **F64)),
-        (torch.tensor(0.3, **F64), torch.tensor(0.5, **F64), torch.tensor(-1.0, **F64), torch.tensor(2.0, **F64)),
-        (torch.tensor(2.0, **F64), torch.tensor(4.0, **F64), torch.tensor(0.5, **F64), torch.tensor(0.25, **F64)),
+        (torch.tensor(0.0, **_F64), torch.tensor(1.0, **_F64), torch.tensor(0.0, **_F64), torch.tensor(1.0, **_F64)),
+        (torch.tensor(0.3, **_F64), torch.tensor(0.5, **_F64), torch.tensor(-1.0, **_F64), torch.tensor(2.0, **_F64)),
+        (torch.tensor(2.0, **_F64), torch.tensor(4.0, **_F64), torch.tensor(0.5, **_F64), torch.tensor(0.25, **_F64)),
     ]
     d = 5
-    cases.append((torch.randn(d, generator=g, **F64), torch.rand(d, generator=g, **F64) + 0.2,
-                  torch.randn(d, generator=g, **F64), torch.rand(d, generator=g, **F64) * 3 + 0.1))
+    cases.append((torch.randn(d, generator=g, **_F64), torch.rand(d, generator=g, **_F64) + 0.2,
+                  torch.randn(d, generator=g, **_F64), torch.rand(d, generator=g, **_F64) * 3 + 0.1))
     return cases
 
 
@@ -71,9 +71,9 @@ def _sigma2_mle(X):
 def _sigma2_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1422))
     return [
-        (torch.randn(6, 3, generator=g, **F64) * torch.tensor([0.5, 1.0, 2.0], **F64) + 1.0,),
-        (torch.rand(10, 64, generator=g, **F64),),
-        (torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 9.0]], **F64),),
+        (torch.randn(6, 3, generator=g, **_F64) * torch.tensor([0.5, 1.0, 2.0], **_F64) + 1.0,),
+        (torch.rand(10, 64, generator=g, **_F64),),
+        (torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 9.0]], **_F64),),
     ]
 
 

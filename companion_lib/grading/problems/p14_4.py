@@ -8,19 +8,19 @@ from companion_lib.data import load_pearson_crabs
 from companion_lib.grading.compare import float32_aware
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
-F64 = torch.float64
+_F64 = torch.float64
 
 
 # ---------------------------------------------------------------- entropy of N(μ, Σ)
 def _entropy_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1441))
-    A = torch.randn(3, 3, generator=g, dtype=F64)
-    B = torch.randn(4, 2, 2, generator=g, dtype=F64)
+    A = torch.randn(3, 3, generator=g, dtype=_F64)
+    B = torch.randn(4, 2, 2, generator=g, dtype=_F64)
     return [
-        (torch.tensor([[0.25]], dtype=F64),),                                   # 1-D, σ = 0.5
-        (A @ A.T + 0.5 * torch.eye(3, dtype=F64),),                              # full 3×3
-        (B @ B.transpose(-1, -2) + 0.1 * torch.eye(2, dtype=F64),),             # a batch (4, 2, 2)
-        (torch.tensor([[2.0, 1.9], [1.9, 2.0]], dtype=F64),),                   # strongly correlated
+        (torch.tensor([[0.25]], dtype=_F64),),                                   # 1-D, σ = 0.5
+        (A @ A.T + 0.5 * torch.eye(3, dtype=_F64),),                              # full 3×3
+        (B @ B.transpose(-1, -2) + 0.1 * torch.eye(2, dtype=_F64),),             # a batch (4, 2, 2)
+        (torch.tensor([[2.0, 1.9], [1.9, 2.0]], dtype=_F64),),                   # strongly correlated
     ]
 
 
@@ -74,20 +74,20 @@ _GAUSSIAN_ENTROPY = Problem(
 # ---------------------------------------------------------------- the ELBO gap, discrete h
 def _gap_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1442))
-    x = torch.as_tensor(load_pearson_crabs().data[::50], dtype=F64)        # 20 crabs
+    x = torch.as_tensor(load_pearson_crabs().data[::50], dtype=_F64)        # 20 crabs
     log_joint = elbo.mixture_log_joint(x, [0.43, 0.57], [[0.634], [0.657]],
                                        [[[0.0183 ** 2]], [[0.0126 ** 2]]])
-    q = torch.rand(20, 2, generator=g, dtype=F64)
+    q = torch.rand(20, 2, generator=g, dtype=_F64)
     q = q / q.sum(1, keepdim=True)
-    q[0] = torch.tensor([1.0, 0.0], dtype=F64)                               # a q with a zero
+    q[0] = torch.tensor([1.0, 0.0], dtype=_F64)                               # a q with a zero
     q[1] = elbo.posterior(log_joint[1:2])[0]                                  # q = the posterior
-    log_joint3 = torch.randn(6, 3, generator=g, dtype=F64) * 4 - 10
-    q3 = torch.distributions.Dirichlet(torch.full((3,), 0.7, dtype=F64)).sample((6,))
-    q3[2] = torch.tensor([0.0, 0.5, 0.5], dtype=F64)
+    log_joint3 = torch.randn(6, 3, generator=g, dtype=_F64) * 4 - 10
+    q3 = torch.distributions.Dirichlet(torch.full((3,), 0.7, dtype=_F64)).sample((6,))
+    q3[2] = torch.tensor([0.0, 0.5, 0.5], dtype=_F64)
     # log p(x) ≈ 10^8 while q is within 10^-3 of the posterior: the gap is ~10^-7, far below the
     # round-off of log p(x) and of the ELBO (~10^-8 each), so their difference loses it
-    big = torch.tensor([[0.0, -0.7, -2.0], [0.0, -0.1, -0.3], [-1.5, 0.0, -0.2]], dtype=F64) + 1e8
-    q_big = torch.softmax(big, 1) * torch.exp(torch.randn(3, 3, generator=g, dtype=F64) * 1e-3)
+    big = torch.tensor([[0.0, -0.7, -2.0], [0.0, -0.1, -0.3], [-1.5, 0.0, -0.2]], dtype=_F64) + 1e8
+    q_big = torch.softmax(big, 1) * torch.exp(torch.randn(3, 3, generator=g, dtype=_F64) * 1e-3)
     return [(log_joint, q), (log_joint3, q3), (big, q_big / q_big.sum(1, keepdim=True))]
 
 

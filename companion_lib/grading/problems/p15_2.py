@@ -8,7 +8,7 @@ from companion_lib import flows
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 from companion_lib.nets import mlp
 
-F64 = torch.float64
+_F64 = torch.float64
 
 
 # ---------------------------------------------------------------- the coupling layer
@@ -25,8 +25,8 @@ def _coupling_cases(rng=None):
                         (5, [False, False, False, True, True, True])):
         mask = torch.tensor(mask)
         shapes = {k: v.shape for k, v in _conditioner_net(mask).state_dict().items()}
-        weights = {k: 0.7 * torch.randn(s, generator=g, dtype=F64) for k, s in shapes.items()}
-        z = 1.5 * torch.randn(batch, mask.numel(), generator=g, dtype=F64)
+        weights = {k: 0.7 * torch.randn(s, generator=g, dtype=_F64) for k, s in shapes.items()}
+        z = 1.5 * torch.randn(batch, mask.numel(), generator=g, dtype=_F64)
         cases.append((z, mask, weights))
     return cases
 
@@ -180,9 +180,9 @@ def _density_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1521))
     cases = []
     for n in (40, 25, 60):
-        a = torch.randn(3, generator=g, dtype=F64)
-        b = torch.randn(3, generator=g, dtype=F64)
-        z = torch.randn(n, 4, generator=g, dtype=F64)
+        a = torch.randn(3, generator=g, dtype=_F64)
+        b = torch.randn(3, generator=g, dtype=_F64)
+        z = torch.randn(n, 4, generator=g, dtype=_F64)
         cases.append((push_forward(z, a, b), a, b))
     return cases
 

@@ -5,7 +5,7 @@ from companion_lib import diffusion
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 from companion_lib.settings import cpu_float64
 
-F64 = torch.float64
+_F64 = torch.float64
 
 
 # ---------------------------------------------------------------- ᾱ_t = ∏_{s≤t} (1 − β_s)
@@ -15,8 +15,8 @@ def _alpha_bar_cases(rng=None):
     return [
         (diffusion.NoiseSchedule.linear(1000).betas,),                             # Ho et al.'s schedule
         (diffusion.NoiseSchedule.cosine(50).betas,),                               # ends at β_T = 0.999
-        (0.3 * torch.rand(T, generator=g, dtype=F64) + 1e-3,),                     # arbitrary β's
-        (torch.tensor([0.25], dtype=F64),),                                        # T = 1
+        (0.3 * torch.rand(T, generator=g, dtype=_F64) + 1e-3,),                     # arbitrary β's
+        (torch.tensor([0.25], dtype=_F64),),                                        # T = 1
     ]
 
 
@@ -74,14 +74,14 @@ def _q_sample_cases(rng=None):
     t1 = torch.cat([torch.tensor([1, 1000]), torch.randint(1, 1001, (3,), generator=g)])
     x1 = 2 * torch.rand(5, 64, generator=g) - 1                                   # float32 images, [−1, 1]
     t2 = torch.randint(1, 101, (4,), generator=g)
-    x2 = torch.randn(4, 1, 8, 8, generator=g, dtype=F64)                          # float64, (batch, c, h, w)
+    x2 = torch.randn(4, 1, 8, 8, generator=g, dtype=_F64)                          # float64, (batch, c, h, w)
     x3 = torch.randn(3, generator=g)                                              # scalars, shape (batch,)
     x4 = torch.randn(6, 2, generator=g)
     return [
         (lin, x1, t1, torch.randn(5, 64, generator=g)),
-        (cos, x2, t2, torch.randn(4, 1, 8, 8, generator=g, dtype=F64)),
+        (cos, x2, t2, torch.randn(4, 1, 8, 8, generator=g, dtype=_F64)),
         (lin, x3, torch.tensor([1, 2, 1000]), torch.randn(3, generator=g)),
-        (cos, x4, torch.tensor([100, 50, 1, 7, 99, 3]), torch.randn(6, 2, generator=g, dtype=F64)),
+        (cos, x4, torch.tensor([100, 50, 1, 7, 99, 3]), torch.randn(6, 2, generator=g, dtype=_F64)),
     ]
 
 

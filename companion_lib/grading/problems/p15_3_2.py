@@ -6,21 +6,21 @@ import torch
 from companion_lib import distinguish
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
-F64 = torch.float64
+_F64 = torch.float64
 
 
 def _cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1533))
-    t = torch.tensor([0.0, 0.5, 1.0, 2.0, 4.0, 8.0], dtype=F64)
-    sigma_many = 0.2 + 2.0 * torch.rand(6, generator=g, dtype=F64)
+    t = torch.tensor([0.0, 0.5, 1.0, 2.0, 4.0, 8.0], dtype=_F64)
+    sigma_many = 0.2 + 2.0 * torch.rand(6, generator=g, dtype=_F64)
     return [
-        (t, torch.tensor(1.0, dtype=F64)),                                  # σ = 1, t from 0 to 8σ
-        (4.0 * torch.rand(6, generator=g, dtype=F64), sigma_many),          # σ ≠ 1, one per t
-        (torch.tensor(3.0, dtype=F64), torch.tensor([0.5, 1.5, 3.0, 6.0], dtype=F64)),   # broadcast σ
-        (torch.tensor([[0.3, 1.7], [2.4, 5.0]], dtype=F64), torch.tensor(0.7, dtype=F64)),  # 2-D
+        (t, torch.tensor(1.0, dtype=_F64)),                                  # σ = 1, t from 0 to 8σ
+        (4.0 * torch.rand(6, generator=g, dtype=_F64), sigma_many),          # σ ≠ 1, one per t
+        (torch.tensor(3.0, dtype=_F64), torch.tensor([0.5, 1.5, 3.0, 6.0], dtype=_F64)),   # broadcast σ
+        (torch.tensor([[0.3, 1.7], [2.4, 5.0]], dtype=_F64), torch.tensor(0.7, dtype=_F64)),  # 2-D
         # the far tail, t/σ from 40 to 70: P ≈ 3e-89 .. 1e-267, compared with a relative tolerance; the
         # naive 1 − Φ(t/2σ) rounds to 0 there (and the log that a later cell takes to −∞)
-        (torch.tensor([40.0, 48.0, 56.0, 70.0], dtype=F64) * sigma_many[0], sigma_many[0]),
+        (torch.tensor([40.0, 48.0, 56.0, 70.0], dtype=_F64) * sigma_many[0], sigma_many[0]),
     ]
 
 

@@ -4,7 +4,7 @@ import torch
 from companion_lib import diffusion, ebm, scores
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
-F64 = torch.float64
+_F64 = torch.float64
 
 
 def _eps_star_reference(x, alpha_bar, weights, means, variances):
@@ -17,11 +17,11 @@ def _eps_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1538))
     cases = []
     for K, d, ab in [(3, 2, 0.9), (4, 2, 0.3), (2, 5, 0.02), (3, 2, 0.999)]:
-        weights = torch.rand(K, generator=g, dtype=F64) + 0.2
+        weights = torch.rand(K, generator=g, dtype=_F64) + 0.2
         weights = weights / weights.sum()
-        means = 2 * torch.randn(K, d, generator=g, dtype=F64)
-        variances = 0.05 + 0.3 * torch.rand(K, generator=g, dtype=F64)
-        x = 2 * torch.randn(20, d, generator=g, dtype=F64)
+        means = 2 * torch.randn(K, d, generator=g, dtype=_F64)
+        variances = 0.05 + 0.3 * torch.rand(K, generator=g, dtype=_F64)
+        x = 2 * torch.randn(20, d, generator=g, dtype=_F64)
         cases.append((x, ab, weights, means, variances))
     return cases
 

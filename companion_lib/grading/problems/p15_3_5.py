@@ -4,14 +4,14 @@ import torch
 from companion_lib import guidance
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
-F64 = torch.float64
+_F64 = torch.float64
 
 
 def _cfg_cases(rng=None):
     g = torch.Generator().manual_seed(case_seed(rng, 1537))
     cases = []
     for shape, w in [((8, 64), 3.0), ((5, 2), 7.5), ((4, 1, 3, 3), 0.0), ((6, 2), 1.0), ((3, 4), -0.5)]:
-        cases.append((torch.randn(shape, generator=g, dtype=F64), torch.randn(shape, generator=g, dtype=F64), w))
+        cases.append((torch.randn(shape, generator=g, dtype=_F64), torch.randn(shape, generator=g, dtype=_F64), w))
     return cases
 
 
