@@ -1,8 +1,12 @@
 """The autograder students meet in every notebook: ``check(problem_id, answer)``.
 
 * ``PROBLEMS`` maps a problem id (``"14.1.e_step"``) to its :class:`Problem`: section, title,
-  statement, reference, tolerances, hint, and at least three known-wrong answers (the tests check
-  that the right answer passes and each wrong one fails).
+  statement, reference, tolerances, a hint in tiers (the idea, then a closer pointer, never the code),
+  and at least three catalogued mistakes (:class:`Mistake`: a realistic wrong answer and what ``check``
+  says when it recognises it; the tests check that the right answer and another correct form pass and
+  that each mistake fails with its own message).
+* Hints: a wrong attempt shows one tier more than the last, ``hint(problem_id)`` the next on request;
+  an unsolved exercise shows none.
 * ``check`` never raises on a malformed answer (wrong type or shape, NaN, a function that raises):
   the result fails and says what was expected. An unsolved exercise (``None``, ``...`` or a function
   raising ``NotImplementedError``) reports "not yet solved".
@@ -23,7 +27,10 @@ Registering a problem (the contract every kind of answer fits)
 --------------------------------------------------------------
 ``Problem(id, section, title, statement, kind, reference, hint, wrong_answers, ...)``:
 
-kind="value"     the student hands in a value (number, array, tensor; tuples/lists/dicts of them).
+kind="value"     the student hands in a value (number, array, tensor; tuples/lists/dicts of them);
+                 a bool, NaN/inf or a value outside ``value_range=(low, high)`` is rejected as
+                 impossible; ``self_reported=True`` (a training outcome the grader cannot verify) is
+                 instant feedback only: the instructor's status is "self-reported", never credit.
                  ``reference()`` returns the expected value. By default it is compared elementwise
                  (``rtol``/``atol``); ``compare=`` replaces that, e.g. a training result judged
                  against a threshold: ``reference=lambda: 3.4, compare=at_most(0.05)`` passes any
