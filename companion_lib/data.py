@@ -22,8 +22,8 @@ from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch
 
-from companion_lib._checks import (as_tensor, check_bool, check_choice, check_float, check_generator,
-                                   check_int)
+from companion_lib._checks import (as_tensor, check_bool, check_choice, check_finite_on_cpu, check_float,
+                                   check_generator, check_int)
 from companion_lib.settings import cpu_float64
 
 __all__ = ["DIGIT_LEVELS", "PEARSON_CLASS_WIDTH", "HELDOUT_SEED", "load_pearson_crabs",
@@ -176,14 +176,14 @@ def to_unit(levels_x, levels: int = DIGIT_LEVELS, noise=None) -> torch.Tensor:
     in [0, 1)) is the dequantisation draw u. Output float32 unless the input is float64.
     """
     levels = check_int(levels, "levels", low=2)
-    t = as_tensor(levels_x, "x", dtype=None)
-    if t.numel() and ((t < 0).any() or (t > levels - 1).any()):
-        raise ValueError(f"x must hold levels in 0..{levels - 1}")
+    t = as_tensor(levels_x, "levels_x", dtype=None, nonempty=True)
+    if (t < 0).any() or (t > levels - 1).any():
+        raise ValueError(f"levels_x must hold levels in 0..{levels - 1}")
     if noise is None:
         return (t + 0.5) / levels
     u = as_tensor(noise, "noise", dtype=t.dtype, device=t.device)
     if u.shape != t.shape:
-        raise ValueError(f"noise must have the shape of x {tuple(t.shape)}, got {tuple(u.shape)}")
+        raise ValueError(f"noise must have the shape of levels_x {tuple(t.shape)}, got {tuple(u.shape)}")
     if u.numel() and ((u < 0).any() or (u >= 1).any()):
         raise ValueError("noise must lie in [0, 1)")
     return (t + u) / levels
@@ -195,32 +195,36 @@ def unit_to_signed(y) -> torch.Tensor:
     The map's Jacobian is 2 per pixel: a density on the [−1, 1] scale gives one on [0, 1) by adding
     d·log 2 nats (``signed_to_unit`` is the inverse).
     """
-    return 2.0 * as_tensor(y, "y", dtype=None) - 1.0
+    return 2.0 * as_tensor(y, "y", dtype=None, nonempty=True) - 1.0
 
 
 def signed_to_unit(x) -> torch.Tensor:
     """The [−1, 1] scale → the [0, 1) scale: ``y = (x + 1) / 2`` (inverse of ``unit_to_signed``)."""
-    return (as_tensor(x, "x", dtype=None) + 1.0) / 2.0
+    return (as_tensor(x, "x", dtype=None, nonempty=True) + 1.0) / 2.0
 
 
 def from_unit(y, levels: int = DIGIT_LEVELS) -> torch.Tensor:
     """The [0, 1) scale → integer levels ``floor(y · levels)`` clipped to 0..levels−1 (inverse of
     ``to_unit`` for any dequantisation noise). Returns a tensor of the input's float dtype."""
     levels = check_int(levels, "levels", low=2)
-    t = as_tensor(y, "y", dtype=None)
+    t = as_tensor(y, "y", dtype=None, nonempty=True)
     return torch.floor(t * levels).clamp(0, levels - 1)
 
 
 def dequantized_bits_per_dim(log_p: torch.Tensor, n_dims: int, levels: int | None = DIGIT_LEVELS) -> torch.Tensor:
     """The companion's bits/dim convention, elementwise: ``log2(levels) − log p(y) / (n_dims ln 2)``.
 
-    log_p: tensor (...) of log-densities of dequantised y (see ``dequantize``); keeps autograd, so a
-    training loss can use it. ``levels=None``: continuous data, no discretisation term.
+    log_p: tensor (...) of log-densities of dequantised y (see ``dequantize``), finite (checked on the
+    CPU only, ``_checks.check_finite_on_cpu``); keeps autograd, so a training loss can use it.
+    ``levels=None``: continuous data, no discretisation term.
     ``companion_lib.metrics.bits_per_dim`` is its validated mean, as a float.
     """
     if not isinstance(log_p, torch.Tensor):
         raise TypeError(f"log_p must be a torch.Tensor of log-densities (it keeps autograd), got a "
                         f"{type(log_p).__name__}; metrics.bits_per_dim takes arrays")
+    if not log_p.numel():
+        raise ValueError(f"log_p must hold at least one log-density, got shape {tuple(log_p.shape)}")
+    check_finite_on_cpu(log_p, "log_p")
     n_dims = check_int(n_dims, "n_dims", low=1)
     base = 0.0 if levels is None else math.log2(check_int(levels, "levels", low=2))
     return base - log_p / (n_dims * math.log(2))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from companion_lib._checks import check_int, check_values_in
+from companion_lib._checks import check_batch, check_int, check_model_input, check_steps
 from companion_lib.nets import time_embedding
 
 __all__ = ["ResidualDenoiser"]
@@ -61,20 +61,15 @@ class ResidualDenoiser(nn.Module):
         return self.n_classes
 
     def _check(self, x, t, c):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 2 or x.shape[1] != self.dim:
-            got = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a floating tensor of shape (batch, {self.dim}), got {got}")
-        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],) or t.is_floating_point():
-            got = f"shape {tuple(t.shape)}, dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"t must be an integer tensor of shape ({x.shape[0]},), got {got}")
+        """x (b, dim) floating, t (b,) integer steps, c None or (b,) labels in 0..n_classes; no host
+        synchronisation off the CPU (``_checks``)."""
+        check_model_input(self, check_batch(x, "x", self.dim), "x", "the denoiser")
+        check_steps(t, "t", 0, None, "t must hold steps >= 0 (the text's t = 1..T)", length=x.shape[0])
         if c is not None:
             if self.n_classes is None:
-                raise ValueError("this denoiser is unconditional (n_classes=None); call it without labels")
-            if not isinstance(c, torch.Tensor) or c.shape != (x.shape[0],) or c.is_floating_point():
-                got = f"shape {tuple(c.shape)}, dtype {c.dtype}" if isinstance(c, torch.Tensor) else type(c).__name__
-                raise ValueError(f"c must be an integer tensor of shape ({x.shape[0]},), got {got}")
-            check_values_in(c, 0, self.n_classes, f"labels must lie in 0..{self.n_classes} "
-                            f"({self.n_classes} is the null label)")                 # no host sync off the CPU
+                raise ValueError("this denoiser is unconditional (n_classes=None); call it without labels (c)")
+            check_steps(c, "c", 0, self.n_classes, f"c (labels) must lie in 0..{self.n_classes} "
+                        f"({self.n_classes} is the null label)", what="integer class labels", length=x.shape[0])
 
     def forward(self, x, t, c=None):
         self._check(x, t, c)

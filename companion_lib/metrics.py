@@ -376,7 +376,7 @@ def chi_square_gof(counts, probs, n_params: int, min_expected: float = 5.0):
     from scipy.stats import chi2
 
     counts = _numpy64(counts, "counts", ndim=1, min_rows=1)
-    probs = _numpy64(probs, "probs", shape=(len(counts),)).copy()
+    probs = _numpy64(probs, "probs", shape=(len(counts),), shape_of="counts").copy()
     if (counts < 0).any():
         raise ValueError(f"counts must be non-negative (observed counts per bin), got min {counts.min():g}")
     min_expected = check_float(min_expected, "min_expected", low=0.0, low_open=True)

@@ -152,7 +152,8 @@ def _check_components(X, means, covariances, covariance_type: str):
     floating dtype and device; raises ValueError/TypeError naming the argument."""
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     X = as_tensor(X, "X", ndim=2, min_rows=1, dtype=None)
-    means = as_tensor(means, "means", ndim=2, min_rows=1, shape=(None, X.shape[1]), dtype=X.dtype, device=X.device)
+    means = as_tensor(means, "means", ndim=2, min_rows=1, shape=(None, X.shape[1]), shape_of="X",
+                      dtype=X.dtype, device=X.device)
     covariances = as_tensor(covariances, "covariances", dtype=X.dtype, device=X.device)
     if tuple(covariances.shape) != _cov_shape(covariance_type, *means.shape):
         raise ValueError(f"covariances must have shape {_cov_shape(covariance_type, *means.shape)} for "
@@ -362,7 +363,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if reset or not hasattr(self, "_where"):      # (or parameters that were set by hand)
             self._where = self._placement(X)
         device, dtype = self._where
-        X = as_tensor(X, "X", ndim=2, dtype=dtype, device=device)
+        X = as_tensor(X, "X", ndim=2, dtype=dtype, device=device, min_rows=1)
         n, d = X.shape
         if d < 1:
             raise ValueError(f"X has 0 feature(s) (shape={(n, d)}) while a minimum of 1 is required.")
@@ -717,12 +718,17 @@ def cdf_1d(x, weights, means, variances) -> np.ndarray:
     """P(X ≤ x) under a 1-D mixture Σ_k ρ_k N(μ_k, σ_k²): x (m,) → (m,). Parameters (K,) or (K, 1[, 1])."""
     from scipy.stats import norm
 
-    x = as_tensor(x, "x", ndim=1, finite=False).cpu().numpy()   # ±inf allowed (open-ended bins)
+    x = as_tensor(x, "x", ndim=1, finite=False, min_rows=1).cpu().numpy()   # ±inf allowed (open-ended bins)
     if np.isnan(x).any():
         raise ValueError("x must not contain NaN")
     w = check_weights(weights, "weights", dtype=torch.float64).cpu().numpy()
-    mu = as_tensor(means, "means").cpu().numpy().reshape(-1)
-    var = as_tensor(variances, "variances").cpu().numpy().reshape(-1)
+    mu, var = (as_tensor(v, n, ndim=(1, 2, 3)).cpu().numpy()
+               for v, n in ((means, "means"), (variances, "variances")))
+    for v, n in ((mu, "means"), (var, "variances")):
+        if v.size != len(w) or v.shape[0] != len(w):
+            raise ValueError(f"{n} must have shape ({len(w)},) (or ({len(w)}, 1[, 1])): K values, one per "
+                             f"weight, got {v.shape}")
+    mu, var = mu.reshape(-1), var.reshape(-1)
     if not (len(w) == len(mu) == len(var)):
         raise ValueError(f"weights, means, variances must each hold K values (1-D mixture), "
                          f"got {len(w)}, {len(mu)}, {len(var)}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-from companion_lib._checks import as_tensor, check_float, check_int
+from companion_lib._checks import as_array, as_tensor, check_float, check_int
 from companion_lib.settings import cpu_float64
 
 __all__ = ["normal_raw_moments", "mixture_raw_moments", "MomentFit", "method_of_moments"]
@@ -56,6 +56,14 @@ class MomentFit:
     means: np.ndarray
     sds: np.ndarray
     sixth_moment_error: float
+
+    def __post_init__(self):
+        self.weight = check_float(self.weight, "weight", low=0.0, high=1.0)
+        self.means = as_array(self.means, "means", shape=(2,))
+        self.sds = as_array(self.sds, "sds", shape=(2,))
+        if (self.sds <= 0).any():
+            raise ValueError(f"sds must be > 0 (standard deviations), got {self.sds}")
+        self.sixth_moment_error = check_float(self.sixth_moment_error, "sixth_moment_error")
 
 
 @cpu_float64()

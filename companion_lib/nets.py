@@ -48,7 +48,8 @@ def time_embedding(t, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """
     dim = check_int(dim, "dim", low=2)
     max_period = check_float(max_period, "max_period", low=0.0, low_open=True)
-    t = check_steps(t, "t", 0, None, "t must hold steps >= 0 (the text's t = 1..T)")  # no host sync off the CPU
+    t = check_steps(t, "t", 0, None, "t must hold steps >= 0 (the text's t = 1..T)",
+                    nonempty=True)                                          # no host sync off the CPU
     half = dim // 2
     k = torch.arange(half, device=t.device, dtype=torch.float32)
     freqs = torch.exp(-math.log(max_period) * k / half)          # ω_k = max_period^(−k/h)

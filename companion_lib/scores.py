@@ -71,8 +71,8 @@ def dsm_loss(energy_fn: Callable, x, sigma: float, generator: torch.Generator | 
 def langevin_step(x, score, step_size, noise) -> torch.Tensor:
     """One unadjusted Langevin step x + (η/2)·score + √η·ξ with the noise ξ given: all (n, d)."""
     x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
-    score = as_tensor(score, "score", shape=tuple(x.shape), dtype=x.dtype, device=x.device)
-    noise = as_tensor(noise, "noise", shape=tuple(x.shape), dtype=x.dtype, device=x.device)
+    score = as_tensor(score, "score", shape=tuple(x.shape), shape_of="x", dtype=x.dtype, device=x.device)
+    noise = as_tensor(noise, "noise", shape=tuple(x.shape), shape_of="x", dtype=x.dtype, device=x.device)
     eta = check_float(step_size.item() if isinstance(step_size, torch.Tensor) and step_size.numel() == 1
                       else step_size, "step_size", low=0.0, low_open=True)
     return x + 0.5 * eta * score + math.sqrt(eta) * noise
@@ -134,7 +134,7 @@ def eps_from_score(score_xt, one_minus_alpha_bar) -> torch.Tensor:
 
     score_xt (n, d); one_minus_alpha_bar: 1 − ᾱ_t, a number or (n,) per row. Returns (n, d).
     """
-    s = as_tensor(score_xt, "score_xt", ndim=2, dtype=None)
+    s = as_tensor(score_xt, "score_xt", ndim=2, dtype=None, min_rows=1)
     return -_noise_level(one_minus_alpha_bar, s) * s
 
 
@@ -143,5 +143,5 @@ def score_from_eps(eps, one_minus_alpha_bar) -> torch.Tensor:
 
     eps (n, d); one_minus_alpha_bar: a number or (n,) per row. Returns (n, d).
     """
-    e = as_tensor(eps, "eps", ndim=2, dtype=None)
+    e = as_tensor(eps, "eps", ndim=2, dtype=None, min_rows=1)
     return -e / _noise_level(one_minus_alpha_bar, e)

@@ -218,7 +218,7 @@ def test_denoiser_rejects_bad_input():
     t = torch.ones(3, dtype=torch.long)
     with pytest.raises(ValueError, match=r"\(batch, 4\)"):
         net(torch.randn(3, 5), t)
-    with pytest.raises(ValueError, match="integer tensor"):
+    with pytest.raises(TypeError, match="integer steps"):
         net(torch.randn(3, 4), t.float())
     with pytest.raises(ValueError, match="0..2"):
         net(torch.randn(3, 4), t, torch.tensor([0, 1, 3]))
