@@ -18,8 +18,14 @@ from __future__ import annotations
 
 from companion_lib.ddpm import (SIGMAS, ddpm_loss, ddpm_step, posterior_mean_variance, predict_x0, respace,
                                 reverse_mean, reverse_variance, sample, timesteps, variational_bound)
+from companion_lib._moved import moved_getattr
 from companion_lib.forward_diffusion import NoiseSchedule, forward_chain, noisy_mixture, q_sample, terminal_kl
 
 __all__ = ["NoiseSchedule", "q_sample", "forward_chain", "terminal_kl", "noisy_mixture",
            "SIGMAS", "posterior_mean_variance", "predict_x0", "reverse_mean", "reverse_variance", "ddpm_step",
            "ddpm_loss", "timesteps", "respace", "sample", "variational_bound"]
+
+#: Names that moved out of this module, importable from here for this release (a DeprecationWarning
+#: names the new home); listed in companion_lib._layers.DEPRECATED_ALIASES.
+_MOVED = {'fit_digits': 'recipes.fit_ddpm_digits'}
+__getattr__ = moved_getattr(__name__, _MOVED)

@@ -35,9 +35,16 @@ from torch import nn
 from companion_lib._checks import check_callable, check_float, check_int
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
+from companion_lib._moved import moved_getattr
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
            "alternating_masks", "standard_normal_log_prob"]
+
+#: Names that moved out of this module, importable from here for this release (a DeprecationWarning
+#: names the new home); listed in companion_lib._layers.DEPRECATED_ALIASES.
+_MOVED = {'fit_digits': 'recipes.fit_realnvp_digits'}
+__getattr__ = moved_getattr(__name__, _MOVED)
+
 
 # ---------------------------------------------------------------- input checks
 def _check_batch(x, dim: int, name: str) -> torch.Tensor:

@@ -35,10 +35,17 @@ from companion_lib._checks import as_tensor, check_choice, check_int
 from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.nets import mlp
+from companion_lib._moved import moved_getattr
 
 __all__ = ["VAE", "DECODERS", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
            "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "negative_elbo", "make_loss",
            "make_val_fn"]
+
+#: Names that moved out of this module, importable from here for this release (a DeprecationWarning
+#: names the new home); listed in companion_lib._layers.DEPRECATED_ALIASES.
+_MOVED = {'train_vae': 'recipes.train_vae'}
+__getattr__ = moved_getattr(__name__, _MOVED)
+
 
 #: The decoders ``VAE`` offers: the text's (14.11) and two for pixels with few levels.
 DECODERS = ("gaussian", "gaussian_per_pixel", "categorical")

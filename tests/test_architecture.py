@@ -63,6 +63,19 @@ def _imports(path: pathlib.Path, name: str, modules: dict) -> set:
     return {_existing(m, modules) for m in found if m == top or m.startswith(top + ".")} - {name}
 
 
+def moved_aliases(root: pathlib.Path = ROOT) -> dict:
+    """{module: set of modules its ``_MOVED`` literal points to} (names kept for a release, resolved
+    lazily by ``companion_lib._moved``)."""
+    modules = _module_names(root)
+    found = {}
+    for name, path in modules.items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_MOVED" for t in node.targets)):
+                targets = ast.literal_eval(node.value)
+                found[name] = {_existing("companion_lib." + v.rsplit(".", 1)[0], modules) for v in targets.values()}
+    return found
+
+
 def import_graph(root: pathlib.Path = ROOT) -> dict:
     """{module: set of modules of the package it imports} for the package at ``root``."""
     modules = _module_names(root)
@@ -162,6 +175,27 @@ def test_every_import_is_one_the_table_allows(graph):
 def test_no_circle_among_modules(graph):
     found = circles(graph)
     assert not found, "import circles (function-local imports included):\n" + "\n".join(found)
+
+
+def test_moved_names_are_declared_and_resolve():
+    """Every ``_MOVED`` alias is a pair of ``DEPRECATED_ALIASES``, and every pair is used; each old name
+    resolves to the very object at its new home, with a DeprecationWarning."""
+    import importlib
+    import warnings
+    aliases = moved_aliases()
+    used = {(node_of(a), node_of(b)) for a, targets in aliases.items() for b in targets}
+    assert used == set(_layers.DEPRECATED_ALIASES), (used, _layers.DEPRECATED_ALIASES)
+    for module in aliases:
+        mod = importlib.import_module(module)
+        for old, new in mod._MOVED.items():
+            home, attr = new.rsplit(".", 1)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                obj = getattr(mod, old)
+            assert obj is getattr(importlib.import_module("companion_lib." + home), attr)
+            assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+        with pytest.raises(AttributeError):
+            getattr(mod, "no_such_name")
 
 
 def test_the_table_names_the_tree(graph):
