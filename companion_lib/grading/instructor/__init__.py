@@ -26,12 +26,17 @@ Per-notebook run statuses: see ``processes.RUN_STATUSES``.
 
 Modules: ``submissions`` (reading the files, the assignment, seeds), ``audit`` (the defining-cell
 audit), ``verdict`` (judging one notebook's exports), ``processes`` (running one notebook: worker,
-kernel, killing what is left), ``reports`` (results on disk, CSV, feedback), ``cli`` (the command).
+kernel, killing what is left), ``ledger`` (the signed results folder), ``reports`` (CSV, feedback), ``deadlines`` (the grader's
+clock), ``cli`` (the command).
 
-Each notebook's result is written at once, atomically, to ``<results>/<name>-<sha256[:12]>.json``
-(the content hash and the grader's seed inside), so ``--resume`` continues an interrupted run and a
-rerun with the same results folder draws the same inputs. The CSV (one row per notebook, one column
-per problem of the assignment) and the per-student feedback files are assembled from those results.
+Results (``ledger``, ``reports``, ``deadlines``, ``grading/limits.py``; G2 of issue 17): each notebook's
+result is signed (HMAC-SHA256 under the key of ``--key-file``, held in this non-dumpable process) and
+written, once everything its notebook started is gone, to ``<results>/subs/<key>.json``, the key being
+its path relative to the graded root plus its content hash; the grader's own files live in
+``<results>/_meta/``. The CSV (one row per submitted file, one column per problem of the assignment) and
+the feedback files are made from what the run decided in memory; ``--resume`` and ``merge`` read back
+only results that verify. The cell and notebook limits are kept by this process's own clock too
+(``deadlines``), and what is read from a student's process is size-checked before it is inflated.
 
 The kernels run with your user id: what a kernel can still do (read your other files, kill
 processes, edit the installed package) only the operating system can stop; see README (a container
