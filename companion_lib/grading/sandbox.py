@@ -84,7 +84,11 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     request = unpack(sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1), MAX_REQUEST_BYTES)
-    outcomes = _run(request)
+    try:
+        outcomes = _run(request)
+    except BaseException as err:  # noqa: BLE001 (e.g. an exception class that cannot even be printed)
+        name = getattr(type(err), "__name__", "exception")
+        outcomes = [("raised", f"{name if isinstance(name, str) else 'exception'}: (not printable)")]
     out.write(pack({"outcomes": [[str(k), p] for k, p in outcomes]}))
     out.flush()
     os._exit(0)  # student threads or atexit hooks must not write after the answer

@@ -6,7 +6,9 @@ notebook costs a kernel start and a torch import, so this module takes about a m
 """
 import csv
 import json
+import os
 import shutil
+import tempfile
 import sys
 from pathlib import Path
 
@@ -15,7 +17,6 @@ import pytest
 from companion_lib import grade
 from companion_lib.grading import transport
 from companion_lib.grading.instructor import cli
-from companion_lib.grading.instructor.audit import reference_use
 from companion_lib.grading.instructor.processes import RUN_STATUSES, grade_notebook
 from companion_lib.grading.instructor.submissions import Submission, assignment, code_cells, notebook_seed
 from companion_lib.grading.judge import evaluate
@@ -35,7 +36,13 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("class")
     subs = root / "submissions"
     subs.mkdir()
-    cases = submissions.class_of(str(subs / "right.ipynb"), str(root / "escaped.pid"))
+    pid_dir = tmp_path_factory.mktemp("escaped")
+    for folder in (pid_dir, *pid_dir.parents):  # the kernel (another uid as root) writes its pid there
+        if folder == Path(tempfile.gettempdir()):
+            break
+        os.chmod(folder, os.stat(folder).st_mode | 0o711)
+    os.chmod(pid_dir, 0o777)
+    cases = submissions.class_of(str(subs / "right.ipynb"), str(pid_dir / "escaped.pid"))
     for name, (cells, _, _) in cases.items():
         submissions.write_notebook(subs / name, cells)
     (subs / "broken.ipynb").write_text("this is not a notebook")
@@ -82,15 +89,18 @@ def test_only_the_right_notebook_earns_full_credit(graded):
 
 
 def test_a_classmate_overwriting_a_file_changes_nothing_in_this_run(graded):
-    # the kernel of classmate.ipynb did overwrite right.ipynb on disk ...
-    assert (graded["subs"] / "right.ipynb").read_bytes() != graded["right_bytes"]
+    if os.geteuid() == 0:  # the kernel runs under another uid: it cannot even write there
+        assert (graded["subs"] / "right.ipynb").read_bytes() == graded["right_bytes"]
+        assert graded["rows"]["classmate.ipynb"]["error_cells"] == "1"
+    else:  # the kernel of classmate.ipynb did overwrite right.ipynb on disk ...
+        assert (graded["subs"] / "right.ipynb").read_bytes() != graded["right_bytes"]
+        assert graded["rows"]["classmate.ipynb"]["error_cells"] == "0"
     # ... but every submission was read before any kernel ran, and its own folder held only itself
     assert all(graded["rows"]["right.ipynb"][c] == "passed" for c in COLUMNS)
-    assert graded["rows"]["classmate.ipynb"]["error_cells"] == "0"
 
 
 def test_a_process_a_kernel_detaches_does_not_outlive_its_grading(graded):
-    pid = int((graded["root"] / "escaped.pid").read_text())
+    pid = int(next(graded["root"].parent.glob("escaped*/escaped.pid")).read_text())
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
@@ -207,44 +217,6 @@ def test_exports_folder_replaced_by_a_link_is_not_followed(tmp_path):
     (tmp_path / "answers").symlink_to(target)
     exports, notes = transport.read_exports(tmp_path / "answers")
     assert exports == {} and "link" in notes[0]
-
-
-CHAPTER_STYLE = [
-    "from companion_lib import mixture\nfrom companion_lib.grading import check",
-    "def e_step(x, w, m, v):\n    return torch.softmax(torch.log(w) - (x[:, None] - m) ** 2 / v, 1)\n\n\n"
-    "result = check('14.1.e_step', e_step)\nresult",
-    "e_step = result.or_reference()",
-]
-
-
-@pytest.mark.parametrize("cells, uses", [
-    (CHAPTER_STYLE, None),
-    (["from companion_lib.mixture import responsibilities as r",
-      "def e_step(*a):\n    return r(*a)\ncheck('14.1.e_step', e_step)"], "companion_lib.mixture.responsibilities"),
-    (["import companion_lib.mixture as mx", "check('14.1.e_step', lambda *a: mx.responsibilities(*a))"],
-     "companion_lib.mixture.responsibilities"),
-    (["import companion_lib", "f = companion_lib.grading.PROBLEMS['14.1.e_step'].expected()\n"
-      "def e_step(*a):\n    return f(*a)\ncheck('14.1.e_step', e_step)"], "PROBLEMS"),
-    (["%matplotlib inline\nfrom companion_lib.mixture import responsibilities as e_step",
-      "!ls\ncheck('14.1.e_step', e_step)"],
-     "companion_lib.mixture.responsibilities"),
-    # using another library function (not the reference) is fine
-    (["from companion_lib import mixture", "def e_step(x, w, m, v):\n"
-      "    return mixture.e_step(x[:, None], w, m[:, None], v, 'spherical')[1].exp()\n"
-      "check('14.1.e_step', e_step)"], None),
-])
-def test_reference_use_reads_the_defining_cell(cells, uses):
-    reason = reference_use(cells, -1, PROBLEMS["14.1.e_step"], {})
-    assert (reason is None) if uses is None else (uses in reason)
-
-
-def test_worked_solutions_are_never_refused_credit():
-    root = Path(__file__).resolve().parents[2]
-    for path in sorted((root / "solutions").glob("*.ipynb")):
-        cells = code_cells(path.read_bytes())
-        for pid, problem in PROBLEMS.items():
-            if problem.kind == "function" and any(pid in c for c in cells):
-                assert reference_use(cells, -1, problem, {}) is None, (path.name, pid)
 
 
 @pytest.mark.parametrize("pid", sorted(PROBLEMS))

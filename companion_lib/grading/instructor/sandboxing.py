@@ -68,7 +68,7 @@ def mode() -> str:
 # The stubbed copy of the package
 def _stub_body(dotted: str) -> list:
     message = (f"{dotted} is a reference the grader withholds: your answer must compute this itself")
-    return ast.parse(f"raise type({FORBIDDEN!r}, (RuntimeError,), {{}})({message!r})").body
+    return ast.parse(f"raise type({FORBIDDEN!r}, (RuntimeError,), {{'__module__': 'companion_lib'}})({message!r})").body
 
 
 def _stub_def(tree, qualname: str, dotted: str) -> bool:
@@ -152,7 +152,8 @@ def _stub_problem_module(tree) -> None:
                         named.add((k.value.id, pid))
                     else:
                         lam = ast.parse("lambda *args, **kwargs: None", mode="eval").body
-                        lam.body = ast.parse(f"(_ for _ in ()).throw(type({FORBIDDEN!r}, (RuntimeError,), {{}})"
+                        lam.body = ast.parse(f"(_ for _ in ()).throw(type({FORBIDDEN!r}, (RuntimeError,), "
+                                             f"{{'__module__': 'companion_lib'}})"
                                              f"('the reference of {pid} is withheld'))", mode="eval").body
                         k.value = lam
     for name, pid in named:

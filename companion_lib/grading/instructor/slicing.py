@@ -20,6 +20,7 @@ a ``SyntaxError`` binds nothing (the kernel refuses it the same way) and is skip
 from __future__ import annotations
 
 import ast
+import builtins
 from dataclasses import dataclass
 
 __all__ = ["SliceError", "AnswerSlice", "slice_answer", "find_check"]
@@ -30,6 +31,7 @@ MAX_SCOPE_DEPTH = 50          # nested def/lambda/class/comprehension scopes
 # Calls that bind or run code the slice cannot see: their presence in a slice forfeits credit
 _DYNAMIC = {"exec", "eval", "compile", "globals", "locals", "vars", "__import__", "get_ipython"}
 _DYNAMIC_MODULES = {"importlib", "builtins", "sys"}
+_SHOWS = {"print", "display", "check", "progress", "hint"}  # calls that change nothing the answer needs
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 
 
@@ -194,8 +196,8 @@ def _root(node):
 
 
 def _changed_in_place(stmt) -> set:
-    """Names whose object ``stmt`` changes without rebinding: ``x.a = ...``, ``x[i] += ...``,
-    ``x.method(...)`` as a statement (``model.load_state_dict(sd)``, ``xs.append(v)``)."""
+    """Names whose object ``stmt`` may change without rebinding: ``x.a = ...``, ``x[i] += ...``,
+    ``x.method(...)`` or ``f(x)`` as a statement (``model.load_state_dict(sd)``, ``nn.init.zeros_(w)``)."""
     roots = set()
     for node in _walk_scope([stmt]):
         targets = []
@@ -206,8 +208,11 @@ def _changed_in_place(stmt) -> set:
         elif isinstance(node, ast.Delete):
             targets = node.targets
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) \
-                and isinstance(node.value.func, ast.Attribute):
-            targets = [node.value.func]
+                and getattr(node.value.func, "id", None) not in _SHOWS:
+            call = node.value  # ``x.method(...)`` or ``fill(x)``: either may change ``x``
+            targets = [a for a in [call.func] + call.args + [k.value for k in call.keywords]
+                       if isinstance(a, ast.Attribute) or a is not call.func]
+            roots.update(a.id for a in targets if isinstance(a, ast.Name))
         for t in targets:
             for sub in ([t] if not isinstance(t, (ast.Tuple, ast.List)) else t.elts):
                 if isinstance(sub, (ast.Attribute, ast.Subscript)) and _root(sub):
@@ -232,11 +237,13 @@ def _is_or_reference(stmt) -> bool:
             and any(isinstance(n, ast.Attribute) and n.attr == "or_reference" for n in ast.walk(stmt.value)))
 
 
-def _dynamic_use(nodes) -> str | None:
+def _dynamic_use(nodes, magics: bool = True) -> str | None:
+    """The first construct in ``nodes`` that binds or runs code out of the parser's sight, or None
+    (``magics=False``: ``get_ipython()``, which every transformed magic calls, is not counted)."""
     imported = {n for s in nodes if isinstance(s, (ast.Import, ast.ImportFrom))
                 for n in _bound([s])}
     for node in (n for s in nodes for n in ast.walk(s)):
-        if isinstance(node, ast.Name) and node.id in _DYNAMIC:
+        if isinstance(node, ast.Name) and node.id in _DYNAMIC and (magics or node.id != "get_ipython"):
             return f"{node.id}()"
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -316,6 +323,14 @@ def _slice(parsed, pid: str) -> AnswerSlice | None:
         if bound_at >= 0 and not prior[bound_at].definite:
             todo.append((name, bound_at))  # a loop or an ``if`` may not bind it: the one before too
     nodes = [prior[j].node for j in sorted(chosen)]
+    comprehended = {n.id for st in prior for node in ast.walk(st.node) if isinstance(node, ast.comprehension)
+                    for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+    unbound = sorted({n for n, limit in seen if not any(n in prior[j].binds for j in range(limit))}
+                     - set(dir(builtins)) - comprehended - {"get_ipython", "display", "In", "Out"})
+    hidden = _dynamic_use([st.node for st in prior], magics=False) if unbound else None
+    if hidden:  # a name no statement binds, in a notebook that binds names out of the parser's sight
+        raise SliceError(f"the answer needs {', '.join(unbound[:5])}, which no cell binds as plain code, and "
+                         f"the notebook uses {hidden}: the grader reads answers as source and cannot follow that")
     why = _dynamic_use(nodes + [ast.Expr(answer)])
     if why:
         raise SliceError(f"the code defining this answer uses {why}: the grader reads answers as "
