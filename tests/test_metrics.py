@@ -1,4 +1,5 @@
-"""metrics: bits/dim on the fixed held-out set, the digit judge, the nearest-training-image distance."""
+"""metrics: bits/dim on the fixed held-out set, the digit judge, the nearest-training-image distance,
+Pearson's chi-square goodness-of-fit test."""
 import math
 
 import numpy as np
@@ -174,6 +175,18 @@ def test_heldout_reference_distance_is_far_from_copies():
     # the numbers the docstring states
     assert np.median(d) == pytest.approx(1.01, abs=0.005)
     assert np.quantile(d, 0.05) == pytest.approx(0.69, abs=0.005) and d.min() == pytest.approx(0.50, abs=0.005)
+
+
+# ------------------------------------------------------------------ Pearson's chi-square test (§14.1)
+def test_chi_square_rejects_wrong_model_and_accepts_right_one():
+    rng = np.random.default_rng(1)
+    edges = np.concatenate([[-np.inf], np.linspace(-3, 3, 25), [np.inf]])
+    counts, _ = np.histogram(rng.normal(size=2000), bins=edges)
+    right = metrics.chi_square_gof(counts, np.diff(norm.cdf(edges)), n_params=0)
+    wrong = metrics.chi_square_gof(counts, np.diff(norm.cdf(edges, 0.3, 1.0)), n_params=0)
+    assert right["p_value"] > 0.01 and wrong["p_value"] < 1e-6
+    with pytest.raises(ValueError, match="sum to 1"):
+        metrics.chi_square_gof(counts, np.full(len(counts), 0.01), n_params=0)
 
 
 # ------------------------------------------------------------------ README's table from recorded results

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy.stats import norm
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SKGaussianMixture
@@ -338,6 +339,26 @@ def test_mixture_weights_must_be_probabilities(call, w, match):
 def test_em_path_checks_the_covariance_shape():
     with pytest.raises(ValueError, match=r"covariances must have shape \(2, 1, 1\) for covariance_type='full'"):
         mixture.em_path(PEARSON, [0.5, 0.5], [[0.6], [0.62]], [4e-4, 4e-4], 2)
+
+
+def test_cdf_1d_against_scipy():
+    x = np.array([-np.inf, -1.0, 0.0, 2.0, np.inf])
+    got = mixture.cdf_1d(x, [0.3, 0.7], [[0.0], [1.0]], [[[1.0]], [[4.0]]])
+    want = 0.3 * norm.cdf(x) + 0.7 * norm.cdf(x, 1.0, 2.0)
+    np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="K values"):
+        mixture.cdf_1d(x, [0.3, 0.7], [0.0], [1.0, 1.0])
+
+
+def test_em_path_starts_where_told_and_never_decreases():
+    path = mixture.em_path(PEARSON, [0.5, 0.5], [[0.60], [0.62]], [4e-4, 4e-4], n_iter=30,
+                           covariance_type="spherical")
+    assert len(path) == 31
+    assert torch.allclose(path[0]["means"], torch.tensor([[0.60], [0.62]], dtype=torch.float64))
+    ll = [p["log_likelihood"] for p in path]
+    assert all(b >= a - 1e-12 for a, b in zip(ll, ll[1:])) and ll[-1] > ll[0] + 0.01
+    with pytest.raises(ValueError, match="means must have shape"):
+        mixture.em_path(PEARSON, [0.5, 0.5], [[0.6, 0.1], [0.62, 0.1]], [1e-4, 1e-4], 3)
 
 
 def test_sample_needs_a_positive_integer():

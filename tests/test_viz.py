@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from companion_lib import viz  # noqa: E402
+from companion_lib import data, mixture, viz  # noqa: E402
 from companion_lib.viz import ch14, ch15, common, widgets  # noqa: E402
 
 NAN = float("nan")
@@ -86,6 +86,14 @@ def test_image_grid_layout_tensor_and_numpy_alike():
     ax2 = common.image_grid(torch.tensor(IMGS, dtype=torch.float32).reshape(10, 8, 8), nrow=5)
     np.testing.assert_allclose(ax2.get_images()[0].get_array(), img, atol=1e-6)
     assert np.isclose(img[0, 0], IMGS[0, 0]) and np.ma.is_masked(img[8, 0]) or np.isnan(img.data[8, 0])
+
+
+def test_image_grid_layout_and_errors():
+    ax = common.image_grid(np.random.default_rng(0).random((10, 64)), nrow=5)
+    img = ax.get_images()[0].get_array()
+    assert img.shape == (2 * 9 - 1, 5 * 9 - 1)
+    with pytest.raises(ValueError, match="64"):
+        common.image_grid(np.zeros((3, 10)))
 
 
 def test_training_curves_marks_the_best_validation_step_and_allows_nan_val():
@@ -226,7 +234,6 @@ def test_sliders_with_figure_rejects_a_non_callable():
 
 
 def _em_path():
-    from companion_lib import mixture
     return mixture.em_path(torch.randn(30, 1, generator=torch.Generator().manual_seed(1)), [0.5, 0.5],
                            [[-1.0], [1.0]], [[[1.0]], [[1.0]]], n_iter=3)
 
@@ -248,6 +255,21 @@ def test_every_widget_builds_and_its_slider_redraws():
         assert plt.get_fignums() == before or name == "gaussian_overlap", name   # returned figures closed
     assert widgets.flow_layers([PTS, PTS * 0.5])[1](1).axes[0].get_title() == "after 1 of 1 layers"
     assert widgets.gaussian_overlap()[1](0.0)["error"] == pytest.approx(0.5)
+
+
+def test_em_stepper_redraws_for_each_iteration():
+    crabs = data.load_pearson_crabs()
+    path = mixture.em_path(crabs.data, [0.5, 0.5], [[0.60], [0.62]], [4e-4, 4e-4], n_iter=10,
+                           covariance_type="spherical")
+    box, draw = widgets.em_stepper(crabs.data, crabs.bin_edges, crabs.count, path)
+    slider = box.children[0]
+    assert slider.max == 10
+    first, last = draw(0), draw(10)
+    y0 = first.axes[0].lines[-1].get_ydata()
+    y1 = last.axes[0].lines[-1].get_ydata()
+    assert not np.allclose(y0, y1)
+    assert "iteration 10" in last.axes[0].get_title()
+    slider.value = 5  # the observer redraws without error
 
 
 WIDGET_BAD = {
