@@ -503,7 +503,6 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     plt.show()
 
 # %%
-# NBVAL_CHECK_OUTPUT
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
     spread = cond_samples.std(0)
     biased = math.sqrt(joint.sigma2 / (1 - ETA_H / (4 * joint.sigma2)))

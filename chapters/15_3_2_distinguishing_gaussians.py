@@ -102,7 +102,6 @@ mc = [distinguish.nearest_mean_error_mc(r, 1.0, n_mc, generator=g_mc, device=run
 exact = p_error(ratios).tolist()
 
 # %%
-# NBVAL_CHECK_OUTPUT
 print(f"n = {n_mc:,} draws per ratio")
 print(f"{'t/σ':>5} {'1 − Φ(t/2σ)':>12} {'simulated':>10} {'95% interval':>20} {'z':>6}  inside")
 z_scores = []
@@ -237,7 +236,6 @@ for beta in (1e-4, 0.02, 0.1, 0.5, 0.9):
 # rule between one step from the closest pair of digits errs at the 1-D rate (simulated at β = 0.5).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 c = np.linspace(-2, 2, 4001)
 for r in (0.5, 2.0):
     swept = 0.5 * (stats.norm.sf(c + r / 2) + stats.norm.cdf(c - r / 2))

@@ -90,7 +90,6 @@ eps_star = result.or_reference()
 # $x_t$, keep those that land in a small disc around a point $x$, and average their $\epsilon$.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 g = torch.Generator().manual_seed(1)
 n = 2_000_000
 x0 = ebm.gmm_sample(n, WEIGHTS, MEANS, VARS, generator=g)
