@@ -165,11 +165,10 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 # ### Exercise 1: the ELBO gap of a discrete latent variable
 #
 # Given the table log p(x_i, h = k) for all h (shape (n, K)) and a q (n, K), return the gap
-# log p(x_i) − ELBO_i(q) per row. Compute it as KL(q ‖ p(h|x)) directly (eq. 14.5): subtracting two
-# nearly equal numbers loses digits when q is close to the posterior. The check tests this: one case
-# has log p(x) ≈ 10^8 and a gap of about 10^-7, which the difference log p(x) − ELBO loses entirely
-# (and so does forming log p(x) on the way to log p(h|x)). Mind the rows of q that contain zeros
-# (0 log 0 = 0).
+# log p(x_i) − ELBO_i(q) per row, as KL(q ‖ p(h|x)) (eq. 14.5). Stay in log space, as in the E-step of
+# §14.1: the check has a case with log p(x, h) ≈ −2000 (every p(x, h) underflows to 0) and one with a
+# component whose posterior probability, about e^−800, is below the smallest float64 although its log
+# and the KL are finite. Mind the rows of q that contain zeros (0 log 0 = 0).
 
 # %%
 def elbo_gap(log_joint, q):
@@ -186,6 +185,49 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     elbo_gap = result.or_reference()   # your function if it passed, else the reference (it says so)
     hard = torch.nn.functional.one_hot(log_joint_all.argmax(1), 2).double()   # k-means-style hard labels
     print(f"mean gap of hard assignments on the crabs: {elbo_gap(log_joint_all, hard).mean().item():.4f} nats")
+
+# %% [markdown]
+# **How many digits survive?** Any route that forms log p(x) = logsumexp_h log p(x, h), whether it
+# subtracts it from the ELBO or from log p(x, h), carries the round-off of that number, about
+# 2·10^-16 · |log p(x)| nats. Shifting each row by its maximum first (what `torch.log_softmax` does inside)
+# never forms log p(x), so it keeps the gap to full relative precision. Taking the log of a softmax
+# avoids forming log p(x) too, but a posterior probability below about e^−745 becomes 0 and its log −inf.
+# Below, the four routes on a row shifted to log p(x) ≈ 10^8 with q within 10^-3 of the posterior
+# (gap about 10^-7), and on a row with one component 800 nats behind.
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    xlogx = torch.special.xlogy
+    routes = {
+        "log p(x) − ELBO(q)": lambda lj, q: torch.logsumexp(lj, 1) - (q * lj).sum(1) + xlogx(q, q).sum(1),
+        "log p(x,h) − logsumexp": lambda lj, q: (xlogx(q, q) - q * (lj - torch.logsumexp(lj, 1, keepdim=True))).sum(1),
+        "log_softmax": lambda lj, q: (xlogx(q, q) - q * torch.log_softmax(lj, 1)).sum(1),
+        "log(softmax)": lambda lj, q: (xlogx(q, q) - q * torch.log(torch.softmax(lj, 1))).sum(1),
+    }
+    row = torch.tensor([[0.0, -0.7, -2.0]], dtype=torch.float64)
+    q_near = torch.softmax(row, 1) * torch.tensor([[1 + 1e-3, 1 - 1e-3, 1.0]], dtype=torch.float64)
+    q_near = q_near / q_near.sum()
+    far_row, q_far = torch.tensor([[0.0, -800.0, -1.5]], dtype=torch.float64), torch.tensor([[0.5, 0.3, 0.2]], dtype=torch.float64)
+    big_row = row + 1e8                                           # log p(x, h) ≈ 10^8 (rounded to float64)
+    exact_near = elbo.elbo_gap(big_row - big_row.max(), q_near).item()   # the shift by the max is exact
+    exact_far = elbo.elbo_gap(far_row, q_far).item()
+    print(f"exact gaps: {exact_near:.4e} (near the posterior), {exact_far:.2f} (far component)")
+    print(f"{'route':>24} | relative error, log p(x) ≈ 1e8 | far component")
+    rel = {}
+    for name, route in routes.items():
+        rel[name] = abs(route(big_row, q_near).item() - exact_near) / exact_near
+        print(f"{name:>24} | {rel[name]:30.1e} | {route(far_row, q_far).item():.2f}")
+    ulp = torch.finfo(torch.float64).eps * 1e8                  # relative precision of float64 times 10^8
+    print(f"float64 round-off of a number of size 1e8: {ulp:.1e} nats = {ulp / exact_near:.1e} of this gap")
+    assert rel["log_softmax"] < 1e-12 and rel["log(softmax)"] < 1e-12
+    assert 1e-4 < rel["log p(x,h) − logsumexp"] < 1 and 1e-4 < rel["log p(x) − ELBO(q)"] < 1
+    assert torch.isinf(routes["log(softmax)"](far_row, q_far)).all()
+
+# %% [markdown]
+# So at log p(x) ≈ 10^8 the two routes that form log p(x) keep only a few digits of a 10^-7 gap, for the
+# same reason; `torch.log_softmax` keeps them all; log(softmax) is exact here but infinite as soon as a
+# posterior probability underflows. The check above uses magnitudes where the logsumexp route (the one
+# §14.1 teaches) is exact to float64, and tests the underflow that log(softmax) cannot survive.
 
 # %% [markdown]
 # ## 2. A continuous hidden variable: the linear-Gaussian model
@@ -387,7 +429,8 @@ print(f"best diagonal q: gap = {gap_fit.item():.5f} nats (theory {gap_theory.ite
 # Hence log-lik(θ_{t+1}) ≥ ELBO(q_{t+1}, θ_{t+1}) ≥ ELBO(q_{t+1}, θ_t) = log-lik(θ_t). We start from a poor
 # guess (both components too narrow, equal weights; q₀ uniform) and record both quantities after every
 # half-step. The M-step uses `reg_covar = 0`: with a ridge added to the covariances it is no longer the
-# exact maximiser, and the monotonicity can fail by ~1e-7 nats (see §14.1).
+# exact maximiser, and the monotonicity can fail (measured at the end of this section). The table
+# below is per crab (log-likelihood and ELBO divided by n = 1000); §14.1 prints totals over the crabs.
 
 # %%
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
@@ -412,6 +455,19 @@ axes = ch14.em_staircase(trace, zoom_from=2, optimum=gm.score(crabs))
 axes[0].figure.suptitle("EM on Pearson's crabs as coordinate ascent on the ELBO (reg_covar = 0)", fontsize=11)
 axes[0].figure.tight_layout()
 plt.show()
+
+# %% [markdown]
+# With scikit-learn's default ridge `reg_covar = 1e-6` the M-step is not the exact maximiser of the
+# ELBO in θ, and late in the run, where the true gains are tiny, the log-likelihood can go down. The
+# size of the worst step, per crab (this lesson's unit) and in total over the 1000 crabs (§14.1's):
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    ridged = mixture.GaussianMixture(2, reg_covar=1e-6, random_state=0, tol=1e-10, max_iter=5000).fit(crabs)
+    steps = np.diff(ridged.log_likelihood_history_)                # mean log-likelihood per crab, per iteration
+print(f"reg_covar = 1e-6: {(steps < 0).sum()} of {len(steps)} steps go down; the worst by "
+      f"{steps.min():+.1e} nats per crab = {steps.min() * len(crabs):+.1e} nats in total over {len(crabs)} crabs")
+assert steps.min() < 0
 
 # %% [markdown]
 # ## Summary

@@ -34,10 +34,13 @@ run = settings.setup(seed=0)
 # ## Exercise 1: the ELBO gap of a discrete latent variable
 #
 # By eq. 14.5 and Bayes' rule, the gap is KL(q ‖ p(h|x)) with log p(h|x) = log p(x,h) − log p(x) and
-# log p(x) = logsumexp_h log p(x,h). Computing the KL directly avoids subtracting two nearly equal
-# numbers. `torch.log_softmax` normalises over h without ever forming log p(x) (it subtracts the row
-# maximum first), so it stays exact when log p(x) is huge, as in the check's last test (≈ 10^8). `torch.special.xlogy(q, q)` is q log q with the convention 0 log 0 = 0; the second term
-# must also skip q = 0 (where log p(h|x) may be very negative, but 0 times it is 0 anyway).
+# log p(x) = logsumexp_h log p(x,h), all in log space: the check has log p(x, h) ≈ −2000, where every
+# p(x, h) underflows, and a component 800 nats behind, whose posterior probability underflows to 0
+# (so log(softmax) gives −inf) while log p(h|x) ≈ −800 is finite. `torch.log_softmax` normalises over
+# h by subtracting the row maximum first, so it never forms log p(x) and keeps full precision even when
+# |log p(x)| is huge; `log_joint − torch.logsumexp(log_joint, 1, keepdim=True)` is equally right at the
+# check's magnitudes. `torch.special.xlogy(q, q)` is q log q with the convention 0 log 0 = 0; the second
+# term must also skip q = 0 (where log p(h|x) may be very negative, but 0 times it is 0 anyway).
 
 # %%
 def elbo_gap(log_joint, q):

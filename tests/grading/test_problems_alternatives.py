@@ -70,8 +70,9 @@ def _gaussian_entropy(cov):                  # Cholesky factor instead of logdet
     return 0.5 * d * (1 + LOG_2PI) + torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
 
 
-def _elbo_gap(log_joint, q):                 # Σ q log q − Σ q log p(h|x), posterior by log_softmax
-    return torch.special.xlogy(q, q).sum(1) - (q * torch.log_softmax(log_joint, 1)).sum(1)
+def _elbo_gap(log_joint, q):                 # Σ q log q − Σ q log p(h|x), log p(h|x) = log p(x, h) − logsumexp
+    log_post = log_joint - torch.logsumexp(log_joint, 1, keepdim=True)
+    return torch.special.xlogy(q, q).sum(1) - (q * log_post).sum(1)
 
 
 def _reparameterize(mu, sigma, eps):         # addcmul with σ viewed as a column

@@ -84,23 +84,37 @@ def _gap_cases(rng=None):
     log_joint3 = torch.randn(6, 3, generator=g, dtype=_F64) * 4 - 10
     q3 = torch.distributions.Dirichlet(torch.full((3,), 0.7, dtype=_F64)).sample((6,))
     q3[2] = torch.tensor([0.0, 0.5, 0.5], dtype=_F64)
-    # log p(x) ≈ 10^8 while q is within 10^-3 of the posterior: the gap is ~10^-7, far below the
-    # round-off of log p(x) and of the ELBO (~10^-8 each), so their difference loses it
-    big = torch.tensor([[0.0, -0.7, -2.0], [0.0, -0.1, -0.3], [-1.5, 0.0, -0.2]], dtype=_F64) + 1e8
-    q_big = torch.softmax(big, 1) * torch.exp(torch.randn(3, 3, generator=g, dtype=_F64) * 1e-3)
-    return [(log_joint, q), (log_joint3, q3), (big, q_big / q_big.sum(1, keepdim=True))]
+    # the scale of an image's log-density: log p(x, h) ≈ −2000, so p(x, h) = exp(·) underflows to 0 in
+    # float64 and a formula that leaves log space gives 0/0; q ranges from far off to near the posterior
+    big = (-2000.0 + 50 * torch.randn(4, 1, generator=g, dtype=_F64)
+           + torch.randn(4, 3, generator=g, dtype=_F64))                      # posteriors not degenerate
+    q_big = torch.softmax(big, 1) * torch.exp(torch.randn(4, 3, generator=g, dtype=_F64)
+                                              * torch.tensor([[1.0], [0.3], [0.1], [1e-3]], dtype=_F64))
+    # a component ~800 nats less likely than the best: its posterior probability (e^-800) is below the
+    # smallest float64, so p(h|x) = 0 and its log is −inf, yet log p(h|x) ≈ −800 and the KL are finite
+    far = torch.tensor([[0.0, -800.0, -1.5], [0.0, -1.0, -790.0]], dtype=_F64)
+    far[1, 2] -= 20 * torch.rand((), generator=g, dtype=_F64)
+    far -= 5.0 * torch.rand(2, 1, generator=g, dtype=_F64)
+    q_far = torch.tensor([[0.5, 0.3, 0.2], [0.6, 0.4, 0.0]], dtype=_F64)
+    return [(log_joint, q), (log_joint3, q3), (big, q_big / q_big.sum(1, keepdim=True)), (far, q_far)]
 
 
 def _gap_ref(log_joint, q):
-    """``elbo.elbo_gap`` on log_joint shifted by its row maximum (exact, and the KL is unchanged): the
-    reference stays exact however large log p(x) is."""
+    """``elbo.elbo_gap`` on log_joint shifted by its row maximum (the KL is unchanged): the reference
+    stays exact to float64 whatever the size of log p(x)."""
     log_joint = torch.as_tensor(log_joint)
     return elbo.elbo_gap(log_joint - log_joint.max(1, keepdim=True).values, q)
 
 
-def _wrong_by_subtraction(log_joint, q):  # log p(x) − ELBO(q) as a difference: cancellation
-    elbo_q = (q * log_joint).sum(1) - torch.special.xlogy(q, q).sum(1)
-    return torch.logsumexp(log_joint, 1) - elbo_q
+def _wrong_log_of_softmax(log_joint, q):   # log(softmax): a posterior below the smallest float64 is 0, log 0 = −inf
+    log_post = torch.log(torch.softmax(log_joint, 1))
+    return (torch.special.xlogy(q, q) - q * log_post).sum(1)
+
+
+def _wrong_probability_space(log_joint, q):  # p(x, h) = exp(log p(x, h)) underflows: 0/0
+    joint = torch.exp(log_joint)
+    post = joint / joint.sum(1, keepdim=True)
+    return (torch.special.xlogy(q, q) - torch.special.xlogy(q, post)).sum(1)
 
 
 def _wrong_no_entropy(log_joint, q):      # log p(x) − E_q[log p(x, h)]: forgets H[q]
@@ -128,25 +142,29 @@ _ELBO_GAP = Problem(
     statement=("Write elbo_gap(log_joint, q): log_joint (n, K) holds log p(x_i, h = k), q (n, K) holds "
                "q(h = k | x_i) (rows sum to 1, entries may be 0). Return the (n,) vector "
                "log p(x_i) − ELBO_i(q), which by eqs. 14.5–14.8 equals KL(q(h|x_i) ‖ p(h|x_i)). "
-               "Use the convention 0 log 0 = 0. Compute the KL directly from q and log p(h|x), never as the "
-               "difference of log p(x) and the ELBO: one test has log p(x) ≈ 10^8 and a gap of ~10^-7, "
-               "which that difference loses to round-off (as does forming log p(x) on the way to p(h|x))."),
+               "Use the convention 0 log 0 = 0, and stay in log space: one test has log p(x, h) ≈ −2000 "
+               "(exp underflows to 0), another a component whose posterior probability, about e^−800, is "
+               "below the smallest float64 while its log and the KL are finite."),
     kind="function",
     reference=_gap_ref,
     reference_names=("companion_lib.elbo.elbo_gap", "companion_lib.elbo.kl_categorical"),
     cases=_gap_cases,
     hint=("The gap is the KL from q to the posterior p(h|x): compute the posterior's log from the joint, "
-          "then the KL directly, never as a difference of two large numbers.",
-          "Normalising log p(x, h) over h in log space gives log p(h|x) without forming the large log p(x) "
-          "itself. For q log q with q = 0, use a function that defines 0 log 0 = 0 (log q alone is −inf)."),
+          "then the KL as an expectation under q.",
+          "Normalise log p(x, h) over h in log space (a log-sum-exp over h, as in the E-step of §14.1); "
+          "never exponentiate first. For q log q with q = 0, use a function that defines 0 log 0 = 0 "
+          "(log q alone is −inf)."),
     mistakes=(
         Mistake(_wrong_no_entropy, "the entropy H[q] is missing: this is log p(x) − E_q[log p(x, h)]."),
         Mistake(_wrong_reverse_kl, "this is KL(p(h|x) ‖ q): the gap is KL(q ‖ p(h|x)), expectations under q."),
         Mistake(_wrong_joint_not_posterior, "the KL is taken against the joint p(x, h), not the posterior "
                 "p(h|x): that is minus the ELBO."),
         Mistake(_wrong_naive_zero, "NaN where q has a zero: 0 · log 0 needs the convention 0 log 0 = 0."),
-        Mistake(_wrong_by_subtraction, "right on ordinary cases, but log p(x) − ELBO loses a tiny gap to "
-                "round-off when log p(x) ≈ 10^8: compute the KL directly."),
+        Mistake(_wrong_log_of_softmax, "right until a posterior probability is below the smallest float64: "
+                "softmax rounds it to 0 and its log is −inf, while log p(h|x) ≈ −800 is finite. Normalise "
+                "in log space instead of taking the log of probabilities."),
+        Mistake(_wrong_probability_space, "NaN when log p(x, h) ≈ −2000: exp underflows to 0 and the "
+                "posterior is 0/0. Normalise in log space (a log-sum-exp over h)."),
     ),
     rtol=1e-7, atol=1e-10, compare=float32_aware(1e-7, 1e-10, rtol32=1e-4, atol32=1e-5),
 )
