@@ -83,7 +83,7 @@ def _check_format(results: dict) -> None:
     for test in results["tests"]:
         assert isinstance(test["name"], str) and isinstance(test["output"], str)
         assert isinstance(test["score"], float) and isinstance(test["max_score"], float)
-        assert 0 <= test["score"] <= test["max_score"] and test["status"] in ("passed", "failed")
+        assert 0 <= test["score"] <= test["max_score"] and test.get("status", "passed") in ("passed", "failed")
         assert test.get("visibility", "visible") in ("hidden", "after_due_date", "after_published", "visible")
     assert results["score"] == sum(t["score"] for t in results["tests"])
     json.dumps(results, allow_nan=False)  # strict JSON: no NaN or infinity
@@ -143,6 +143,22 @@ def test_several_notebooks_are_refused_by_name(autograder, tmp_path):
     _check_format(results)
     assert results["score"] == 0.0 and "copy.ipynb, hw1.ipynb" in results["output"]
     assert "checkpoint" not in results["output"]
+
+
+def test_a_self_reported_problem_is_shown_but_worth_nothing(tmp_path):
+    (pid,) = [p for p in assignment(["14.5"]) if PROBLEMS[p].self_reported]
+    config = {"problems": assignment(["14.5"]), "points": gradescope._points(assignment(["14.5"]), None)}
+    assert config["points"][pid] == 0.0 and sum(config["points"].values()) == len(config["problems"]) - 1
+    grades = {p: {"status": "passed", "message": ""} for p in config["problems"]}
+    grades[pid] = {"status": "self-reported", "message": "bound 97.1 (self-reported: no credit)"}
+    results = gradescope.results_json({"name": "hw.ipynb", "run": "completed", "grades": grades}, config)
+    _check_format(results)
+    test = {t["number"]: t for t in results["tests"]}[pid]
+    assert test["score"] == test["max_score"] == 0.0 and "status" not in test
+    assert test["output"].startswith("self-reported: bound 97.1")
+    assert results["score"] == len(config["problems"]) - 1
+    with pytest.raises(ValueError, match="self-reported"):
+        gradescope._points(config["problems"], [f"{pid}=1"])
 
 
 def test_bad_arguments_are_refused_clearly(tmp_path):

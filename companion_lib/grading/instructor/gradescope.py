@@ -10,8 +10,8 @@ writes a zip with, at its root (Gradescope's autograder specification):
 * ``run_autograder`` — run for every submission: ``python -m companion_lib.grade gradescope --run``,
   which grades ``<root>/submission/*.ipynb`` exactly as ``python -m companion_lib.grade`` grades a
   class (same evaluation, same limits) and writes ``<root>/results/results.json``: one test per
-  problem (name, score, max_score, status, output = the feedback the student would get) and the
-  total score. ``<root>`` is ``/autograder``, or the folder named by the environment variable
+  problem (name, score, max_score, status, output = the feedback the student would get; a
+  self-reported problem is worth 0 points and has no status) and the total score. ``<root>`` is ``/autograder``, or the folder named by the environment variable
   ``AUTOGRADER_ROOT`` (the tests grade a temporary tree that way).
 * ``companion-autograder.json`` — the assignment: sections, problem ids, points, the run's seed, the limits,
   and optionally the one notebook name to grade.
@@ -88,8 +88,9 @@ def _build_wheel(dest: Path) -> Path:
 
 
 def _points(problem_ids, spec) -> dict:
-    """Points per problem: 1 each, or ``pid=N`` overrides (``--points 14.1.e_step=2``)."""
-    points = {pid: 1.0 for pid in problem_ids}
+    """Points per problem: 1 each (0 for a self-reported one: never credit), or ``pid=N`` overrides
+    (``--points 14.1.e_step=2``)."""
+    points = {pid: 0.0 if PROBLEMS[pid].self_reported else 1.0 for pid in problem_ids}
     for item in spec or ():
         pid, sep, value = str(item).partition("=")
         if not sep or pid not in points:
@@ -100,6 +101,9 @@ def _points(problem_ids, spec) -> dict:
             raise ValueError(f"--points {item!r}: {value!r} is not a number") from None
         if not points[pid] >= 0:
             raise ValueError(f"--points {item!r}: points must be >= 0")
+        if points[pid] and PROBLEMS[pid].self_reported:
+            raise ValueError(f"--points {item!r}: {pid} is self-reported (the grader cannot verify it): "
+                             "it earns no points")
     return points
 
 
@@ -162,11 +166,14 @@ def results_json(result: dict | None, config: dict, note: str = "") -> dict:
         status, message = grade.get("status", "missing"), grade.get("message", "")
         max_score = float(config["points"][pid])
         title = PROBLEMS[pid].title if pid in PROBLEMS else ""
-        tests.append({"name": f"{pid}: {title}" if title else pid, "number": pid,
-                      "score": max_score if status == "passed" else 0.0, "max_score": max_score,
-                      "status": "passed" if status == "passed" else "failed",
-                      "output": status + (f": {message}" if message and status != "passed" else ""),
-                      "visibility": "visible"})
+        test = {"name": f"{pid}: {title}" if title else pid, "number": pid,
+                "score": max_score if status == "passed" else 0.0, "max_score": max_score,
+                "status": "passed" if status == "passed" else "failed",
+                "output": status + (f": {message}" if message and status != "passed" else ""),
+                "visibility": "visible"}
+        if status == "self-reported":  # shown to the student, worth nothing either way
+            del test["status"]
+        tests.append(test)
     lines = [note] if note else []
     if result is not None:
         lines.append(f"{result.get('name', '')}: run {result.get('run')} — {RUN_STATUSES.get(result.get('run'), '')}")
