@@ -40,7 +40,7 @@ import torch
 
 from companion_lib import (data, ddpm, divergences, flows, forward_diffusion, metrics, mixture, recipes, settings,
                            training, vae)
-from companion_lib._checks import check_choice
+from companion_lib._checks import check_bool, check_choice
 
 __all__ = ["KEYS", "MODELS", "LABELS", "budgets", "scoreboard", "write_json", "read_json", "render_table",
            "bar_chart", "peers"]
@@ -79,7 +79,7 @@ _FULL = dict(n_samples=2000, ridges=tuple(np.logspace(-5, -1, 9)), reg_covars=(3
 def budgets(full: bool = False, **overrides) -> dict:
     """The scoreboard's budgets (steps, sample counts, knob grids): quick (default) or full, with
     ``overrides`` replacing single entries (unknown names are a ``ValueError``)."""
-    b = dict(_FULL if full else _QUICK)
+    b = dict(_FULL if check_bool(full, "full") else _QUICK)
     unknown = set(overrides) - set(b)
     if unknown:
         raise ValueError(f"unknown budget(s) {sorted(unknown)}; expected some of {sorted(b)}")

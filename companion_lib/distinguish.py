@@ -26,7 +26,7 @@ import math
 import torch
 
 from companion_lib import forward_diffusion
-from companion_lib._checks import as_tensor, check_float, check_generator, check_int
+from companion_lib._checks import as_tensor, check_callable, check_float, check_generator, check_int
 from companion_lib.divergences import kl_quadrature, log_normal, mixture_log_pdf
 from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
 from companion_lib.settings import cpu_float64
@@ -40,8 +40,8 @@ F64 = torch.float64
 
 # ---------------------------------------------------------------- Problem 15.3.2
 def _distance_and_sigma(t, sigma):
-    t = as_tensor(t, "t", dtype=F64, device="cpu")
-    sigma = as_tensor(sigma, "sigma", dtype=F64, device="cpu")
+    t = as_tensor(t, "t", dtype=F64, device="cpu", nonempty=True)
+    sigma = as_tensor(sigma, "sigma", dtype=F64, device="cpu", nonempty=True)
     if (t < 0).any():
         raise ValueError("t is the distance |μ₁ − μ₂| between the means: it must be >= 0")
     if (sigma <= 0).any():
@@ -131,6 +131,7 @@ def reverse_conditional(x_t, beta: float, log_prior, grid) -> torch.Tensor:
     normalised so that the trapezoidal rule integrates each row to 1. The grid must cover the
     conditional's mass."""
     beta = _beta(beta)
+    check_callable(log_prior, "log_prior", "a float64 tensor of points to log q(x_{t−1}) there")
     x_t = as_tensor(x_t, "x_t", ndim=1, dtype=F64, device="cpu", min_rows=1)
     grid = as_tensor(grid, "grid", ndim=(1, 2), dtype=F64, device="cpu")
     grid = grid.expand(x_t.shape[0], -1) if grid.ndim == 1 else grid

@@ -33,6 +33,11 @@ from companion_lib.gaussian import kl as gaussian_kl
 from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
 from companion_lib.settings import cpu_float64
 
+# (``log_normal`` is ``gaussian``'s, re-exported for the lesson.)
+__all__ = ["mixture_log_pdf", "sample_mixture", "mixture_moments", "kl_gaussians", "trapezoid",
+           "kl_quadrature", "entropy_quadrature", "isotropic_gaussian_mle", "isotropic_gaussian_nll",
+           "fit_forward_kl", "kl_gaussian_to_density", "fit_reverse_kl", "bimodal_fits"]
+
 
 # ---------------------------------------------------------------- helpers
 def _positive(t: torch.Tensor, name: str) -> torch.Tensor:
@@ -59,6 +64,21 @@ def _check_grid(grid) -> torch.Tensor:
 # ``log_normal(x, mean, var)``: log N(x; mean, var) elementwise, var the variance (``gaussian``'s, re-exported)
 
 
+def _check_log_density(log_p, name: str, grid: torch.Tensor, *, batch: bool = False) -> torch.Tensor:
+    """A log-density on ``grid`` (g,): shape (g,) (``batch``: (..., g)), no NaN and no +inf; −inf is
+    allowed (log 0 where the density vanishes)."""
+    g = grid.shape[0]
+    t = as_tensor(log_p, name, dtype=grid.dtype, device=grid.device, finite=False,
+                  ndim=None if batch else 1)
+    if t.ndim == 0 or t.shape[-1] != g:
+        want = f"(..., {g})" if batch else f"({g},)"
+        raise ValueError(f"{name} must end in the grid length {g}: shape {want}, one value per grid point, "
+                         f"got {tuple(t.shape)}")
+    if torch.isnan(t).any() or (t == math.inf).any():
+        raise ValueError(f"{name} must be a log-density: finite, or -inf where the density is 0 (no NaN, no +inf)")
+    return t
+
+
 def _mixture_1d(weights, means, variances, dtype=torch.float64, device=None) -> MixtureOfGaussians:
     mix = as_mixture(weights, means, variances, dtype=dtype, device=device)
     if mix.d != 1:
@@ -69,7 +89,7 @@ def _mixture_1d(weights, means, variances, dtype=torch.float64, device=None) -> 
 def mixture_log_pdf(x, weights, means=None, variances=None) -> torch.Tensor:
     """Exact log-density of the 1-D mixture Σ_k w_k N(μ_k, σ_k²): x (n,) → (n,); the mixture is a
     ``gaussian_mixture.MixtureOfGaussians`` or weights, means, variances (K,)."""
-    x = as_tensor(x, "x", ndim=1, dtype=None)
+    x = as_tensor(x, "x", ndim=1, dtype=None, min_rows=1)
     return _mixture_1d(weights, means, variances, dtype=x.dtype, device=x.device).log_prob(x[:, None])
 
 
@@ -106,9 +126,9 @@ def kl_gaussians(mu1, var1, mu2, var2) -> torch.Tensor:
         mu2 = as_tensor(mu2, "mu2", ndim=0, **kw)
         var2 = as_tensor(var2, "var2", ndim=0, **kw)
     else:
-        var1 = as_tensor(var1, "var1", shape=shape, **kw)
-        mu2 = as_tensor(mu2, "mu2", shape=shape, **kw)
-        var2 = as_tensor(var2, "var2", shape=shape, **kw)
+        var1 = as_tensor(var1, "var1", shape=shape, shape_of="mu1", **kw)
+        mu2 = as_tensor(mu2, "mu2", shape=shape, shape_of="mu1", **kw)
+        var2 = as_tensor(var2, "var2", shape=shape, shape_of="mu1", **kw)
     _positive(var1, "var1")
     _positive(var2, "var2")
     return gaussian_kl(mu1, var1, mu2, var2, check=False).sum()
@@ -126,17 +146,16 @@ def trapezoid(values, grid) -> torch.Tensor:
 def kl_quadrature(log_p, log_q, grid) -> torch.Tensor:
     """KL(P ‖ Q) = ∫ p (log p − log q) dx by the trapezoidal rule on a 1-D grid.
 
-    log_p, log_q: log-densities on ``grid`` (g,); log_q may carry batch dimensions (..., g) (one KL per
-    model). The grid must cover P's mass (the integrand outside it is dropped). Returns (...).
+    log_p, log_q: log-densities on ``grid`` (g,), −inf allowed where a density is 0 (log_q only where p
+    is 0 too); either may carry batch dimensions (..., g) that broadcast (one KL per model). The grid must cover P's mass (the integrand outside it is dropped). Returns (...).
     Differentiable in log_q and log_p (used by ``fit_reverse_kl``).
     """
     grid = _check_grid(grid)
-    log_p = as_tensor(log_p, "log_p", dtype=grid.dtype, device=grid.device, finite=False)
-    log_q = as_tensor(log_q, "log_q", dtype=grid.dtype, device=grid.device, finite=False)
-    if log_p.shape[-1] != grid.shape[0] or log_q.shape[-1] != grid.shape[0]:
-        raise ValueError(f"log_p and log_q must end in the grid length {grid.shape[0]}, "
-                         f"got {tuple(log_p.shape)} and {tuple(log_q.shape)}")
+    log_p = _check_log_density(log_p, "log_p", grid, batch=True)
+    log_q = _check_log_density(log_q, "log_q", grid, batch=True)
     p = log_p.exp()
+    if ((p > 0) & (log_q == -math.inf)).any():
+        raise ValueError("log_q is -inf where P has mass: KL(P ‖ Q) is infinite (Q must cover P's support)")
     integrand = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))   # 0 log 0 = 0
     return torch.trapezoid(integrand, grid, dim=-1)
 
@@ -144,7 +163,7 @@ def kl_quadrature(log_p, log_q, grid) -> torch.Tensor:
 def entropy_quadrature(log_p, grid) -> torch.Tensor:
     """Differential entropy H(P) = −∫ p log p dx (nats) by the trapezoidal rule; log_p (..., g)."""
     grid = _check_grid(grid)
-    log_p = as_tensor(log_p, "log_p", dtype=grid.dtype, device=grid.device, finite=False)
+    log_p = _check_log_density(log_p, "log_p", grid, batch=True)
     p = log_p.exp()
     return -torch.trapezoid(torch.where(p > 0, p * log_p, torch.zeros_like(p)), grid, dim=-1)
 
@@ -169,7 +188,7 @@ def isotropic_gaussian_nll(X, mean, var) -> torch.Tensor:
     """
     X = as_tensor(X, "X", ndim=2, min_rows=1, dtype=None)
     d = X.shape[1]
-    mean = as_tensor(mean, "mean", shape=(d,), dtype=X.dtype, device=X.device)
+    mean = as_tensor(mean, "mean", shape=(d,), shape_of="X's columns", dtype=X.dtype, device=X.device)
     var = _positive(as_tensor(var, "var", ndim=0, dtype=X.dtype, device=X.device), "var")
     return -log_normal_diag(X, mean, var, check=False)
 
@@ -182,8 +201,7 @@ def fit_forward_kl(log_p, grid) -> tuple[torch.Tensor, torch.Tensor]:
     spreads over all of P's modes.
     """
     grid = _check_grid(grid)
-    log_p = as_tensor(log_p, "log_p", shape=(grid.shape[0],), dtype=grid.dtype, device=grid.device,
-                      finite=False)
+    log_p = _check_log_density(log_p, "log_p", grid)
     p = log_p.exp()
     mass = torch.trapezoid(p, grid)
     mean = torch.trapezoid(p * grid, grid) / mass
@@ -204,7 +222,8 @@ def kl_gaussian_to_density(mean, var, log_p_fn, n_points: int = 801, reach: floa
     n_points = check_int(n_points, "n_points", low=3)
     reach = check_float(reach, "reach", low=0.0, low_open=True)
     mean = as_tensor(mean, "mean", ndim=(0, 1), dtype=None)
-    var = _positive(as_tensor(var, "var", shape=tuple(mean.shape), dtype=mean.dtype, device=mean.device), "var")
+    var = _positive(as_tensor(var, "var", shape=tuple(mean.shape), shape_of="mean", dtype=mean.dtype,
+                              device=mean.device), "var")
     z = torch.linspace(-reach, reach, n_points, dtype=mean.dtype, device=mean.device)
     phi = torch.exp(log_normal(z, 0.0, 1.0, check=False))                    # N(0, 1) density
     x = mean[..., None] + var.sqrt()[..., None] * z                           # (..., g) points under Q
@@ -226,7 +245,7 @@ def fit_reverse_kl(log_p_fn, inits, init_var, steps: int = 400, lr: float = 0.05
     steps = check_int(steps, "steps", low=1)
     lr = check_float(lr, "lr", low=0.0, low_open=True)
     inits = as_tensor(inits, "inits", ndim=1, min_rows=1, dtype=None)
-    init_var = check_float(float(init_var), "init_var", low=0.0, low_open=True)
+    init_var = check_float(init_var, "init_var", low=0.0, low_open=True)
     m = inits.detach().clone().requires_grad_(True)
     log_s2 = torch.full_like(m, math.log(init_var)).detach().requires_grad_(True)
     opt = torch.optim.Adam([m, log_s2], lr=lr)
@@ -263,7 +282,7 @@ def bimodal_fits(separation: float, weight: float = 0.5, std: float = 0.6, grid=
     log_p = mixture_log_pdf(grid, *params)
     fm, fv = fit_forward_kl(log_p, grid)
     inits = fm + fv.sqrt() * torch.linspace(-1.5, 1.5, 5, dtype=grid.dtype)   # 5 starts across P
-    rev = fit_reverse_kl(lambda x: mixture_log_pdf(x, *params), inits, fv / 4, steps=steps)
+    rev = fit_reverse_kl(lambda x: mixture_log_pdf(x, *params), inits, float(fv) / 4, steps=steps)
     kl_f = kl_quadrature(log_p, log_normal(grid, fm, fv), grid)
     return {"grid": grid, "log_p": log_p, "forward": (float(fm), float(fv)),
             "reverse": (float(rev["mean"]), float(rev["var"])),
