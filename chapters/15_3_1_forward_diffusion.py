@@ -29,13 +29,16 @@
 # $$q(x_t \mid x_0) = \mathcal N\!\big(x_t;\ \sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big).
 # \qquad\text{(15.8)}$$
 #
-# Proving (15.8) is Problem 15.3.1 (the worked proof is in the solutions notebook). Here we
+# Proving (15.8) is Problem 15.3.1. Here we
 #
 # 1. build the two schedules in common use (linear and cosine) and write **ᾱ_t** yourself;
 # 2. write **`q_sample`**, the one-draw sampler of (15.8), and watch a digit dissolve;
-# 3. check (15.8) against the slow chain (15.7) with moments and named two-sample tests, first showing
+# 3. prove (15.8) by computation: you write how **two Gaussian steps compose into one**, and the lesson
+#    applies your composition T times to reach ᾱ_t (the induction of Problem 15.3.1; the written proof
+#    is in the solutions notebook);
+# 4. check (15.8) against the slow chain (15.7) with moments and named two-sample tests, first showing
 #    that the tests *do* reject a deliberately wrong formula, in 1-D and on 64-pixel digits;
-# 4. explore with a slider how T and the β range decide how fast structure is lost and whether ᾱ_T ≈ 0.
+# 5. explore with a slider how T and the β range decide how fast structure is lost and whether ᾱ_T ≈ 0.
 #
 # **Notation.** Steps follow the text: t = 1..T, and ᾱ₀ = 1 (no noise yet). In code a schedule's
 # tensors have length T and **index t − 1 holds step t**. Images live on the [−1, 1] scale
@@ -188,7 +191,69 @@ print(f"correlation of this ε with x₀ over the 64 pixels: {torch.corrcoef(tor
       "(chance level ±0.125: a draw that happens to resemble x₀ would make the last images look like it)")
 
 # %% [markdown]
-# ## 3. Problem 15.3.1, checked: the chain (15.7) run t times has the law (15.8)
+# ## 3. Problem 15.3.1 as computation: two steps make one
+#
+# One step of (15.7) is a *linear-Gaussian* map: x_t = √α_t·x_{t−1} + √β_t·ε with ε ~ N(0, I) drawn
+# afresh. The whole proof of (15.8) rests on one fact: two such maps in a row are again one such map.
+#
+# ### Exercise 3: compose two Gaussian steps
+#
+# Given x_{t−1} = b·x_{t−2} + √u·ε′ and then x_t = a·x_{t−1} + √v·ε, with ε, ε′ independent standard
+# normal (and independent of x_{t−2}), x_t given x_{t−2} is N(c·x_{t−2}, w) in each coordinate.
+# Return the pair (c, w). The inputs are float64 tensors that broadcast (a batch of pairs of steps).
+
+# %%
+def compose(a, v, b, u):
+    """x_t = a·x_{t−1} + √v·ε after x_{t−1} = b·x_{t−2} + √u·ε′ (ε, ε′ independent N(0, 1))
+    → (c, w): x_t given x_{t−2} is N(c·x_{t−2}, w). Float64 tensors that broadcast."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+result = check("15.3.1.compose", compose)
+result
+
+# %% [markdown]
+# **The induction, run.** Given x₀, x₀ itself is "coefficient 1, variance 0". Step t of (15.7) is
+# the pair (a, v) = (√α_t, β_t), composed *after* the law of x_{t−1} given x₀ that the loop carries.
+# If (15.8) holds, after t steps the coefficient is √ᾱ_t and the variance 1 − ᾱ_t. Both schedules run
+# at once (tensors of length 2), T = 1000 compositions each; the comparison is with your `alpha_bar`
+# (a cumulative product) and with the library's 1 − ᾱ_t (computed as −expm1 Σ log α_s). The lesson
+# runs on your `compose` if it passed, else on the reference (then a line above the numbers says so).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+compose = result.or_reference()
+with settings.cpu_float64():                                   # exact arithmetic, on the CPU
+    a_steps = torch.stack([lin.alphas, cos.alphas]).sqrt()     # (2, T): √α_t of each schedule
+    v_steps = torch.stack([lin.betas, cos.betas])              # (2, T): β_t
+    c = torch.ones(2, dtype=torch.float64)                     # x₀ given x₀: coefficient 1,
+    w = torch.zeros(2, dtype=torch.float64)                    # variance 0
+    coefs, variances = [], []
+    for k in range(T):                                         # column k holds step t = k + 1
+        c, w = compose(a_steps[:, k], v_steps[:, k], c, w)
+        coefs.append(c)
+        variances.append(w)
+    coefs, variances = torch.stack(coefs, 1), torch.stack(variances, 1)
+    ab_both = torch.stack([ab_lin, ab_cos])                    # your alpha_bar: a cumulative product
+    gap_ab = ((coefs ** 2 - ab_both).abs() / ab_both).max().item()
+    om_both = torch.stack([lin.one_minus_alpha_bars, cos.one_minus_alpha_bars])
+    gap_om = ((variances - om_both).abs() / om_both).max().item()
+    add_ratio = (v_steps[0, :300].sum() / om_both[0, 299]).item()   # "the variances add", linear, t = 300
+print(f"{T} compositions, both schedules: largest relative gap of coefficient² to your ᾱ_t {gap_ab:.0e}, "
+      f"of the variance to 1 − ᾱ_t {gap_om:.0e} (both < 1e-10: {max(gap_ab, gap_om) < 1e-10})")
+print(f"linear schedule, t = 300: β₁ + … + β_t = {add_ratio:.2f} × (1 − ᾱ_t)")
+assert max(gap_ab, gap_om) < 1e-10 and add_ratio > 1.4
+
+# %% [markdown]
+# T compositions reproduce ᾱ_t and 1 − ᾱ_t at every step to rounding: the loop *is* the induction of
+# Problem 15.3.1 (the step t − 1 → t is one call). The last line is what a composition that forgets to
+# shrink the earlier noise gives (the β_s simply added up): at t = 300 it overstates the noise by the
+# printed factor, and §4 shows the two-sample tests rejecting exactly that formula. The recursion
+# w_t = α_t w_{t−1} + β_t is also a good way to *compute* 1 − ᾱ_t: it never subtracts two numbers
+# close to 1, so it keeps full relative precision at small t, where 1 − cumprod does not.
+#
+# ## 4. (15.8) checked against the chain: (15.7) run t times has the law (15.8)
 #
 # `forward_diffusion.forward_chain` runs (15.7) literally: t steps, fresh noise at each. If (15.8) is right, its
 # x_t and `q_sample`'s x_t have the same distribution. Two instruments compare them:
@@ -272,9 +337,13 @@ print(f"largest |z| over {len(rows)} steps x 2 moments < 4: {worst_z < 4};  "
       f"smallest of {2 * len(rows)} p-values > 1e-3: {smallest_p > 1e-3}")
 assert worst_z < 4 and smallest_p > 1e-3
 
+# %%
+print(f"smallest p-value {smallest_p:.3f}: the least of {2 * len(rows)} independent uniform draws is at most that "
+      f"with probability {1 - (1 - smallest_p) ** (2 * len(rows)):.2f}")
+
 # %% [markdown]
-# Ten p-values and none below 10⁻³ (the smallest, about 0.02, is ordinary for the least of ten uniform
-# draws) is what equality predicts; but a single p-value can be large by luck, too. A
+# Ten p-values and none below 10⁻³ is what equality predicts (how ordinary the smallest one is, as the
+# least of ten uniform draws, is printed just above); but a single p-value can be large by luck, too. A
 # sharper check of the *test itself*: repeat the whole experiment many times with small samples. Under
 # a true null hypothesis, p-values are uniform on [0, 1], so about 5 % of them fall below 0.05. Against
 # a wrong schedule far more should, but how many depends on how wrong it is and on n: with n = 1000 per
@@ -385,10 +454,11 @@ assert all(r > 0.01 for _, r, _ in energy_rows) and all(w == floor for t, _, w i
 # hundred digits in 64 dimensions cannot tell them apart; from t = 250 on the wrong one is rejected at
 # the smallest p-value the permutations can give, while (15.8) never is.
 #
-# ## 4. How fast is structure lost, and is ᾱ_T ≈ 0?
+# ## 5. How fast is structure lost, and is ᾱ_T ≈ 0?
 #
 # The text asks that the schedule make ᾱ_T ≈ 0, so that x_T is (nearly) N(0, I) whatever x₀ was: the
-# sampler of §15.3.2 starts from exactly that. The slider changes T and the linear schedule's β₁ and
+# reverse process starts from exactly that (the text's next subsection, *The Reverse Process and the
+# Intuition of Reversibility*, which has no number: see the note below; lesson 15_3_3). The slider changes T and the linear schedule's β₁ and
 # β_T; the figure shows ᾱ_t, one digit at fixed fractions of T (same ε throughout), and the mean
 # KL(q(x_T | x₀) ‖ N(0, I)) over the training digits (`forward_diffusion.terminal_kl`: ½ Σ_pixels
 # [ᾱ_T(x₀² − 1) − log(1 − ᾱ_T)], zero only when ᾱ_T = 0).
@@ -414,9 +484,9 @@ for (T_, bT), res in summary.items():
 # %% [markdown]
 # With T = 100 and the usual β range, ᾱ_T ≈ 0.36: a sampler that starts from N(0, I) starts from the wrong
 # place, by about ten nats per image. Fewer steps need larger β's, and larger β's are exactly what
-# §15.3.2 will show to be costly for the *reverse* process.
+# Problem 15.3.2 (lesson 15_3_2) will show to be costly for the *reverse* process.
 #
-# > **Note on the text.** Two places in this section deserve a correction.
+# > **Note on the text.** Three places in this section deserve a correction.
 # >
 # > 1. *The hint of Problem 15.3.1* says that for z₁, z₂ ~ N(μ, I), αz₁ + βz₂ ~ N((α + β)μ, (α² + β²)I).
 # >    This needs z₁ and z₂ to be **independent** (it is false for z₂ = z₁, where the variance is
@@ -429,6 +499,11 @@ for (T_, bT), res in summary.items():
 # >    reference density r, the mutual information satisfies I(x₀; x_T) ≤ E_{x₀} KL(q(x_T | x₀) ‖ r); with
 # >    r = N(0, I) the right side is the `terminal_kl` above. ᾱ_T > 0 is simply what a finite number of
 # >    steps with β_t < 1 gives, and the sampler starts from N(0, I), discarding whatever x_T still held.
+# > 3. *The numbering.* After §15.3.1 the text's subsections *The Reverse Process and the Intuition of
+# >    Reversibility* and *Putting it all together: Conditional Generation* carry no number, and the
+# >    next numbered one is §15.3.4: there is no §15.3.2 or §15.3.3. The companion names lessons
+# >    15_3_2 and 15_3_3 after Problems 15.3.2 and 15.3.3, which sit in the unnumbered reverse-process
+# >    subsection, and 15_3_5 after the conditional-generation one.
 #
 # The computation for the second point, for both standard schedules on all training digits (nats per
 # image of 64 pixels), and for the first, with z₂ = z₁:
@@ -450,6 +525,9 @@ print(f"α z1 + β z1: variance {(a_ * z1 + b_ * z1).var().item():.2f} ≈ (α+�
 # * A schedule β₁..β_T fixes everything: α_t = 1 − β_t, ᾱ_t = ∏ α_i, SNR_t = ᾱ_t/(1 − ᾱ_t). The linear
 #   schedule's SNR drops below 1 at t = 260 of 1000 and its last few hundred steps add noise to noise;
 #   the cosine one crosses at t = 497 and spreads the loss over all steps.
+# * Two linear-Gaussian steps compose into one (coefficients multiply; the earlier variance is scaled
+#   by the later coefficient squared, then the variances add). Applied T times, that composition is
+#   the proof of (15.8): it reproduced ᾱ_t and 1 − ᾱ_t at every step to rounding.
 # * (15.8) replaces t steps of (15.7) by one draw. Checked here, not assumed: moments within their error
 #   bars, KS tests (1-D) and energy permutation tests (64-pixel digits) that reject two wrong formulas
 #   but not (15.8), and KS p-values that are uniform under (15.8) (about 5 % below 0.05).

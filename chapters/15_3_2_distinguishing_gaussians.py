@@ -113,14 +113,17 @@ for r, e, m in zip(ratios, exact, mc):
 chi2 = float(np.sum(np.square(z_scores)))
 p_chi2 = float(stats.chi2.sf(chi2, len(ratios)))
 print(f"Σ z² = {chi2:.2f} on {len(ratios)} degrees of freedom: χ² test p = {p_chi2:.2f}")
+n_miss = sum(not (m["ci"][0] <= e <= m["ci"][1]) for e, m in zip(exact, mc))
+print(f"{n_miss} of {len(ratios)} intervals miss; at least that many of {len(ratios)} independent 95 % intervals "
+      f"miss with probability {stats.binom.sf(n_miss - 1, len(ratios), 0.05):.2f} when the formula is right")
 wrong_z = (mc[2]["rate"] - float(p_error(2.0))) / mc[2]["se"]          # 1 − Φ(t/σ) at t/σ = 1
 print(f"the wrong formula 1 − Φ(t/σ) at t/σ = 1: z = {wrong_z:.0f}")
 assert max(abs(z) for z in z_scores) < 4 and p_chi2 > 0.01
 
 # %% [markdown]
-# In quick mode two of the seven intervals miss (t/σ = 0 and 6, |z| of 2.0 and 2.5). Seven 95 %
-# intervals miss at least twice about 4 % of the time when the formula is right, which is why one
-# judges them together: Σ z² is an ordinary value for a χ²(7) variable (the p-value printed above). A
+# A 95 % interval misses one time in twenty when the formula is right, so among seven a miss or two is
+# no alarm (the table marks them, and the line under it says how often that many misses happen by
+# chance). That is why one judges them together: Σ z² is an ordinary value for a χ²(7) variable (the p-value printed above). A
 # wrong formula is another matter: the last line puts `1 − Φ(t/σ)` hundreds of standard errors away.
 #
 # ### Exercise (ii): the bound
@@ -298,7 +301,8 @@ for k in (1, 2, 4, 6):
 # %% [markdown]
 # ## 3. The reverse step: how Gaussian is q(x_{t−1} | x_t)?
 #
-# The reverse model p_θ(x_{t−1} | x_t) of §15.3.2 is a Gaussian. The *true* reverse conditional follows
+# The reverse model p_θ(x_{t−1} | x_t) of the text's reverse-process subsection (unnumbered; lesson
+# 15_3_3) is a Gaussian. The *true* reverse conditional follows
 # from Bayes' rule,
 #
 # $$q(x_{t-1}\mid x_t) \;\propto\; \underbrace{\mathcal N\big(x_t;\ \sqrt{1-\beta_t}\,x_{t-1},\ \beta_t\big)}_{\text{forward step (15.7)}}\;
@@ -486,7 +490,7 @@ assert per_step["linear from 1e-4"].sum() < per_step["equal steps"].sum() / 5
 # * **Why small steps.** For a three-bump data distribution, the true reverse step q(x_{t−1} | x_t) is
 #   nearly Gaussian for small β (E KL ≈ 10⁻⁸ nats at β = 10⁻⁴) and far from it for large β (≈ 0.7 nats
 #   at β = 0.9). Over a whole chain to the same ᾱ_T, the summed KL falls as T grows, and a schedule that
-#   starts with tiny β's does far better than equal steps: the Gaussian reverse model of §15.3.2 is only
+#   starts with tiny β's does far better than equal steps: the Gaussian reverse model of the reverse process is only
 #   as good as the steps are small where the data has fine structure.
 
 # %% [markdown]

@@ -95,3 +95,34 @@ t = torch.randint(1, 1001, (8,), generator=g).to(run.device)
 mine = q_sample(schedule.alpha_bars, x0, t, eps)
 ref = forward_diffusion.q_sample(schedule, x0, t, eps)
 print(mine.dtype, mine.device.type == run.device.type, f"max |difference| < 1e-5: {(mine - ref).abs().max().item() < 1e-5}")
+
+# %% [markdown]
+# ## Exercise 3: two Gaussian steps composed
+#
+# Substitute: x_t = a(b·x_{t−2} + √u·ε′) + √v·ε = ab·x_{t−2} + (a√u·ε′ + √v·ε). The two noise terms
+# are independent Gaussians with mean 0 and variances a²u and v, so their sum has variance a²u + v
+# (the fact of the proof above). The coefficient is ab. With (a, v) = (√α_t, β_t) and (b, u) =
+# (√ᾱ_{t−1}, 1 − ᾱ_{t−1}) this is exactly the induction step of the proof.
+
+# %%
+def compose(a, v, b, u):
+    """x_t = a·x_{t−1} + √v·ε after x_{t−1} = b·x_{t−2} + √u·ε′ (ε, ε′ independent N(0, 1))
+    → (c, w): x_t given x_{t−2} is N(c·x_{t−2}, w). Float64 tensors that broadcast."""
+    return a * b, a ** 2 * u + v
+
+
+result = check("15.3.1.compose", compose)
+assert result, result
+result
+
+# %% [markdown]
+# Iterated from (1, 0) over the linear schedule, it gives (√ᾱ_T, 1 − ᾱ_T):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with settings.cpu_float64():
+    c, w = torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+    for a_t, b_t in zip(schedule.alphas.sqrt(), schedule.betas):
+        c, w = compose(a_t, b_t, c, w)
+    print(f"c² = ᾱ_T: {abs(c.item() ** 2 - schedule.alpha_bars[-1].item()) < 1e-12};  "
+          f"w = 1 − ᾱ_T: {abs(w.item() - schedule.one_minus_alpha_bars[-1].item()) < 1e-12}")

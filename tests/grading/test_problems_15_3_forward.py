@@ -14,7 +14,7 @@ from scipy import stats
 from companion_lib import settings
 from companion_lib.grading import PROBLEMS, check
 
-IDS = ["15.3.1.alpha_bar", "15.3.1.q_sample", "15.3.2.error_probability", "15.3.2.error_bound"]
+IDS = ["15.3.1.alpha_bar", "15.3.1.q_sample", "15.3.1.compose", "15.3.2.error_probability", "15.3.2.error_bound"]
 
 
 @pytest.mark.parametrize("pid", IDS)
@@ -91,3 +91,22 @@ def test_error_bound_other_correct_forms_pass():
     assert check("15.3.2.error_bound", lambda t, s: np.exp(-(np.asarray(t) / (2 * np.asarray(s))) ** 2 / 2) / 2)
     r = check("15.3.2.error_bound", lambda t, s: 0.5 * torch.exp(-t ** 2 / 8 * s ** 2))   # σ² multiplied
     assert not r
+
+
+def test_compose_iterated_gives_15_8_and_float32_passes():
+    """The reference composed T times from (1, 0) is (√ᾱ_t, 1 − ᾱ_t); a float32 answer passes; a
+    standard-deviation slip and a coefficient slip fail with their messages."""
+    ref = PROBLEMS["15.3.1.compose"].expected()
+    with settings.cpu_float64():
+        from companion_lib import forward_diffusion
+        sch = forward_diffusion.NoiseSchedule.cosine(200)
+        c, w = torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+        for t in range(200):
+            c, w = ref(sch.alphas[t].sqrt(), sch.betas[t], c, w)
+        assert abs(c.item() ** 2 - sch.alpha_bars[-1].item()) < 1e-12
+        assert abs(w.item() - sch.one_minus_alpha_bars[-1].item()) < 1e-12
+    assert check("15.3.1.compose", lambda a, v, b, u: ((a * b).float(), (a.float() ** 2 * u.float() + v.float())))
+    r = check("15.3.1.compose", lambda a, v, b, u: (a * b, (a * u.sqrt() + v.sqrt()) ** 2))
+    assert not r and "standard deviations" in r.message
+    r = check("15.3.1.compose", lambda a, v, b, u: (a + b, a * a * u + v))
+    assert not r and "multiplication" in r.message

@@ -149,6 +149,12 @@ def _alpha_bar(betas):                       # log space: exp(Σ log(1 − β))
     return torch.exp(torch.cumsum(torch.log1p(-betas), 0))
 
 
+def _compose(a, v, b, u):                    # the covariance of (ε′, ε) pushed through the row (a, 1)
+    row = torch.stack(torch.broadcast_tensors(a, torch.ones_like(a)), -1)[..., None, :]
+    cov = torch.diag_embed(torch.stack(torch.broadcast_tensors(u, v), -1))
+    return torch.mul(b, a), (row @ cov @ row.transpose(-1, -2))[..., 0, 0]
+
+
 def _q_sample(alpha_bars, x0, t, noise):     # float32 arithmetic when x0 is float32
     ab = alpha_bars.to(x0)[t.to(x0.device) - 1].reshape(-1, *([1] * (x0.ndim - 1)))
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise.to(x0)
@@ -210,6 +216,7 @@ ALTERNATIVES = {
     "14.5.negative_elbo": _negative_elbo, "14.5.trained_bound": np.float32(3.3),
     "15.2.coupling_forward": _coupling_forward, "15.2.coupling_inverse": _coupling_inverse,
     "15.2.1": _density_15_2_1, "15.3.1.alpha_bar": _alpha_bar, "15.3.1.q_sample": _q_sample,
+    "15.3.1.compose": _compose,
     "15.3.2.error_probability": _error_probability, "15.3.2.error_bound": _error_bound,
     "15.3.3.posterior": _posterior, "15.3.3.predict_x0": _predict_x0, "15.3.3.loss": _ddpm_loss,
     "15.3.3.step": _ddpm_step, "15.3.4.eps_star": _eps_star, "15.3.5.cfg": _cfg,

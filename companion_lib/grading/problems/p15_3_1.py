@@ -1,7 +1,9 @@
-"""§15.3.1 problems: the cumulative products ᾱ_t and sampling q(x_t | x_0) in one draw (15.8)."""
+"""§15.3.1 problems: the cumulative products ᾱ_t, sampling q(x_t | x_0) in one draw (15.8), and two
+Gaussian steps composed into one (Problem 15.3.1 as computation)."""
 import torch
 
 from companion_lib import diffusion
+from companion_lib.grading.compare import float32_aware
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 from companion_lib.settings import cpu_float64
 
@@ -165,5 +167,92 @@ _Q_SAMPLE = Problem(
     reference_names=("companion_lib.diffusion.q_sample", "companion_lib.diffusion.NoiseSchedule"),
 )
 
+# ---------------------------------------------------------------- two Gaussian steps composed (Problem 15.3.1)
+def _compose_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1534))
+
+    def draw(*shape, low=0.0, high=1.0):
+        return low + (high - low) * torch.rand(*shape, generator=g, dtype=_F64)
+
+    lin = diffusion.NoiseSchedule.linear(1000)
+    t = torch.randint(2, 1001, (5,), generator=g)
+    return [
+        # two steps of (15.7): a = √α_t, v = β_t after b = √α_{t−1}, u = β_{t−1}
+        (lin.alphas[t - 1].sqrt(), lin.betas[t - 1], lin.alphas[t - 2].sqrt(), lin.betas[t - 2]),
+        # a step of (15.7) after (15.8) at t − 1: b = √ᾱ_{t−1}, u = 1 − ᾱ_{t−1}
+        (lin.alphas[t - 1].sqrt(), lin.betas[t - 1], lin.alpha_bars[t - 2].sqrt(), 1 - lin.alpha_bars[t - 2]),
+        # any linear-Gaussian steps: coefficients of either sign, above 1, variances of any size
+        (draw(6, low=-2.0, high=2.0), draw(6, high=3.0), draw(6, low=-1.5, high=1.5), draw(6, high=2.0)),
+        # scalars that broadcast against a batch
+        (torch.tensor(0.7, dtype=_F64), torch.tensor(0.3, dtype=_F64), draw(4, low=0.2, high=1.2), draw(4)),
+        # a deterministic second step (v = 0) and a deterministic first step (u = 0)
+        (draw(3, low=0.5, high=1.5), torch.zeros(3, dtype=_F64), draw(3), draw(3, high=0.5)),
+        (draw(3), draw(3, high=0.5), draw(3, low=0.5, high=1.5), torch.zeros(3, dtype=_F64)),
+    ]
+
+
+def _compose_reference(a, v, b, u):
+    """x_t = a x_{t−1} + √v ε, x_{t−1} = b x_{t−2} + √u ε′ (ε, ε′ independent standard normal)
+    → (coefficient a·b, variance a²u + v) of x_t given x_{t−2}."""
+    return a * b, a * a * u + v
+
+
+def _wrong_adds_standard_deviations(a, v, b, u):   # the standard deviations a√u and √v added
+    return a * b, (a * u.sqrt() + v.sqrt()) ** 2
+
+
+def _wrong_forgets_a_squared(a, v, b, u):          # u passed through the second step unscaled
+    return a * b, u + v
+
+
+def _wrong_a_not_squared(a, v, b, u):              # the noise scaled by a, its variance by a (not a²)
+    return a * b, a * u + v
+
+
+def _wrong_multiplies_variances(a, v, b, u):       # variances multiplied like the coefficients
+    return a * b, u * v
+
+
+def _wrong_adds_coefficients(a, v, b, u):          # (α + β)μ of the text's hint read as a + b
+    return a + b, a * a * u + v
+
+
+def _wrong_scales_the_wrong_noise(a, v, b, u):     # the later step's noise shrunk by the earlier b
+    return a * b, u + b * b * v
+
+
+_COMPOSE = Problem(
+    id="15.3.1.compose",
+    section="15.3",
+    title="Problem 15.3.1 as computation: two Gaussian steps make one",
+    statement=("Write compose(a, v, b, u). Two linear-Gaussian steps: x_{t−1} = b·x_{t−2} + √u·ε′ and then "
+               "x_t = a·x_{t−1} + √v·ε, with ε and ε′ independent standard normal draws (independent of "
+               "x_{t−2} too). Then x_t given x_{t−2} is Gaussian with mean c·x_{t−2} and variance w (per "
+               "coordinate). Return the pair (c, w). a, b are real coefficients, v, u ≥ 0 variances; all "
+               "four are float64 tensors that broadcast: return two tensors of the broadcast shape."),
+    kind="function",
+    reference=_compose_reference,
+    cases=_compose_cases,
+    hint=("Substitute the first step into the second: x_t is c·x_{t−2} plus a sum of two independent "
+          "Gaussian noises. The mean is the easy part.",
+          "Each noise term is a constant times a standard normal; a constant k multiplies a variance by "
+          "k², and the variances (not the standard deviations) of independent terms add."),
+    mistakes=(
+        Mistake(_wrong_adds_standard_deviations, "the standard deviations were added: for independent "
+                "noises it is the variances that add."),
+        Mistake(_wrong_forgets_a_squared, "the earlier noise √u·ε′ goes through the second step too: it "
+                "is multiplied by a, so its variance by a²."),
+        Mistake(_wrong_a_not_squared, "a multiplies the earlier noise, so its variance is multiplied by "
+                "a² (not a): check with a negative a, a variance cannot become negative."),
+        Mistake(_wrong_multiplies_variances, "the variances were multiplied: the noises are added, "
+                "so their variances add (after scaling)."),
+        Mistake(_wrong_adds_coefficients, "the coefficients compose by multiplication: x_{t−2} is "
+                "scaled by b, then by a."),
+        Mistake(_wrong_scales_the_wrong_noise, "the scaling was applied to the later step's noise: "
+                "it is the earlier noise √u·ε′ that passes through the later step."),
+    ),
+    rtol=1e-10, atol=1e-12, compare=float32_aware(1e-10, 1e-12),
+)
+
 #: This section's problems (``companion_lib.grading`` registers them).
-SECTION_PROBLEMS = (_ALPHA_BAR, _Q_SAMPLE)
+SECTION_PROBLEMS = (_ALPHA_BAR, _Q_SAMPLE, _COMPOSE)
