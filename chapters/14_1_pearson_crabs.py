@@ -152,6 +152,10 @@ print(f"one Gaussian: mean {mean:.5f}, sd {var ** 0.5:.5f}, log-likelihood (14.2
 # Each iteration can only raise the log-likelihood (14.2); §14.4 shows why (EM is coordinate ascent on
 # the ELBO of Lemma 14.4.1). You write both steps.
 #
+# *Source:* EM in this generality, with the proof that no iteration lowers the likelihood, is
+# A. P. Dempster, N. M. Laird and D. B. Rubin, "Maximum likelihood from incomplete data via the EM
+# algorithm", *J. R. Statist. Soc. B* 39 (1977) 1–38.
+#
 # **Exercise 14.1.b** Write `e_step(x, weights, means, variances)`: `x` of shape `(n,)`, the rest `(K,)`;
 # return the `(n, K)` matrix $p(h = k \mid x_i)$. The check includes points far from every component,
 # where each $\rho_k\,\mathcal N(x; \mu_k, \sigma_k^2)$ is smaller than the smallest float64: a ratio of
@@ -193,9 +197,9 @@ m_step = result.or_reference()
 # %% [markdown]
 # ### Your EM
 # Alternate your two steps from a simple start (equal weights, means at the quartiles, the overall
-# variance for both) and record the log-likelihood (14.2) before every iteration. We stop when an
-# iteration gains less than $10^{-10}$ nats per crab. No regulariser is added to the variances, so
-# the M-step is exact; this matters below.
+# variance for both) and record the log-likelihood (14.2), a total over the 1000 crabs, at the start
+# and after every iteration. We stop when an iteration gains less than $10^{-10}$ nats per crab. No
+# regulariser is added to the variances, so the M-step is exact; this matters below.
 
 # %%
 def log_likelihood(x, weights, means, variances):
@@ -261,8 +265,8 @@ plt.show()
 
 # %% [markdown]
 # ### The log-likelihood per EM iteration
-# `hist` is *your* EM's log-likelihood before every iteration. With an exact M-step it never
-# decreases. scikit-learn's default `reg_covar=1e-6` adds $10^{-6}$ to every variance, which makes
+# `hist[t]` is *your* EM's total log-likelihood after t iterations (`hist[0]`: the start). With an
+# exact M-step it never decreases. scikit-learn's default `reg_covar=1e-6` adds $10^{-6}$ to every variance, which makes
 # the M-step inexact: the library's `GaussianMixture` (whose `log_likelihood_history_` holds the
 # mean log-likelihood at the start of every iteration) then dips slightly late in the run.
 
@@ -275,16 +279,16 @@ print(f"library, reg_covar=1e-6: smallest step {dips.min() * len(X):+.1e} nats (
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].plot(np.arange(1, len(hist) + 1), hist)
-axes[0].set_xscale("log")
-axes[0].set_xlabel("EM iteration")
-axes[0].set_ylabel("log-likelihood (14.2)")
+axes[0].plot(np.arange(len(hist)), hist)                  # hist[t]: after t iterations (t = 0: the start)
+axes[0].set_xscale("symlog", linthresh=1)
+axes[0].set_xlabel("EM iterations done (0 = the start)")
+axes[0].set_ylabel("log-likelihood (14.2), total")
 axes[0].set_title("your EM climbs fast, then crawls")
-axes[1].plot(np.arange(2, len(hist) + 1), np.maximum(np.diff(hist), 1e-12))
+axes[1].plot(np.arange(1, len(hist)), np.maximum(np.diff(hist), 1e-12))   # the gain of iteration t
 axes[1].set_xscale("log")
 axes[1].set_yscale("log")
-axes[1].set_xlabel("EM iteration")
-axes[1].set_ylabel("gain over previous iteration")
+axes[1].set_xlabel("EM iteration t")
+axes[1].set_ylabel("gain of iteration t (nats)")
 axes[1].set_title("every step is an improvement (exact M-step)")
 plt.tight_layout()
 plt.show()
@@ -394,11 +398,18 @@ print(f"tol=1e-10: weights {w2.round(4)}  means {mu2.round(5)}  sds {sd2.round(5
       f"log-lik {gm2.score(X) * len(X):.2f} ({gm2.n_iter_} iterations)")
 print(f"difference: {abs(gm2.score(X) - loose.score(X)) * len(X):.2f} nats for a weight change of "
       f"{abs(w2[0] - loose.weights_[o][0]):.3f}")
-assert gm2.score(X) >= loose.score(X)
+o = np.argsort(with_reg.means_[:, 0])
+print(f"reg_covar=1e-6, tol=1e-10: weights {with_reg.weights_[o].round(4)}  log-lik {with_reg.score(X) * len(X):.2f} "
+      f"({with_reg.n_iter_} iterations, converged)")
+assert gm2.score(X) >= loose.score(X) and gm2.score(X) >= with_reg.score(X)
+assert 0.01 < abs(with_reg.weights_[o][0] - w2[0]) < 0.05 and (gm2.score(X) - with_reg.score(X)) * len(X) < 0.1
 
 # %% [markdown]
 # The loose fit is not a different model, only an unfinished climb: a tenth of a nat for a
-# weight change of several hundredths. The same flatness is why Pearson's moment estimates below land
+# weight change of several hundredths. The last line is a *converged* run of a slightly different
+# objective: scikit-learn's default ridge `reg_covar=1e-6`, added to variances of about $3\cdot10^{-4}$
+# and $1.6\cdot10^{-4}$, moves EM's fixed point along the same flat ridge, by about 0.02 in the weights
+# and a few hundredths of a nat. (That fit is the one an older note in the data's provenance quoted.) The same flatness is why Pearson's moment estimates below land
 # within a tenth of a nat of the maximum, and why the slider's run took so long. It also says how
 # precisely the data pin down the mixture's parameters: not very.
 #
@@ -425,6 +436,36 @@ ax.set_ylabel("posterior probability")
 ax.set_title("Responsibilities: a soft assignment of each crab")
 ax.legend(fontsize=8)
 plt.show()
+
+# %% [markdown]
+# **Why does $p(h = 1 \mid x)$ rise again on the right?** The log-odds of the two components are
+#
+# $$\log\frac{p(h=1\mid x)}{p(h=2\mid x)} = \log\frac{\rho_1\sigma_2}{\rho_2\sigma_1}
+#   - \frac{(x-\mu_1)^2}{2\sigma_1^2} + \frac{(x-\mu_2)^2}{2\sigma_2^2},$$
+#
+# a parabola in $x$ whose $x^2$ coefficient $\tfrac12(1/\sigma_2^2 - 1/\sigma_1^2)$ is positive because
+# component 2 is the narrower one. So the wide component wins both far tails: a Gaussian's density falls
+# like $e^{-(x-\mu)^2/2\sigma^2}$, faster for smaller $\sigma$, and far enough to the right the narrow
+# component's tail drops below the wide one's even on its own side. The posterior of component 1 is
+# smallest at the parabola's vertex and climbs after it. It is the Gaussian shape speaking, not the data:
+# the cell counts how few crabs lie where it happens.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+a2 = 0.5 * (1 / sd2[1] ** 2 - 1 / sd2[0] ** 2)                          # x² coefficient of the log-odds
+a1 = mu2[0] / sd2[0] ** 2 - mu2[1] / sd2[1] ** 2
+a0 = (np.log(w2[0] * sd2[1] / (w2[1] * sd2[0])) - mu2[0] ** 2 / (2 * sd2[0] ** 2)
+      + mu2[1] ** 2 / (2 * sd2[1] ** 2))
+vertex = -a1 / (2 * a2)                                                   # where p(h = 1 | x) is smallest
+crossings = np.sort(np.roots([a2, a1, a0]).real)                          # where p(h = 1 | x) = 1/2
+post1 = lambda x: 1 / (1 + np.exp(-(a2 * x ** 2 + a1 * x + a0)))
+print(f"x² coefficient {a2:.0f} > 0 (sd {sd2[0]:.4f} vs {sd2[1]:.4f}); p(h = 1 | x) is smallest, "
+      f"{post1(vertex):.3f}, at x = {vertex:.4f}")
+print(f"p(h = 1 | x) = 1/2 at x = {crossings[0]:.4f} and again at x = {crossings[1]:.4f}; "
+      f"largest crab {X.max():.4f}, p(h = 1 | largest crab) = {post1(X.max()):.3f}")
+print(f"crabs right of the vertex: {(X[:, 0] > vertex).sum()} of {len(X)}")
+assert a2 > 0 and abs(post1(grid) - np.asarray(resp)[:, 0]).max() < 1e-9   # the formula is the plotted curve
+assert crossings[1] > X.max()
 
 # %% [markdown]
 # Sampling: 1000 synthetic crabs from the fitted $p(h, x)$, placed into Pearson's classes, against the
@@ -456,6 +497,9 @@ plt.show()
 # he reduced to a polynomial of degree nine. It had more than one admissible root; he kept the one whose
 # *sixth* moment agreed best with the data. `moments.method_of_moments` solves the same five equations
 # numerically from many starting points and ranks the admissible roots by the sixth moment.
+#
+# *Source:* K. Pearson, "Contributions to the mathematical theory of evolution", *Phil. Trans. R. Soc.
+# Lond. A* 185 (1894) 71–110 (the five moment equations, the nonic, and the crab data).
 
 # %%
 mom = moments.method_of_moments(X[:, 0], n_starts=run.budget(quick=120, full=1000), seed=run.seed)
@@ -563,8 +607,8 @@ plt.show()
 # index with sex ≈ 0); on size-free shape the mixture recovers the four species × sex groups much
 # better (ARI 0.76, the table above), the remaining confusion being mostly blue males placed with
 # blue females. Note that a Rand index says how well clusters *match* the labels, not that the model
-# "knows" species: it found whichever structure dominates the representation it was given. Which structure a density model finds depends on
-# the representation it is given, a theme that returns with the VAE in §14.5.
+# "knows" species: it found whichever structure dominates the representation it was given, a theme that
+# returns with the VAE in §14.5.
 #
 # ## Summary
 # * Density estimation fits $p_\theta(x)$ to unlabeled data by maximum likelihood (eq. 14.2).

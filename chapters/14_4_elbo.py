@@ -418,7 +418,10 @@ print(f"best diagonal q: gap = {gap_fit.item():.5f} nats (theory {gap_theory.ite
 #
 # $$\mathrm{ELBO}(q, \theta) = \sum_i \Big(\mathbb{E}_{q_i}[\log p_\theta(x_i, h)] + H[q_i]\Big) \;\le\; \sum_i \log p_\theta(x_i).$$
 #
-# EM maximises it one block at a time:
+# EM maximises it one block at a time (this reading of EM, and the variants it justifies, are from
+# R. M. Neal and G. E. Hinton, "A view of the EM algorithm that justifies incremental, sparse, and other
+# variants", in M. I. Jordan (ed.), *Learning in Graphical Models*, Kluwer 1998, 355–368; EM itself and
+# its monotonicity are from Dempster, Laird and Rubin, *J. R. Statist. Soc. B* 39 (1977) 1–38):
 #
 # * **E-step**, θ fixed: the best q is the posterior, q_i = p_θ(h|x_i); the gap closes and the ELBO
 #   *touches* the log-likelihood;

@@ -84,7 +84,9 @@ def em_stepper(x, bin_edges, counts, path, xlim=None):
         ax.bar(edges[:-1], density, width=np.diff(edges), align="edge", color="#cfd8dc", edgecolor="white",
                label="data")
         ch14.mixture_density_1d(ax, grid, step["weights"], step["means"], step["covariances"])
-        ax.set_title(f"EM iteration {iteration}: mean log-likelihood {step['log_likelihood']:.5f}")
+        ll = step["log_likelihood"]                     # em_path's mean per point; the total is n times it
+        ax.set_title(f"EM iteration {iteration}: log-likelihood {ll * counts.sum():.2f} in total, "
+                     f"{ll:.4f} per point (nats)", fontsize=10)
         ax.set_xlabel("forehead / body length")
         ax.set_ylabel("density")
         ax.legend(fontsize=8, loc="upper left")
