@@ -247,6 +247,16 @@ def as_array(x, name: str = "x", *, ndim=None, shape=None, min_rows: int | None 
     return arr
 
 
+def as_component_values(x, name: str, K: int) -> np.ndarray:
+    """One number per mixture component of a 1-D mixture: shape (K,), (K, 1) or (K, 1, 1) (the shapes
+    1-D means, variances and covariances come in), finite; returns a float64 NumPy array (K,)."""
+    arr = as_array(x, name, ndim=(1, 2, 3))
+    if arr.shape[0] != K or arr.size != K:
+        raise ValueError(f"{name} must have shape ({K},) (or ({K}, 1[, 1])): K values, one per entry of "
+                         f"weights, got {arr.shape}")
+    return arr.reshape(K)
+
+
 def check_axes(ax, name: str = "ax", *, count: int | None = None):
     """``None`` or a Matplotlib Axes (``count`` given: ``None`` or a sequence of ``count`` Axes, e.g. the
     array ``plt.subplots(1, count)`` returns). Returns it unchanged (a sequence as a flat list)."""

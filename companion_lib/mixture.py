@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from companion_lib import settings
-from companion_lib._checks import as_tensor, check_choice, check_float, check_int, check_weights
+from companion_lib._checks import as_component_values, as_tensor, check_choice, check_float, check_int, check_weights
 from companion_lib.gaussian import LOG_2PI
 
 __all__ = ["COVARIANCE_TYPES", "INIT_PARAMS", "gaussian_mle", "log_gaussian", "e_step", "responsibilities",
@@ -722,14 +722,5 @@ def cdf_1d(x, weights, means, variances) -> np.ndarray:
     if np.isnan(x).any():
         raise ValueError("x must not contain NaN")
     w = check_weights(weights, "weights", dtype=torch.float64).cpu().numpy()
-    mu, var = (as_tensor(v, n, ndim=(1, 2, 3)).cpu().numpy()
-               for v, n in ((means, "means"), (variances, "variances")))
-    for v, n in ((mu, "means"), (var, "variances")):
-        if v.size != len(w) or v.shape[0] != len(w):
-            raise ValueError(f"{n} must have shape ({len(w)},) (or ({len(w)}, 1[, 1])): K values, one per "
-                             f"weight, got {v.shape}")
-    mu, var = mu.reshape(-1), var.reshape(-1)
-    if not (len(w) == len(mu) == len(var)):
-        raise ValueError(f"weights, means, variances must each hold K values (1-D mixture), "
-                         f"got {len(w)}, {len(mu)}, {len(var)}")
+    mu, var = as_component_values(means, "means", len(w)), as_component_values(variances, "variances", len(w))
     return (w[None] * norm.cdf(x[:, None], mu[None], np.sqrt(var)[None])).sum(1)

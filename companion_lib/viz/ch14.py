@@ -7,7 +7,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from companion_lib._checks import as_array, check_axes, check_bool, check_float, check_int, check_text
+from companion_lib._checks import (as_array, as_component_values, check_axes, check_bool, check_float, check_int,
+                                   check_text)
 from companion_lib.viz.common import _density, _grid, _points
 
 __all__ = ["mixture_density_1d", "kl_fits", "energy_and_density", "score_field", "samples_vs_density",
@@ -43,11 +44,8 @@ def mixture_density_1d(ax, grid, weights, means, variances, components: bool = T
         raise TypeError("ax must be a Matplotlib Axes to draw on (e.g. from plt.subplots()), got None")
     check_axes(ax)
     x = as_array(grid, "grid", ndim=1, min_rows=1)
-    w = as_array(weights, "weights", min_rows=1).reshape(-1)
-    mu = as_array(means, "means", min_rows=1).reshape(-1)
-    var = as_array(variances, "variances", min_rows=1).reshape(-1)
-    if not (len(w) == len(mu) == len(var)):
-        raise ValueError(f"weights, means, variances must each hold K values, got {len(w)}, {len(mu)}, {len(var)}")
+    w = as_array(weights, "weights", ndim=1, min_rows=1)
+    mu, var = as_component_values(means, "means", len(w)), as_component_values(variances, "variances", len(w))
     if (w < 0).any():
         raise ValueError(f"weights must be >= 0 (mixture weights), got min {w.min():.3g}")
     if (var <= 0).any():
@@ -71,7 +69,7 @@ def kl_fits(grid, log_p, fits: dict, ax=None, title: str | None = None):
     Returns the Axes.
     """
     x = as_array(grid, "grid", ndim=1, min_rows=1)
-    p = np.exp(as_array(log_p, "log_p", shape=(len(x),)))
+    p = np.exp(as_array(log_p, "log_p", shape=(len(x),), shape_of="grid"))
     styles = [dict(color="C0", lw=2), dict(color="C3", lw=2, ls="--"), dict(color="C2", lw=1.5, ls=":")]
     if not isinstance(fits, dict) or not 1 <= len(fits) <= len(styles):
         raise TypeError(f"fits must be a dict {{label: (mean, var)}} of 1 to {len(styles)} fits, got "
@@ -344,7 +342,7 @@ def variance_vs_samples(s_values, variances: dict, ax=None, title: str | None = 
                         f"got {type(variances).__name__}")
     checked = {}
     for label, v in variances.items():
-        v = as_array(v, f"variances[{label!r}]", shape=s_values.shape)
+        v = as_array(v, f"variances[{label!r}]", shape=s_values.shape, shape_of="s_values")
         if (v <= 0).any():
             raise ValueError(f"variances[{label!r}] must be > 0 (a log-log plot), got min {v.min():.3g}")
         checked[str(label)] = v
