@@ -67,7 +67,7 @@ def mode() -> str:
 # --------------------------------------------------------------------------------------------------
 # The stubbed copy of the package
 def _stub_body(dotted: str) -> list:
-    message = (f"{dotted} is a reference the grader withholds: your answer must compute this itself")
+    message = f"{dotted} is withheld by the grader: your answer must compute this itself"
     return ast.parse(f"raise type({FORBIDDEN!r}, (RuntimeError,), {{'__module__': 'companion_lib'}})({message!r})").body
 
 
@@ -116,16 +116,17 @@ def _targets(problem) -> set:
             obj = None
         objects.append((obj, dotted))
         objects.append(((module_name, attr, dotted), dotted))  # the name itself, should it be an alias
-    found = set()
+    found, labels = set(), {}
     for obj, dotted in objects:
         if isinstance(obj, tuple):
             found.add(("alias",) + obj)
             continue
         target = inspect.unwrap(obj) if callable(obj) else None
         module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
-        if module and qualname and "<" not in qualname:
-            found.add(("def", module, qualname, dotted))
-    return found
+        if module and qualname and "<" not in qualname:  # one stub per definition, named by its dotted name
+            if (module, qualname) not in labels or dotted.startswith("companion_lib."):
+                labels[(module, qualname)] = dotted
+    return found | {("def", module, qualname, dotted) for (module, qualname), dotted in labels.items()}
 
 
 def _problem_modules() -> list[str]:

@@ -81,8 +81,8 @@ def class_of(right_path: str, pid_file: str = "/nonexistent") -> dict:
                               # as root the kernel has another uid than its worker: the kill fails
                               ("passed", "passed", "-", "-"), "completed" if os.geteuid() == 0 else "worker-died"),
         # leaves a detached process behind (own session, empty environment): it must not outlive grading
-        "escape.ipynb": ([HEADER, "import subprocess\np = subprocess.Popen([sys.executable, '-c', "
-                          "'import time; time.sleep(600)'], env={}, start_new_session=True)\n"
+        "escape.ipynb": ([HEADER, "import subprocess\np = subprocess.Popen(['sleep', '600'], env={'PATH': '/bin:/usr/bin'}, "
+                          "start_new_session=True)\n"
                           f"open({pid_file!r}, 'w').write(str(p.pid))", E_STEP], ("passed", "-", "-", "-"),
                          "completed"),
         # ---- forgeries: each hands in a wrong answer (or none) and tries to be credited
