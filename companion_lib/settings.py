@@ -1,6 +1,6 @@
 """Run settings shared by every notebook: device, seed, run mode, threads, the dtype rule.
 
-Floor 1 of the package: imports nothing else from ``companion_lib``.
+Imports only ``_checks`` from ``companion_lib`` (the table: ``companion_lib._layers``).
 
 Environment variables (all optional):
 
@@ -45,6 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from companion_lib._checks import check_choice, check_generator, check_int
 
 __all__ = ["MODES", "cpu_float64", "float64_allowed", "NoFloat64Error", "NoFloat64ArithmeticError",
            "no_float64_active", "no_float64", "check_same_device", "get_device", "get_mode", "is_quick",
@@ -346,6 +348,16 @@ class Run:
     seed: int
     threads: int
     generator: torch.Generator
+
+    def __post_init__(self):
+        if not isinstance(self.device, torch.device):
+            raise TypeError(f"device must be a torch.device (e.g. settings.get_device()), got {self.device!r}")
+        check_choice(self.mode, "mode", MODES)
+        check_int(self.seed, "seed", low=0)
+        check_int(self.threads, "threads", low=1)
+        check_generator(self.generator, "generator")
+        if self.generator is None:
+            raise TypeError("generator must be a torch.Generator (settings.seed_everything returns one), got None")
 
     @property
     def quick(self) -> bool:
