@@ -28,7 +28,9 @@
 # 3. **KL is not symmetric**: fitting one Gaussian to a two-mode $P$ by $\min \mathrm{KL}(P\|Q)$ covers both
 #    modes, by $\min \mathrm{KL}(Q\|P)$ picks one (with a slider).
 #
-# Along the way, three corrections to the text's Example 14.2.1 and to one sentence of §14.2.
+# In between, you estimate $\mathrm{KL}(P\|Q)$ from samples, the way a likelihood sees it, and measure
+# what that estimate gets wrong when the model was fitted to the same samples. Along the way, three
+# corrections to the text's Example 14.2.1 and to one sentence of §14.2.
 #
 # **Needs:** §14.1 (the Gaussian maximum-likelihood estimate, `mixture.GaussianMixture`), the idea of a
 # KL divergence. Runs in well under a minute on a laptop CPU (quick mode).
@@ -90,8 +92,9 @@ kl_gaussians = result.or_reference()   # your function if it passed, else the re
 
 # %% [markdown]
 # Now the densities and the quadrature, with three oracles: the quadrature KL between two Gaussians
-# against your closed form and against `torch.distributions`; a Gaussian's entropy against
-# $\tfrac12\log(2\pi e\sigma^2)$; and $H(P)$ by quadrature against a Monte-Carlo average of $-\log P(x)$.
+# against your closed form (the quadrature integrates $p(\log p - \log q)$ on a grid and knows nothing of
+# the formula); a Gaussian's entropy against $\tfrac12\log(2\pi e\sigma^2)$; and $H(P)$ by quadrature
+# against a Monte-Carlo average of $-\log P(x)$.
 
 # %%
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
@@ -105,10 +108,8 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
     m1, v1, m2, v2 = (torch.tensor(a, dtype=torch.float64) for a in (0.3, 0.5, -1.0, 2.0))
     kl_quad = divergences.kl_quadrature(divergences.log_normal(grid, m1, v1), divergences.log_normal(grid, m2, v2), grid)
-    kl_torch = torch.distributions.kl_divergence(torch.distributions.Normal(m1, v1.sqrt()),
-                                                 torch.distributions.Normal(m2, v2.sqrt()))
-    print(f"KL(N(0.3, 0.5) ‖ N(-1, 2)): quadrature {kl_quad:.6f} | closed form {kl_gaussians(m1, v1, m2, v2):.6f} "
-          f"| torch.distributions {kl_torch:.6f}")
+    kl_closed = kl_gaussians(m1, v1, m2, v2)                             # your closed form (or the reference)
+    print(f"KL(N(0.3, 0.5) ‖ N(-1, 2)): quadrature {kl_quad:.6f} | closed form {kl_closed:.6f}")
     H_gauss = divergences.entropy_quadrature(divergences.log_normal(grid, m1, v1), grid)
     print(f"entropy of N(0.3, 0.5):     quadrature {H_gauss:.6f} | ½ log(2πe σ²) {0.5 * math.log(2 * math.pi * math.e * 0.5):.6f}")
     x_mc = divergences.sample_mixture(10 ** 6, **P, generator=run.generator)
@@ -116,7 +117,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     print(f"H(P):  quadrature {H_P:.4f} nats | Monte Carlo (10^6 samples) {H_mc:.4f} "
           f"± {divergences.mixture_log_pdf(x_mc, **P).std() / 1000:.4f}")
     print(f"∫ P dx on the grid: {divergences.trapezoid(log_p.exp(), grid):.8f}")
-    assert abs(kl_quad - kl_torch) < 1e-6 and abs(H_mc - H_P) < 0.01
+    assert abs(kl_quad - kl_closed) < 1e-6 and abs(H_mc - H_P) < 0.01
 
 # %% [markdown]
 # Now scan the mean $\mu$ of the model (with $\sigma^2$ held at its best value $\sigma^{*2} = \operatorname{Var}_P x$)
@@ -261,6 +262,161 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     assert avg_ll[3] > avg_ll[2] > avg_ll[1] > avg_ll[0] and kls[3] > kls[2] > kls[1]
 
 # %% [markdown]
+# ### The KL divergence from samples, and what fitting does to it
+#
+# A likelihood only ever sees samples. With $x_1, \dots, x_n$ drawn from $P$ and both densities
+# computable (as here, where $P$ is known), the expectation $\mathrm{KL}(P\|Q) = \mathbb E_P[\log P - \log Q]$
+# becomes an average over the samples, the same average that $\mathrm{NLL}_n$ takes of $-\log Q$ alone:
+# the two differ by the sample average of $\log P$, which does not involve $\theta$.
+#
+# ### Exercise 2: the Monte-Carlo estimate of $\mathrm{KL}(P\|Q)$
+#
+# Write `kl_estimate(log_p, log_q)`: `log_p`, `log_q` of one shape `(..., n)` hold $\log P(x_i)$ and
+# $\log Q(x_i)$ at $n$ independent samples of $P$ (the last axis; leading axes index separate data sets).
+# Return `(estimate, standard_error)`, each of shape `(...)`: the estimate of $\mathrm{KL}(P\|Q)$ and its
+# standard error, the sample standard deviation (divisor $n-1$) of the averaged terms over $\sqrt n$.
+
+# %%
+def kl_estimate(log_p, log_q):
+    """log_p, log_q (..., n) at n samples of P → (estimate (...), standard error (...)) of KL(P‖Q)."""
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+result = check("14.2.kl_estimate", kl_estimate)
+result
+
+# %%
+kl_estimate = result.or_reference()   # your function if it passed, else the reference (it says so)
+
+# %% [markdown]
+# **Is it right on average, and is its error bar honest?** For a fixed model, $\theta^*$ and
+# $Q = \mathcal N(0, 1)$, draw many data sets of each size $n$ and compare the estimates with the quadrature
+# KL of part 1 (an independent computation on a grid): the average over data sets should match it (the
+# estimator is unbiased), their spread should shrink like $n^{-1/2}$, your standard error should
+# match that spread, and about 95% of the intervals "estimate ± 2 standard errors" should contain the truth.
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    n_sets = run.budget(quick=1000, full=10_000)                    # data sets per sample size
+    kl_sizes = [10, 30, 100, 300, 1000]
+    fixed = {"θ*": (mu_star, var_star), "N(0, 1)": (torch.tensor(0.0, dtype=torch.float64),
+                                                    torch.tensor(1.0, dtype=torch.float64))}
+    samples = {n: divergences.sample_mixture(n_sets * n, **P, generator=run.generator) for n in kl_sizes}
+    log_p_samples = {n: divergences.mixture_log_pdf(x, **P).reshape(n_sets, n) for n, x in samples.items()}
+    samples = {n: x.reshape(n_sets, n) for n, x in samples.items()}
+    kl_true, kl_runs = {}, {}
+    for name, (m_, v_) in fixed.items():
+        kl_true[name] = divergences.kl_quadrature(log_p, divergences.log_normal(grid, m_, v_), grid)
+        for n in kl_sizes:
+            kl_runs[name, n] = kl_estimate(log_p_samples[n], divergences.log_normal(samples[n], m_, v_))
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    print(f"{n_sets} data sets per n | model     n  quadrature   mean of estimates   spread   mean s.e.  "
+          f"covered by ±2 s.e.")
+    for (name, n), (est, se) in kl_runs.items():
+        mean_err = est.std() / math.sqrt(n_sets)                            # standard error of the mean
+        cover = ((est - kl_true[name]).abs() <= 2 * se).double().mean()
+        print(f"{'':>21}{name:>8} {n:5d}  {kl_true[name]:.4f}      {est.mean():.4f} ± {mean_err:.4f}   "
+              f"{est.std():.4f}    {se.mean():.4f}      {cover:.3f}")
+        assert abs(est.mean() - kl_true[name]) < 4 * mean_err               # unbiased
+        assert abs(se.mean() / est.std() - 1) < 0.15                        # the error bar is the spread
+        if n >= 100:
+            assert 0.92 < cover < 0.98
+        elif n == 10:
+            assert cover < 0.95                                             # the skewed small-n case
+    for name in fixed:
+        scaled = [float(kl_runs[name, n][0].std() * math.sqrt(n)) for n in kl_sizes]
+        assert max(scaled) / min(scaled) < 1.15                             # spread ∝ n^(-1/2)
+
+# %% [markdown]
+# Unbiased, with an honest error bar (at $n = 10$ the intervals cover a little less than 95%: the average
+# of ten skewed terms is not yet Gaussian). Now the case that matters for learning: the model is **fitted
+# to the same samples**, $\hat\theta_n = (\bar x, \hat\sigma^2)$, and the estimate is taken at $\hat\theta_n$.
+# That is what a training likelihood reports. Two numbers per data set:
+#
+# * the **in-sample** estimate $\widehat{\mathrm{KL}}_n(\hat\theta_n)$ (your estimator at the fitted model, on
+#   the samples it was fitted to): $\hat\theta_n$ maximises the likelihood of exactly these samples, so it
+#   is at most the estimate at $\theta^*$ on the same samples, which is unbiased for $\mathrm{KL}^* =
+#   \mathrm{KL}(P\|Q_{\theta^*})$: the in-sample estimate is **optimistic**;
+# * the **true** $\mathrm{KL}(P\|Q_{\hat\theta_n})$ of the fitted model (what fresh, held-out data would
+#   measure), here in closed form, since $\mathbb E_P[\log Q_\theta]$ needs only $P$'s mean and variance:
+#   $\mathrm{KL}(P\|\mathcal N(\mu, \sigma^2)) = -H(P) + \tfrac12\log(2\pi\sigma^2) + \frac{\operatorname{Var}_P + (\mathbb E_P x - \mu)^2}{2\sigma^2}$.
+#   It is at least $\mathrm{KL}^*$, by the definition of $\theta^*$.
+#
+# A second-order expansion of the log-likelihood around $\theta^*$ says how large both effects are on
+# average: each is about $c/(2n)$ with $c = \operatorname{tr}(J^{-1}K)$, $J$ the expected Hessian of
+# $-\log Q_\theta$ and $K$ the covariance of its gradient at $\theta^*$. For the Gaussian family
+# $c = 1 + (\kappa - 1)/2$, with $\kappa = \mathbb E_P(x-\mu^*)^4/\sigma^{*4}$ the kurtosis of $P$; if $P$ were
+# Gaussian ($\kappa = 3$), $c$ would be 2, the number of parameters.
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    kurtosis = divergences.trapezoid(log_p.exp() * (grid - mu_star) ** 4, grid) / var_star ** 2
+    c_theory = 1 + (kurtosis - 1) / 2
+    kl_star = kl_true["θ*"]
+    optimism, excess, in_sample, held_out = {}, {}, {}, {}
+    for n in kl_sizes:
+        x = samples[n]
+        mu_hat, var_hat = x.mean(1), x.var(1, correction=0)                 # the MLE on each data set
+        in_sample[n], _ = kl_estimate(log_p_samples[n], divergences.log_normal(x, mu_hat[:, None], var_hat[:, None]))
+        at_star = kl_runs["θ*", n][0]                                       # same samples, θ = θ*
+        held_out[n] = -H_P + 0.5 * torch.log(2 * math.pi * var_hat) + (var_star + (mu_star - mu_hat) ** 2) / (2 * var_hat)
+        optimism[n], excess[n] = at_star - in_sample[n], held_out[n] - kl_star
+    # oracle for the closed form of KL(P‖Q_θ̂): quadrature at one fitted θ̂
+    check_kl = divergences.kl_quadrature(log_p, divergences.log_normal(grid, mu_hat[0], var_hat[0]), grid)
+    assert abs(check_kl - held_out[kl_sizes[-1]][0]) < 1e-6
+    assert (optimism[n] >= -1e-12).all() and (excess[n] >= -1e-12).all()  # both one-sided, every data set
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    print(f"kurtosis of P {kurtosis:.3f}, so c/2 = {c_theory / 2:.3f};  KL* = {kl_star:.4f} nats")
+    print("    n   mean in-sample estimate   mean true KL of the fit   n × optimism   n × excess")
+    for n in kl_sizes:
+        se_o, se_e = (n * v.std() / math.sqrt(n_sets) for v in (optimism[n], excess[n]))
+        print(f"{n:5d}   {in_sample[n].mean():22.4f}   {held_out[n].mean():23.4f}   "
+              f"{n * optimism[n].mean():6.3f} ± {se_o:.3f}  {n * excess[n].mean():6.3f} ± {se_e:.3f}")
+        if n >= 100:                                                        # the 1/n expansion holds
+            assert abs(n * optimism[n].mean() / (c_theory / 2) - 1) < 0.25
+            assert abs(n * excess[n].mean() / (c_theory / 2) - 1) < 0.25
+
+# %%
+with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax = axes[0]
+    for (name, c), off in zip([("θ*", "C0"), ("N(0, 1)", "C3")], (0.97, 1.03)):
+        est_n = [kl_runs[name, n][0] for n in kl_sizes]
+        ax.errorbar(np.array(kl_sizes) * off, [float(e.mean()) for e in est_n], yerr=[float(e.std()) for e in est_n],
+                    fmt="o", color=c, capsize=3, label=f"Q = {name}: mean ± spread of the estimates")
+        ax.axhline(float(kl_true[name]), color=c, ls=":", lw=1.5)
+    ax.set(xscale="log", xlabel="samples per data set n", ylabel="nats",
+           title="estimates of KL(P‖Q) at a fixed Q (dotted: quadrature)")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ns = np.array(kl_sizes, dtype=float)
+    ax.plot(ns, [float(in_sample[n].mean()) for n in kl_sizes], "o-", color="C1",
+            label=r"in-sample estimate at $\hat\theta_n$")
+    ax.plot(ns, [float(held_out[n].mean()) for n in kl_sizes], "s-", color="C2",
+            label=r"true KL of the fitted $Q_{\hat\theta_n}$")
+    n_line = np.logspace(1, 3, 50)
+    for sign in (-1, 1):
+        ax.plot(n_line, float(kl_star) + sign * float(c_theory) / (2 * n_line), color="grey", lw=1, ls="--",
+                label=r"KL* $\pm\, c/(2n)$ (theory)" if sign > 0 else None)
+    ax.axhline(float(kl_star), color="k", lw=1.5, label="KL* (the best Gaussian)")
+    ax.set(xscale="log", xlabel="samples per data set n", ylabel="nats (mean over data sets)",
+           title="fitting to the samples: optimistic in-sample, worse in truth")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+
+# %% [markdown]
+# The in-sample estimate falls below $\mathrm{KL}^*$ and the fitted model's true KL rises above it, both by
+# about $c/(2n)$ (dashed) once $n \ge 100$: the training likelihood flatters the fitted model by as much as
+# the model actually falls short. (At $n = 10$ the expansion is poor and the fitted model is much worse
+# than $c/(2n)$ says.) This is why §14.2 judges a density model by its likelihood on **held-out** data,
+# as part 2 does, and why an information criterion such as AIC (§14.1's BIC is a cousin) charges a
+# penalty per parameter.
+
+# %% [markdown]
 # ## 2. Example 14.2.1 on real images
 #
 # The digits are 8×8 images with integer grey levels $0..16$. A density on $\mathbb R^{64}$ needs continuous
@@ -287,7 +443,7 @@ print("fit / validation / train / held-out:", *(tuple(t.shape) for t in (Y_fit, 
 # $$-\sum_{i=1}^m \log \mathcal N(x_i; \mu, \sigma^2 I) = \sum_{i=1}^m \frac{|x_i - \mu|^2}{2\sigma^2}
 #   + \frac{m d}{2}\log(2\pi\sigma^2).$$
 #
-# ### Exercise 2: the maximum-likelihood $\sigma^2$
+# ### Exercise 3: the maximum-likelihood $\sigma^2$
 #
 # With $\mu$ the sample mean, set the derivative in $\sigma^2$ to zero and write `sigma2_mle(X)` for $X$ of shape
 # $(m, d)$, returning a 0-d tensor.
@@ -578,6 +734,10 @@ ui
 #   sampled, shifted copy of the KL divergence, so its minimiser converges to the KL minimiser, here at rate
 #   $n^{-1/2}$ (Theorem 14.2.2). The theorem says nothing about how small the minimal KL is: that is the job
 #   of the model family.
+# * $\mathrm{KL}(P\|Q)$ can be estimated from samples of $P$ by averaging $\log P - \log Q$: unbiased, with an
+#   error bar that shrinks like $n^{-1/2}$. At a model fitted to the same samples the estimate is optimistic
+#   by about $c/(2n)$, and the fitted model's true KL is worse than the best by about as much: a training
+#   likelihood flatters, a held-out one does not.
 # * Example 14.2.1 on digits: $\mathcal N(\mu, \sigma^2 I)$ has train ≈ held-out likelihood and samples that
 #   are the mean image plus noise. A full covariance and then a mixture lower the held-out bits/dim and
 #   draw more digit-like samples. Agreement between train and held-out likelihood says nothing about whether

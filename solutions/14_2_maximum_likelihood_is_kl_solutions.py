@@ -16,7 +16,7 @@
 # %% [markdown]
 # # §14.2 Maximum likelihood is minimum KL divergence: solutions
 #
-# Worked solutions to the two exercises of `chapters/14_2_maximum_likelihood_is_kl`.
+# Worked solutions to the three exercises of `chapters/14_2_maximum_likelihood_is_kl`.
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,7 +51,27 @@ assert result, result
 result
 
 # %% [markdown]
-# ## Exercise 2: the maximum-likelihood $\sigma^2$ of $\mathcal N(\mu, \sigma^2 I)$
+# ## Exercise 2: the Monte-Carlo estimate of KL(P‖Q)
+#
+# $\mathrm{KL}(P\|Q) = \mathbb E_{x\sim P}[\log P(x) - \log Q(x)]$, so with $x_1..x_n$ drawn from $P$ the
+# average $\frac1n\sum_i (\log P(x_i) - \log Q(x_i))$ is an unbiased estimate. Its terms are independent,
+# so its variance is the variance of one term over $n$: the standard error is the sample standard deviation
+# of the terms (divisor $n-1$) over $\sqrt n$. Both reduce the last axis, so a batch of data sets
+# `(..., n)` gives one estimate per data set.
+
+# %%
+def kl_estimate(log_p, log_q):
+    """log_p, log_q (..., n) at n samples of P → (estimate (...), standard error (...)) of KL(P‖Q)."""
+    terms = torch.as_tensor(log_p) - torch.as_tensor(log_q)               # log P(x_i) − log Q(x_i)
+    n = terms.shape[-1]
+    return terms.mean(-1), terms.std(-1, correction=1) / n ** 0.5
+
+result = check("14.2.kl_estimate", kl_estimate)
+assert result, result
+result
+
+# %% [markdown]
+# ## Exercise 3: the maximum-likelihood $\sigma^2$ of $\mathcal N(\mu, \sigma^2 I)$
 #
 # The negative log-likelihood is $L(\sigma^2) = \frac{S}{2\sigma^2} + \frac{md}{2}\log(2\pi\sigma^2)$ with
 # $S = \sum_i |x_i - \mu|^2$. Its derivative $-\frac{S}{2\sigma^4} + \frac{md}{2\sigma^2}$ vanishes at

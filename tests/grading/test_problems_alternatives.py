@@ -35,6 +35,13 @@ def _kl_gaussians(mu1, var1, mu2, var2):     # torch.distributions' KL, summed
     return torch.distributions.kl_divergence(Normal(mu1, var1.sqrt()), Normal(mu2, var2.sqrt())).sum()
 
 
+def _kl_estimate(log_p, log_q):              # sums by hand, the variance from the centred squares
+    d = log_p - log_q
+    n = d.shape[-1]
+    mean = d.sum(-1) / n
+    return mean, torch.sqrt(((d - mean[..., None]) ** 2).sum(-1) / ((n - 1) * n))
+
+
 def _sigma2_mle(X):                          # the mean of the per-coordinate ML variances
     return torch.as_tensor(X).var(0, unbiased=False).mean()
 
@@ -209,7 +216,8 @@ def _cfg(eps_cond, eps_uncond, w):           # torch.lerp (extrapolates for w ou
 
 ALTERNATIVES = {
     "14.1.e_step": _e_step, "14.1.m_step": _m_step, "14.1.gaussian_mle": _gaussian_mle,
-    "14.2.kl_gaussians": _kl_gaussians, "14.2.sigma2_mle": _sigma2_mle,
+    "14.2.kl_gaussians": _kl_gaussians, "14.2.kl_estimate": _kl_estimate,
+    "14.2.sigma2_mle": _sigma2_mle,
     "14.3.gmm_score": _gmm_score, "14.3.langevin_step": _langevin_step, "14.3.dsm_loss": _dsm_loss,
     "14.4.gaussian_entropy": _gaussian_entropy, "14.4.elbo_gap": _elbo_gap,
     "14.5.reparameterize": _reparameterize, "14.5.elbo_term": _elbo_term, "14.5.vae_networks": _VAENetworks,

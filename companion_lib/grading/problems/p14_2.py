@@ -1,7 +1,11 @@
-"""§14.2 problems: KL between Gaussians in closed form; the maximum-likelihood σ² of N(μ, σ²I)."""
+"""§14.2 problems: KL between Gaussians in closed form; the Monte-Carlo estimate of KL(P‖Q) from
+samples of P, with its standard error; the maximum-likelihood σ² of N(μ, σ²I)."""
+import math
+
 import torch
 
 from companion_lib import divergences
+from companion_lib.grading.compare import float32_aware
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 _F64 = dict(dtype=torch.float64)
@@ -60,6 +64,93 @@ _KL_GAUSSIANS = Problem(
         Mistake(_kl_not_summed, "one KL per coordinate: the KL of the diagonal Gaussians is their sum."),
     ),
     rtol=1e-6, atol=1e-10,
+)
+
+
+# ---------------------------------------------------------------- KL(P‖Q) from samples of P
+def _kl_estimate_ref(log_p, log_q):
+    """The reference: the average of log P(x_i) − log Q(x_i) over the last axis (n samples of P) and
+    its standard error, the sample standard deviation (divisor n − 1) over √n; shapes (...)."""
+    log_p, log_q = torch.as_tensor(log_p), torch.as_tensor(log_q)
+    terms = log_p - log_q
+    n = terms.shape[-1]
+    return terms.mean(-1), terms.std(-1, correction=1) / math.sqrt(n)
+
+
+def _kl_estimate_cases(rng=None):
+    """log P and log Q at samples of P: P a two-component mixture, Q a Gaussian (a misspecified model)
+    or a second mixture; one short data set (n = 5, where the divisor n − 1 matters), batches of data
+    sets (..., n)."""
+    g = torch.Generator().manual_seed(case_seed(rng, 1423))
+    cases = []
+    for shape in ((5,), (3, 40), (2, 4, 25)):
+        w = 0.2 + 0.6 * torch.rand((), generator=g, dtype=torch.float64)
+        P = dict(weights=torch.stack([w, 1 - w]), means=torch.randn(2, generator=g, dtype=torch.float64) * 1.5,
+                 variances=0.2 + torch.rand(2, generator=g, dtype=torch.float64))
+        n_total = math.prod(shape)
+        x = divergences.sample_mixture(n_total, **P, generator=g)
+        log_p = divergences.mixture_log_pdf(x, **P).reshape(shape)
+        mu, var = torch.randn((), generator=g, dtype=torch.float64), 0.5 + torch.rand((), generator=g, dtype=torch.float64)
+        log_q = divergences.log_normal(x, mu, var).reshape(shape)
+        cases.append((log_p, log_q))
+    return cases
+
+
+def _kl_est_reversed(log_p, log_q):          # log Q − log P: minus the estimate
+    est, se = _kl_estimate_ref(log_p, log_q)
+    return -est, se
+
+
+def _kl_est_cross_entropy(log_p, log_q):     # the average −log Q alone: the NLL, = KL + H(P)
+    est, se = _kl_estimate_ref(torch.zeros_like(torch.as_tensor(log_q)), log_q)
+    return est, se
+
+
+def _kl_est_log_mean_ratio(log_p, log_q):    # log of the average ratio P/Q instead of the average log ratio
+    terms = torch.as_tensor(log_p) - torch.as_tensor(log_q)
+    est = torch.logsumexp(terms, -1) - math.log(terms.shape[-1])
+    return est, _kl_estimate_ref(log_p, log_q)[1]
+
+
+def _kl_est_sd_not_se(log_p, log_q):         # the spread of one term, not of the average of n
+    terms = torch.as_tensor(log_p) - torch.as_tensor(log_q)
+    return terms.mean(-1), terms.std(-1, correction=1)
+
+
+def _kl_est_divisor_n(log_p, log_q):         # standard deviation with divisor n
+    terms = torch.as_tensor(log_p) - torch.as_tensor(log_q)
+    return terms.mean(-1), terms.std(-1, correction=0) / math.sqrt(terms.shape[-1])
+
+
+_KL_ESTIMATE = Problem(
+    id="14.2.kl_estimate",
+    section="14.2",
+    title="KL(P‖Q) from samples of P, with its standard error",
+    statement=("Write kl_estimate(log_p, log_q): log_p and log_q, of one shape (..., n), hold log P(x_i) and "
+               "log Q(x_i) at n independent samples x_1..x_n of P (the last axis; any leading axes index "
+               "separate data sets). Return (estimate, standard_error), each of shape (...): the Monte-Carlo "
+               "estimate of KL(P‖Q) from those samples, and its standard error, the sample standard "
+               "deviation (divisor n − 1) of the averaged terms divided by √n."),
+    kind="function",
+    reference=_kl_estimate_ref,
+    cases=_kl_estimate_cases,
+    hint=("KL(P‖Q) is an expectation under P; samples of P turn an expectation into an average over the "
+          "samples, here along the last axis.",
+          "Average the per-sample log ratio of P to Q. The standard error of an average of n independent "
+          "terms is their standard deviation over √n."),
+    mistakes=(
+        Mistake(_kl_est_reversed, "the sign is reversed: KL(P‖Q) averages log P − log Q (it is ≥ 0 in "
+                "expectation)."),
+        Mistake(_kl_est_cross_entropy, "this is the average of −log Q alone, the negative log-likelihood: it "
+                "estimates KL(P‖Q) + H(P), not the KL."),
+        Mistake(_kl_est_log_mean_ratio, "this is the log of the average ratio P/Q: KL is the average of the "
+                "log ratio (the two differ, by Jensen's inequality)."),
+        Mistake(_kl_est_sd_not_se, "the standard error is the spread of one term: the average of n terms "
+                "has that spread divided by √n."),
+        Mistake(_kl_est_divisor_n, "the standard deviation divides by n: the statement asks for the sample "
+                "standard deviation with divisor n − 1 (it matters for the 5-sample case)."),
+    ),
+    rtol=1e-9, atol=1e-12, compare=float32_aware(1e-9, 1e-12, rtol32=1e-4, atol32=1e-5),
 )
 
 
@@ -127,4 +218,4 @@ _SIGMA2_MLE = Problem(
 )
 
 #: This section's problems (``companion_lib.grading`` registers them).
-SECTION_PROBLEMS = (_KL_GAUSSIANS, _SIGMA2_MLE)
+SECTION_PROBLEMS = (_KL_GAUSSIANS, _KL_ESTIMATE, _SIGMA2_MLE)
