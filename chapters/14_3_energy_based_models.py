@@ -327,6 +327,8 @@ _ = draw_langevin(0.05, 100)       # the same figure, drawn once without a slide
 # \qquad s_\theta = -\nabla_x E_\theta \text{ (autograd, with create\_graph so we can differentiate again)}.$$
 # Its minimiser is the score of the data blurred by $\mathcal N(0,\sigma^2 I)$ (this is the idea §15.3
 # builds on). The network is a small SiLU MLP; a weak $\|x\|^2$ term keeps $e^{-E_\theta}$ integrable.
+# *Sources:* score matching, A. Hyvärinen, *JMLR* 6 (2005) 695–709; this denoising form and its
+# minimiser, P. Vincent, *Neural Computation* 23 (2011) 1661–1674.
 #
 # ### Exercise 3: the denoising score-matching loss
 #

@@ -81,6 +81,8 @@ print(f"fit {tuple(X_fit.shape)}, validation {tuple(X_val.shape)}, held-out {tup
 # that gradients can flow back into $\mu_\phi$ and $\sigma_\phi$: draw $\varepsilon_j \sim \mathcal
 # N(0, I_d)$ once, then move and scale it by the encoder's outputs. The randomness no longer depends
 # on $\phi$, so the gradient of an average over $\varepsilon$ is the average of gradients.
+# *Source:* the reparameterised estimator and the VAE, D. P. Kingma and M. Welling, "Auto-encoding
+# variational Bayes", ICLR 2014 (arXiv:1312.6114).
 #
 # **Exercise 1.** Write the reparameterised sample for a batch: one row per image, one scalar
 # $\sigma$ per row.
@@ -523,7 +525,8 @@ ui
 # differently: with weights $w_j = p_\theta(y, z_j)/q_\phi(z_j\mid y)$,
 # $$\log p_\theta(y) \;\ge\; \mathbb E\Big[\log \tfrac1k \textstyle\sum_j w_j\Big] \;\ge\;
 #   \mathbb E\big[\tfrac1k\textstyle\sum_j \log w_j\big] = \text{ELBO},$$
-# by Jensen's inequality (the importance-weighted bound, IWAE). Both converted to bits/dim of the
+# by Jensen's inequality (the importance-weighted bound, IWAE; Y. Burda, R. Grosse and R. Salakhutdinov,
+# "Importance weighted autoencoders", ICLR 2016, arXiv:1509.00519). Both converted to bits/dim of the
 # discrete digits with `metrics.bits_per_dim` (lower is better; uniform over 17 levels: 4.09).
 
 # %%
