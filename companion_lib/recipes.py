@@ -30,13 +30,16 @@ def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: 
               decoder: str = "gaussian", steps: int = 3000, batch_size: int = 128, lr: float = 2e-3,
               eval_every: int = 50, patience: int | None = 10, s: int = 1,
               generator: torch.Generator | None = None, device=None, progress: bool = True,
-              desc: str = "VAE", model: nn.Module | None = None, negative_elbo=None) -> training.TrainResult:
+              desc: str = "VAE", model: nn.Module | None = None, negative_elbo=None,
+              beta: float | None = None) -> training.TrainResult:
     """Build a ``vae.VAE`` (``decoder`` one of ``vae.DECODERS``) and train it with ``training.train`` on
     raw digit levels (lesson 14_5's recipe and the scoreboard's; was ``vae.train_vae``).
 
     ``model``: train this module instead (e.g. a student's encoder/decoder with the text's
     ``encode``/``decode``; ``latent_dims`` must be its latent size); ``negative_elbo(model, y, eps)``:
     the −(14.13) estimator to train with (contract of ``vae.negative_elbo``); default: ``log_weights``.
+    ``beta``: train (and early-stop on) the β-VAE objective distortion + β·rate instead
+    (``vae.rate_distortion``; Higgins et al. 2017), β ≥ 0.
 
     x_fit (m, n), x_val (m', n): integer levels (e.g. ``load_digits_split().X_fit``), moved to
     ``device`` as float32. Each batch is re-dequantised; early stopping on the validation ELBO
@@ -58,7 +61,7 @@ def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: 
     if negative_elbo is not None and not callable(negative_elbo):
         raise TypeError("negative_elbo must be a function (model, y, eps) -> (b,)")
     model = model.to(x_fit.device)
-    kw = dict(s=s, negative_elbo=negative_elbo, latent_dims=latent_dims)
+    kw = dict(s=s, negative_elbo=negative_elbo, latent_dims=latent_dims, beta=beta)
     return training.train(model, make_loss(generator, **kw), x_fit, steps=steps, val_data=x_val,
                  val_fn=make_val_fn(**kw), batch_size=batch_size, lr=lr, eval_every=eval_every,
                  patience=patience, generator=generator, progress=progress, desc=desc)

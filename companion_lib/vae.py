@@ -12,6 +12,12 @@
 * ``log_weights``       the exact summands log p(x, z_j) − log q(z_j | x), z_j ~ q       eq. 14.12
 * ``elbo_estimate``     (14.12) as printed (``reduction="sum"``: s × ELBO) or its average (the ELBO)
 * ``elbo_and_iwae``     the ELBO and the importance-weighted bound from the same k samples
+* ``sample_log_weights`` / ``iwae_bounds``  k log-weights per image; IWAE_k for several k from them
+                        (Burda et al. 2016)
+* ``kl_to_prior`` / ``rate_distortion``  KL(q(z|x) ‖ p(z)) in closed form (Kingma & Welling 2014,
+                        app. B); rate and distortion per image, ELBO = −(distortion + rate)
+* ``fit_posterior``     a q(z|x) fitted per image (no encoder): the amortisation gap
+* ``wrap_networks``     any module with the text's encode/decode as a ``VAE``
 * ``encoder_gradients`` reparameterisation vs score-function (REINFORCE, with or without a
                         leave-one-out baseline) gradients of the ELBO with respect to the encoder
                         output (μ_φ(x), σ_φ(x))
@@ -31,14 +37,15 @@ import math
 import torch
 from torch import nn
 
-from companion_lib._checks import as_tensor, check_choice, check_int
+from companion_lib._checks import as_tensor, check_batch, check_choice, check_float, check_int
 from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.nets import mlp
 from companion_lib._moved import moved_getattr
 
-__all__ = ["VAE", "DECODERS", "reparameterize", "log_normal", "elbo_term", "elbo_constant", "log_weights",
-           "elbo_estimate", "elbo_and_iwae", "encoder_gradients", "negative_elbo", "make_loss",
+__all__ = ["VAE", "DECODERS", "wrap_networks", "reparameterize", "log_normal", "elbo_term", "elbo_constant",
+           "log_weights", "elbo_estimate", "elbo_and_iwae", "sample_log_weights", "iwae_bounds", "kl_to_prior",
+           "rate_distortion", "fit_posterior", "encoder_gradients", "negative_elbo", "make_loss",
            "make_val_fn"]
 
 #: Names that moved out of this module, importable from here for this release (a DeprecationWarning
@@ -137,6 +144,37 @@ class VAE(nn.Module):
             return ((level + u) / self.levels).to(p.device)
         sigma = second if self.decoder_type == "gaussian_per_pixel" else second[:, None]
         return mean + sigma * _randn(mean.shape, generator, p)
+
+
+class _WrappedNetworks(VAE):
+    """``wrap_networks``' result: the text's VAE whose encode/decode are another module's."""
+
+    def __init__(self, networks: nn.Module, n_dims: int, latent_dims: int):
+        nn.Module.__init__(self)
+        self.n_dims = check_int(n_dims, "n_dims", low=1)
+        self.latent_dims = check_int(latent_dims, "latent_dims", low=1)
+        self.decoder_type, self.levels = "gaussian", DIGIT_LEVELS
+        self.networks = networks
+
+    def encode(self, x: torch.Tensor):
+        mu, sigma = self.networks.encode(check_batch(x, "x", self.n_dims, any_batch_shape=True))
+        return mu, sigma.reshape(mu.shape[:-1])
+
+    def decode(self, z: torch.Tensor):
+        mu, sigma = self.networks.decode(check_batch(z, "z", self.latent_dims, any_batch_shape=True))
+        return mu, sigma.reshape(mu.shape[:-1])
+
+
+def wrap_networks(networks: nn.Module, n_dims: int, latent_dims: int) -> VAE:
+    """Any module with the text's ``encode(y) → (μ_φ (..., d), σ_φ (...,))`` and ``decode(z) →
+    (μ_θ (..., n), σ_θ (...,))`` (eqs. 14.10–14.11; σ of shape (..., 1) is accepted) as a ``VAE`` with
+    the text's Gaussian decoder, so that ``log_weights``, ``elbo_and_iwae``, ``sample`` … run on it.
+    The module's parameters are shared, not copied."""
+    if not isinstance(networks, nn.Module) or not all(callable(getattr(networks, m, None))
+                                                     for m in ("encode", "decode")):
+        raise TypeError("networks must be a torch.nn.Module with encode(y) and decode(z), got "
+                        f"{type(networks).__name__}")
+    return _WrappedNetworks(networks, n_dims, latent_dims)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,16 +281,33 @@ def _check_model_input(model: VAE, y, name: str = "y") -> torch.Tensor:
     return as_tensor(y, name, shape=(None, model.n_dims), dtype=p.dtype, device=p.device, min_rows=1)
 
 
+def _check_posterior(model: VAE, y: torch.Tensor, posterior):
+    """(μ (b, d), σ (b,)) of a q(z|y) given per image instead of the encoder's (validated)."""
+    if not isinstance(posterior, (tuple, list)) or len(posterior) != 2:
+        raise TypeError("posterior must be a pair (mu (b, d), sigma (b,)), got "
+                        f"{type(posterior).__name__}")
+    b, d = y.shape[0], model.latent_dims
+    mu = as_tensor(posterior[0], "posterior mu", shape=(b, d), dtype=y.dtype, device=y.device)
+    sigma = _sigma_column(as_tensor(posterior[1], "posterior sigma", ndim=(1, 2), dtype=y.dtype,
+                                    device=y.device), b, "posterior sigma")[:, 0]
+    return mu, sigma
+
+
 def log_weights(model: VAE, y, s: int = 1, generator: torch.Generator | None = None,
-                eps: torch.Tensor | None = None) -> torch.Tensor:
+                eps: torch.Tensor | None = None, posterior=None) -> torch.Tensor:
     """The exact summands of (14.12): log p(y|z_j) + log p(z_j) − log q(z_j|y), shape (s, b).
 
     y (b, n); z_j = μ_φ(y) + σ_φ(y)·ε_j with ε_j ~ N(0, I_d) drawn from ``generator`` (or passed in
     as ``eps`` (s, b, d)). Differentiable in the model's parameters (the reparameterisation trick).
+    ``posterior=(mu (b, d), sigma (b,))``: use this q(z|y) = N(mu, sigma² I_d) per image instead of
+    the encoder's (e.g. one fitted per image by ``fit_posterior``: the amortisation gap).
     """
     y = _check_model_input(model, y)
     s = check_int(s, "s", low=1)
-    mu_e, sig_e = model.encode(y)                                   # eq. 14.10
+    if posterior is None:
+        mu_e, sig_e = model.encode(y)                               # eq. 14.10
+    else:
+        mu_e, sig_e = _check_posterior(model, y, posterior)
     if eps is None:
         eps = _randn((s, y.shape[0], model.latent_dims), generator, y)
     z = reparameterize(mu_e, sig_e, eps)                            # (s, b, d)
@@ -276,22 +331,111 @@ def elbo_estimate(model: VAE, y, s: int = 1, generator: torch.Generator | None =
 
 @torch.no_grad()
 def elbo_and_iwae(model: VAE, y, k: int = 100, generator: torch.Generator | None = None,
-                  chunk: int = 100):
+                  chunk: int = 100, posterior=None):
     """ELBO and importance-weighted bound (IWAE, Burda et al. 2016) per data point, both (b,).
 
     From the same k samples z_j ~ q(z|y) with log-weights w_j = log p(y, z_j) − log q(z_j|y):
     ELBO ≈ mean_j w_j,  IWAE_k = log mean_j exp(w_j) ≥ mean_j w_j (Jensen), and IWAE_k ≤ log p(y).
-    Samples are drawn ``chunk`` at a time to bound memory.
+    Samples are drawn ``chunk`` at a time to bound memory. ``posterior``: as in ``log_weights``.
     """
+    lw = sample_log_weights(model, y, k, generator, chunk, posterior)   # (k, b)
+    return lw.mean(0), torch.logsumexp(lw, 0) - math.log(k)
+
+
+@torch.no_grad()
+def sample_log_weights(model: VAE, y, k: int = 100, generator: torch.Generator | None = None,
+                       chunk: int = 100, posterior=None) -> torch.Tensor:
+    """k log-weights log p(y, z_j) − log q(z_j|y) per image, (k, b), without a graph, drawn ``chunk``
+    samples at a time (``log_weights`` under ``torch.no_grad()``; ``posterior`` as there)."""
     k = check_int(k, "k", low=1)
     chunk = check_int(chunk, "chunk", low=1)
     parts, left = [], k
     while left > 0:
         m = min(chunk, left)
-        parts.append(log_weights(model, y, m, generator))
+        parts.append(log_weights(model, y, m, generator, posterior=posterior))
         left -= m
-    lw = torch.cat(parts, 0)                                        # (k, b)
-    return lw.mean(0), torch.logsumexp(lw, 0) - math.log(k)
+    return torch.cat(parts, 0)
+
+
+def iwae_bounds(log_w: torch.Tensor, ks) -> dict:
+    """IWAE_k (Burda et al. 2016, eq. 8) for each k in ``ks`` from K log-weights per image, (K, b):
+    the K samples are cut into ⌊K/k⌋ disjoint groups of k, and each image's bound is the mean over its
+    groups of log (1/k) Σ_{j in group} w_j (an unbiased estimate of IWAE_k, whose expectation rises
+    with k towards log p(y)). Returns {k: (b,) tensor}; every k must be between 1 and K."""
+    log_w = as_tensor(log_w, "log_w", ndim=2, dtype=None, min_rows=1)
+    K = log_w.shape[0]
+    if not isinstance(ks, (list, tuple)) or not ks:
+        raise TypeError(f"ks must be a non-empty list of sample sizes k, got {type(ks).__name__}")
+    out = {}
+    for k in ks:
+        k = check_int(k, "ks", low=1, high=K)
+        groups = log_w[: (K // k) * k].reshape(K // k, k, -1)
+        out[k] = (torch.logsumexp(groups, 1) - math.log(k)).mean(0)
+    return out
+
+
+def kl_to_prior(mu, sigma) -> torch.Tensor:
+    """KL(N(μ, σ² I_d) ‖ N(0, I_d)) in closed form, ½(‖μ‖² + dσ² − d − d log σ²) (Kingma & Welling
+    2014, appendix B): mu (..., d), sigma (...,) one standard deviation per row → (...,) nats.
+
+    The *rate* of a VAE: the mean over images of KL(q_φ(z|x) ‖ p(z)), the information (in nats) the
+    code carries about x on average; the ELBO is −(distortion + rate)."""
+    mu = as_tensor(mu, "mu", dtype=None)
+    if mu.ndim < 1:
+        raise ValueError("mu must have shape (..., d)")
+    sigma = as_tensor(sigma, "sigma", dtype=mu.dtype, device=mu.device)
+    if sigma.shape != mu.shape[:-1]:
+        raise ValueError(f"sigma must have shape {tuple(mu.shape[:-1])} (one σ per row of mu), "
+                         f"got {tuple(sigma.shape)}")
+    if (sigma <= 0).any():
+        raise ValueError("sigma (the standard deviation σ) must be > 0")
+    d = mu.shape[-1]
+    var = sigma**2
+    return 0.5 * ((mu**2).sum(-1) + d * var - d - d * torch.log(var))
+
+
+def rate_distortion(model: VAE, y, k: int = 1, generator: torch.Generator | None = None,
+                    posterior=None):
+    """Rate and distortion of a VAE per image, both (b,) nats: rate = KL(q(z|y) ‖ p(z)) in closed
+    form (``kl_to_prior``), distortion = −E_q[log p_θ(y|z)] from k reparameterised samples, so that
+    ELBO = −(distortion + rate) (Kingma & Welling 2014, eq. 7). Differentiable (a β-VAE loss is
+    distortion + β·rate). ``posterior``: as in ``log_weights``."""
+    y = _check_model_input(model, y)
+    k = check_int(k, "k", low=1)
+    mu_e, sig_e = model.encode(y) if posterior is None else _check_posterior(model, y, posterior)
+    z = reparameterize(mu_e, sig_e, _randn((k, y.shape[0], model.latent_dims), generator, y))
+    return kl_to_prior(mu_e, sig_e), -model.log_likelihood(y, z).mean(0)
+
+
+def fit_posterior(model: VAE, y, steps: int = 100, lr: float = 0.05, s: int = 8,
+                  generator: torch.Generator | None = None):
+    """q(z|y) = N(μ, σ² I_d) fitted to each image separately (no encoder): start from the encoder's
+    (μ_φ(y), log σ_φ(y)) and take ``steps`` Adam steps (learning rate ``lr``) on the s-sample ELBO of
+    each image, the model's weights held fixed. The ELBO of this q minus the encoder's is the
+    *amortisation gap* (one encoder for all images instead of a q per image; Cremer, Li & Duvenaud
+    2018). y (b, n). Returns (mu (b, d), sigma (b,)), without a graph, for ``posterior=``."""
+    y = _check_model_input(model, y)
+    steps = check_int(steps, "steps", low=1)
+    s = check_int(s, "s", low=1)
+    lr = check_float(lr, "lr", low=0.0, low_open=True)
+    with torch.no_grad():
+        mu0, sig0 = model.encode(y)
+    mu = mu0.clone().requires_grad_(True)
+    log_sigma = torch.log(sig0).clone().requires_grad_(True)
+    opt = torch.optim.Adam([mu, log_sigma], lr=lr)
+    frozen = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            opt.zero_grad()
+            lw = log_weights(model, y, s, generator, posterior=(mu, log_sigma.exp()))
+            (-lw.mean(0).sum()).backward()              # images are independent: one sum, per-image steps
+            opt.step()
+    finally:
+        for p, flag in zip(model.parameters(), frozen):
+            p.requires_grad_(flag)
+    return mu.detach(), log_sigma.detach().exp()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -350,8 +494,12 @@ def negative_elbo(model: nn.Module, y, eps) -> torch.Tensor:
     return -elbo_term(y, mu_d, sig_d, z, mu_e, sig_e)               # eq. 14.13
 
 
-def _batch_elbo(model, y, s, generator, neg_elbo, latent_dims):
-    """(b,) s-sample ELBO of dequantised y: the library's ``log_weights``, or a user's −(14.13)."""
+def _batch_elbo(model, y, s, generator, neg_elbo, latent_dims, beta=None):
+    """(b,) s-sample ELBO of dequantised y: the library's ``log_weights``, or a user's −(14.13); with
+    ``beta``, −(distortion + β·rate) (the β-VAE objective, rate in closed form)."""
+    if beta is not None:
+        rate, distortion = rate_distortion(model, y, s, generator)
+        return -(distortion + beta * rate)
     if neg_elbo is None:
         return log_weights(model, y, s, generator).mean(0)
     eps = _randn((s, y.shape[0], latent_dims), generator, y)
@@ -359,31 +507,44 @@ def _batch_elbo(model, y, s, generator, neg_elbo, latent_dims):
     return torch.stack(parts).mean(0) + elbo_constant(y.shape[1])
 
 
+def _check_beta(beta, negative_elbo):
+    if beta is None:
+        return None
+    if negative_elbo is not None:
+        raise ValueError("give negative_elbo or beta, not both (beta trains the library's β-VAE loss)")
+    return check_float(beta, "beta", low=0.0)
+
+
 def make_loss(generator: torch.Generator | None = None, s: int = 1, levels: int = DIGIT_LEVELS,
-              negative_elbo=None, latent_dims: int | None = None):
+              negative_elbo=None, latent_dims: int | None = None, beta: float | None = None):
     """loss_fn(model, x) for ``training.train``: x (b, n) raw levels 0..levels−1, dequantised afresh
     at every call (y = (x + u)/levels); returns the negative s-sample ELBO in bits/dim (scalar).
 
     ``negative_elbo(model, y, eps)`` (the contract of ``negative_elbo`` above, e.g. a student's) replaces
-    the library's estimator; it needs ``latent_dims`` to draw ε."""
+    the library's estimator; it needs ``latent_dims`` to draw ε. ``beta`` (≥ 0): minimise the β-VAE
+    objective distortion + β·rate instead (``rate_distortion``; β = 1 is the ELBO with the KL in
+    closed form, Kingma & Welling's estimator)."""
     s = check_int(s, "s", low=1)
+    beta = _check_beta(beta, negative_elbo)
     if negative_elbo is not None:
         latent_dims = check_int(latent_dims, "latent_dims", low=1)
 
     def loss_fn(model: VAE, x: torch.Tensor) -> torch.Tensor:
         y = dequantize(x, generator, levels)
-        elbo = _batch_elbo(model, y, s, generator, negative_elbo, latent_dims)  # (b,), unbiased ELBO
+        elbo = _batch_elbo(model, y, s, generator, negative_elbo, latent_dims, beta)  # (b,), unbiased ELBO
         return dequantized_bits_per_dim(elbo, y.shape[1], levels).mean()
 
     return loss_fn
 
 
 def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS, negative_elbo=None,
-                latent_dims: int | None = None):
+                latent_dims: int | None = None, beta: float | None = None):
     """val_fn(model, x) → float: negative ELBO in bits/dim with the *same* dequantisation noise and ε
     at every call (a fresh generator seeded ``seed``), so early stopping compares like with like.
-    ``negative_elbo``, ``latent_dims``: as in ``make_loss``."""
+    ``negative_elbo``, ``latent_dims``, ``beta``: as in ``make_loss`` (with ``beta``, the β-VAE
+    objective is what is validated)."""
     s = check_int(s, "s", low=1)
+    beta = _check_beta(beta, negative_elbo)
     if negative_elbo is not None:
         latent_dims = check_int(latent_dims, "latent_dims", low=1)
 
@@ -391,7 +552,7 @@ def make_val_fn(seed: int = 1234, s: int = 1, levels: int = DIGIT_LEVELS, negati
         g = torch.Generator().manual_seed(seed)
         y = dequantize(x, g, levels)
         with torch.no_grad():
-            elbo = _batch_elbo(model, y, s, g, negative_elbo, latent_dims)
+            elbo = _batch_elbo(model, y, s, g, negative_elbo, latent_dims, beta)
         return float(dequantized_bits_per_dim(elbo, y.shape[1], levels).mean())
 
     return val_fn

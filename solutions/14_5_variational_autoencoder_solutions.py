@@ -73,14 +73,14 @@ result
 # %% [markdown]
 # ## Exercise 3: the encoder and decoder
 #
-# Two MLPs with the layer order of the contract, so that `load_state_dict` finds `encoder.0`,
-# `encoder.2`, `encoder.4` (the SiLU layers hold no weights). Each network has one extra output: the
-# last one is $\log\sigma$, which `exp` turns into a positive standard deviation; the decoder's means
-# go through a sigmoid because the dequantised pixels lie in $[0, 1)$. Indexing with `...` lets
-# `decode` take a batch of any shape, such as $(s, b, d)$.
+# The contract fixes shapes and meanings, not layers; one way to keep it: two MLPs
+# (Linear–SiLU–Linear–SiLU–Linear of width `hidden`), each with one extra output. The last one is
+# $\log\sigma$, which `exp` turns into a positive standard deviation; the decoder's means go through a
+# sigmoid because the dequantised pixels lie in $[0, 1)$. Indexing with `...` lets `decode` take a batch
+# of any shape, such as $(s, b, d)$, and every row is computed on its own (no batch statistics).
 #
-# `companion_lib.nets.mlp(n_in, hidden, n_out, depth=2)` builds exactly this stack; writing the
-# `nn.Sequential` out by hand works as well.
+# `companion_lib.nets.mlp(n_in, hidden, n_out, depth=2)` builds this stack; writing the `nn.Sequential`
+# out by hand, or another architecture (one hidden layer, softplus for σ), passes as well.
 
 # %%
 class VAENetworks(nn.Module):
@@ -126,7 +126,7 @@ result
 # %% [markdown]
 # ## Exercise 5: a short training run
 #
-# The lesson's training cell with these two answers (same budget, split, early stopping and seed),
+# The lesson's training cell with these two answers (same rule, split, early stopping and seed),
 # then the held-out negative ELBO on the fixed evaluation set.
 
 # %%
@@ -135,12 +135,11 @@ X_fit = torch.as_tensor(digits.X_fit, dtype=torch.float32, device=run.device)
 X_val = torch.as_tensor(digits.X_val, dtype=torch.float32, device=run.device)
 d, hidden = 16, run.budget(quick=128, full=512)
 torch.manual_seed(2)
+rule = dict(steps=run.budget(quick=5000, full=30_000), lr=run.budget(quick=2e-3, full=1e-3),
+            patience=run.budget(quick=8, full=30), eval_every=50, batch_size=128)
 fit = recipes.train_vae(X_fit, X_val, latent_dims=d, model=VAENetworks(64, d, hidden), negative_elbo=negative_elbo,
-                    steps=run.budget(quick=3000, full=30_000), lr=run.budget(quick=2e-3, full=1e-3),
-                    patience=run.budget(quick=8, full=30), generator=run.generator, device=run.device,
-                    progress=False)
-model = vae.VAE(64, d, hidden).to(run.device)
-model.load_state_dict(fit.model.state_dict())
+                        generator=run.generator, device=run.device, progress=False, **rule)
+model = vae.wrap_networks(fit.model, 64, d)
 elbo, _ = vae.elbo_and_iwae(model.eval(), data.heldout_digits().to(run.device), k=run.budget(quick=200, full=2000),
                             generator=torch.Generator().manual_seed(8))
 bound = metrics.bits_per_dim(elbo.cpu(), n_dims=64)

@@ -245,3 +245,76 @@ def test_train_vae_with_a_given_model_and_loss_matches_the_library_path():
 def test_decoder_choice_is_validated():
     with pytest.raises(ValueError, match="decoder must be one of"):
         vae.VAE(decoder="bernoulli")
+
+
+# ---------------------------------------------------------------- rate, distortion, IWAE_k, amortisation
+def test_kl_to_prior_matches_torch_distributions():
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    sigma = torch.rand(5, generator=g, dtype=torch.float64) + 0.2
+    q = Independent(Normal(mu, sigma[:, None].expand_as(mu)), 1)
+    p = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+    torch.testing.assert_close(vae.kl_to_prior(mu, sigma), torch.distributions.kl_divergence(q, p))
+    with pytest.raises(ValueError, match="sigma"):
+        vae.kl_to_prior(mu, sigma[:, None])
+
+
+def test_rate_plus_distortion_is_minus_the_elbo(model, y):
+    """ELBO = −(D + R) (Kingma & Welling 2014, eq. 7): the closed-form KL and (14.12) agree in mean."""
+    rate, distortion = vae.rate_distortion(model, y, k=20000, generator=torch.Generator().manual_seed(4))
+    elbo = vae.elbo_and_iwae(model, y, k=20000, generator=torch.Generator().manual_seed(5))[0]
+    torch.testing.assert_close(-(rate + distortion), elbo, atol=0.05, rtol=0)
+    assert (rate >= 0).all()
+
+
+def test_iwae_bounds_rise_with_k_and_k1_is_the_elbo(model, y):
+    lw = vae.sample_log_weights(model, y, 400, torch.Generator().manual_seed(6))
+    bounds = vae.iwae_bounds(lw, [1, 10, 400])
+    torch.testing.assert_close(bounds[1], lw.mean(0))
+    assert (bounds[400] >= bounds[1]).all() and bounds[10].mean() >= bounds[1].mean()
+    with pytest.raises(ValueError, match="k"):
+        vae.iwae_bounds(lw, [401])
+
+
+def test_fitted_posterior_beats_the_encoder_and_keeps_the_weights(model, y):
+    before = [p.detach().clone() for p in model.parameters()]
+    q = vae.fit_posterior(model, y, steps=100, lr=0.05, s=8, generator=torch.Generator().manual_seed(7))
+    assert q[0].shape == (6, 3) and q[1].shape == (6,) and (q[1] > 0).all()
+    assert all(torch.equal(a, b) and b.requires_grad for a, b in zip(before, model.parameters()))
+    enc = vae.elbo_and_iwae(model, y, k=4000, generator=torch.Generator().manual_seed(8))[0]
+    fitted = vae.elbo_and_iwae(model, y, k=4000, generator=torch.Generator().manual_seed(8), posterior=q)[0]
+    assert fitted.mean() > enc.mean()
+    with pytest.raises(ValueError, match="posterior mu"):
+        vae.log_weights(model, y, 2, posterior=(q[0][:2], q[1]))
+
+
+def test_beta_one_trains_the_closed_form_elbo_and_beta_is_validated():
+    x = torch.randint(0, 17, (64, 8)).float()
+    fit = recipes.train_vae(x, x[:16], latent_dims=2, hidden=8, steps=20, eval_every=10, beta=0.5,
+                            generator=torch.Generator().manual_seed(0), progress=False)
+    assert fit.steps_run == 20
+    with pytest.raises(ValueError, match="beta"):
+        vae.make_loss(beta=-1.0)
+    with pytest.raises(ValueError, match="beta"):
+        vae.make_loss(beta=1.0, negative_elbo=vae.negative_elbo, latent_dims=2)
+
+
+def test_wrap_networks_gives_the_library_vae_the_same_function(model, y):
+    class Nets(torch.nn.Module):             # another module with the text's encode/decode, σ as (..., 1)
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def encode(self, v):
+            mu, s = self.inner.encode(v)
+            return mu, s[..., None]
+
+        def decode(self, z):
+            mu, s = self.inner.decode(z)
+            return mu, s[..., None]
+
+    wrapped = vae.wrap_networks(Nets(model), 10, 3)
+    eps = torch.randn(3, 6, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    torch.testing.assert_close(vae.log_weights(wrapped, y, 3, eps=eps), vae.log_weights(model, y, 3, eps=eps))
+    with pytest.raises(TypeError, match="networks"):
+        vae.wrap_networks(torch.nn.Linear(2, 2), 10, 3)

@@ -110,9 +110,24 @@ class _OneLayerTooFew(nn.Module):
         return out[..., :-1].sigmoid(), out[..., -1].exp()
 
 
-def test_vae_networks_names_the_expected_weights():
-    result = grade_answer("14.5.vae_networks", _OneLayerTooFew)
-    assert not result.passed and "encoder.4.weight" in result.message
+def test_vae_networks_checks_the_contract_not_the_layers():
+    """Exercise 3 states a contract (shapes, what each output means): another architecture that keeps
+    it passes; one that breaks a clause is told which."""
+    assert grade_answer("14.5.vae_networks", _OneLayerTooFew).passed
+
+    class _SoftplusGELU(_OneLayerTooFew):    # other activations and positivity map: still the contract
+        def decode(self, z):
+            out = torch.nn.functional.gelu(self.decoder(z))
+            return out[..., :-1].sigmoid(), torch.nn.functional.softplus(out[..., -1:]) + 1e-4
+
+    assert grade_answer("14.5.vae_networks", _SoftplusGELU).passed
+
+    class _BatchStandardised(_OneLayerTooFew):  # standardises y over the batch: rows depend on each other
+        def encode(self, y):
+            return super().encode((y - y.mean(0)) / (y.std(0) + 1e-6))
+
+    result = grade_answer("14.5.vae_networks", _BatchStandardised)
+    assert not result.passed and "that row alone" in result.message, result.message
 
 
 def test_trained_bound_mark_is_reached_by_the_reference_with_the_lesson_budget():

@@ -170,47 +170,104 @@ def _sizes(state):
     return n, state["decoder.0.weight"].shape[1], h
 
 
+# Exercise 3 states a contract (shapes, what each output means), not an architecture: the harness
+# builds the student's class, runs it, and reports each clause of the contract as 1.0 (kept) or 0.0.
+_CONTRACT = {
+    "encode_shapes": "encode(y) with y of shape (b, n) must return μ_φ of shape (b, d) and σ_φ of shape (b,)",
+    "decode_shapes": "decode(z) with z of shape (..., d) must return μ_θ of shape (..., n) and σ_θ of shape "
+                     "(...,), for any leading shape of z (here (2, 4, d))",
+    "finite": "encode and decode must return finite numbers on ordinary inputs",
+    "sigma_positive": "σ_φ and σ_θ are standard deviations: every value must be > 0",
+    "mean_in_unit": "μ_θ is the mean of pixels in [0, 1): every value must lie in [0, 1], also for large z",
+    "rowwise": "each row's outputs must depend on that row alone (the same as encoding or decoding it "
+               "on its own)",
+    "depends_on_input": "the outputs must depend on the input: two different images gave the same μ_φ, "
+                        "or two different codes the same μ_θ",
+    "trainable": "gradients must reach the module's parameters from all four outputs (μ_φ, σ_φ, μ_θ, σ_θ): "
+                 "is one of them a constant or detached?",
+}
+
+
 def _net_cases(rng=None):
     seed = case_seed(rng, 1452)
     g = torch.Generator().manual_seed(seed)
     f64 = dict(generator=g, dtype=torch.float64)
-    cases = []
-    for n, d, h, b, zshape in ((64, 16, 32, 5, (5, 16)), (10, 3, 8, 4, (2, 4, 3))):
-        state = _state(n, d, h, seed + n)
-        cases.append((state, torch.rand(b, n, **f64), torch.randn(*zshape, **f64)))
-    return cases
+    return [(n, d, h, torch.rand(b, n, **f64), torch.randn(*zshape, **f64), seed + n)
+            for n, d, h, b, zshape in ((64, 16, 32, 5, (2, 4, 16)), (10, 3, 8, 4, (2, 4, 3)))]
 
 
-def _net_harness(cls, state, y, z):
-    """Build ``cls(n_dims, latent_dims, hidden)``, load the fixed weights, run encode and decode."""
-    n, d, h = _sizes(state)
-    model = cls(n, d, h)
+def _ok(flag) -> torch.Tensor:
+    return torch.tensor(1.0 if bool(flag) else 0.0, dtype=torch.float64)
+
+
+def _net_harness(cls, n, d, h, y, z, seed):
+    """Build ``cls(n, d, h)`` (weights seeded), run encode and decode, and report each clause of the
+    contract (``_CONTRACT``) as 1.0 or 0.0."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls(n, d, h)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"the class must build a torch.nn.Module, got {type(model).__name__}")
     model = model.double()
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        want = ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items() if k.endswith("weight"))
-        raise ValueError(f"the weights do not fit your module (expected {want}): "
-                         f"{str(err).splitlines()[0]}") from None
+    params = [p for p in model.parameters() if p.requires_grad]
+    b, zb = y.shape[0], z.shape[:-1]
+    mu_e, s_e = model.encode(y)
+    mu_d, s_d = model.decode(z)
+    outs = (mu_e, s_e, mu_d, s_d)
+    if not all(isinstance(t, torch.Tensor) for t in outs):
+        raise TypeError("encode and decode must each return a pair of tensors (mean, standard deviation)")
+    enc_shapes = tuple(mu_e.shape) == (b, d) and tuple(s_e.shape) in ((b,), (b, 1))
+    dec_shapes = tuple(mu_d.shape) == (*zb, n) and tuple(s_d.shape) in (tuple(zb), (*zb, 1))
+    report = {"encode_shapes": _ok(enc_shapes), "decode_shapes": _ok(dec_shapes)}
+    finite = all(bool(torch.isfinite(t).all()) for t in outs)
+    report["finite"] = _ok(finite)
+    report["sigma_positive"] = _ok(finite and bool((s_e > 0).all()) and bool((s_d > 0).all()))
     with torch.no_grad():
-        mu_e, s_e = model.encode(y)
-        mu_d, s_d = model.decode(z)
-    return mu_e, s_e.reshape(y.shape[0]), mu_d, s_d.reshape(z.shape[:-1])
+        mu_far = model.decode(40 * z)[0]
+    report["mean_in_unit"] = _ok(finite and bool(((mu_d >= 0) & (mu_d <= 1)).all())
+                                 and bool(((mu_far >= 0) & (mu_far <= 1)).all()))
+    rowwise = enc_shapes and dec_shapes
+    if rowwise:
+        with torch.no_grad():
+            one_e = [model.encode(y[i:i + 1]) for i in range(2)]
+            one_d = model.decode(z[0, :2])
+        rowwise = (all(torch.allclose(m[0], mu_e[i], rtol=1e-7, atol=1e-9)
+                       and torch.allclose(sg.reshape(-1)[0], s_e.reshape(b)[i], rtol=1e-7, atol=1e-9)
+                       for i, (m, sg) in enumerate(one_e))
+                   and torch.allclose(one_d[0], mu_d[0, :2], rtol=1e-7, atol=1e-9))
+    report["rowwise"] = _ok(rowwise)
+    report["depends_on_input"] = _ok(enc_shapes and dec_shapes and not torch.allclose(mu_e[0], mu_e[1])
+                                     and not torch.allclose(mu_d[0, 0], mu_d[0, 1]))
+    reached = []
+    for t in outs:
+        if not t.requires_grad or not params:
+            reached.append(False)
+            continue
+        grads = torch.autograd.grad(t.sum(), params, retain_graph=True, allow_unused=True)
+        reached.append(any(g is not None and bool((g != 0).any()) for g in grads))
+    report["trainable"] = _ok(all(reached))
+    return report
+
+
+def _net_compare(expected, got):
+    """Name the first clause of the contract the answer breaks (the reference keeps them all)."""
+    if not isinstance(got, dict) or set(got) != set(_CONTRACT):
+        return "could not read the answer's report"
+    broken = [key for key in _CONTRACT if float(got[key]) != float(expected[key])]
+    return None if not broken else _CONTRACT[broken[0]]
 
 
 class _Nets(torch.nn.Module):
-    """A configurable wrong architecture (same weights, a different function)."""
+    """A configurable wrong module: two SiLU MLPs, outputs split as the contract asks unless told."""
 
-    act, sigma, mean, enc_sigma = torch.nn.SiLU, torch.exp, torch.sigmoid, torch.exp
+    sigma, mean, enc_sigma = torch.exp, torch.sigmoid, torch.exp
 
     def __init__(self, n_dims, latent_dims, hidden):
         super().__init__()
 
         def net(a, b):
-            return torch.nn.Sequential(torch.nn.Linear(a, hidden), self.act(), torch.nn.Linear(hidden, hidden),
-                                       self.act(), torch.nn.Linear(hidden, b))
+            return torch.nn.Sequential(torch.nn.Linear(a, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden),
+                                       torch.nn.SiLU(), torch.nn.Linear(hidden, b))
         self.encoder, self.decoder = net(n_dims, latent_dims + 1), net(latent_dims, n_dims + 1)
 
     def encode(self, y):
@@ -222,52 +279,64 @@ class _Nets(torch.nn.Module):
         return type(self).mean(out[..., :-1]), type(self).sigma(out[..., -1])
 
 
-class _WrongReLU(_Nets):                       # ReLU where the contract says SiLU
-    act = torch.nn.ReLU
-
-
-class _WrongSoftplus(_Nets):                   # σ = softplus(raw) instead of exp(raw)
-    sigma = enc_sigma = torch.nn.functional.softplus
+class _WrongRawSigma(_Nets):                   # the last output used as σ itself (no exp): can be negative
+    sigma = enc_sigma = staticmethod(lambda t: t)
 
 
 class _WrongNoSigmoid(_Nets):                  # decoder mean left unsquashed
     mean = staticmethod(lambda t: t)
 
 
-class _WrongLogVariance(_Nets):                # reads the last output as log σ² in the encoder
-    enc_sigma = staticmethod(lambda t: torch.exp(0.5 * t))
+class _WrongConstantSigma(_Nets):              # σ_θ fixed to 1: not an output of the network
+    sigma = staticmethod(lambda t: torch.ones_like(t))
+
+
+class _WrongNoSplit(_Nets):                    # encode returns all d + 1 outputs as the mean
+    def encode(self, y):
+        out = self.encoder(y)
+        return out, torch.exp(out[..., -1])
+
+
+class _WrongFlatDecode(_Nets):                 # decode flattens the batch: (2, 4, d) -> (8, n)
+    def decode(self, z):
+        return super().decode(z.reshape(-1, z.shape[-1]))
 
 
 _VAE_NETWORKS = Problem(
     id="14.5.vae_networks",
     section="14.5",
     title="The encoder and decoder of eqs. (14.10)–(14.11)",
-    statement=("Write a torch.nn.Module class built as Cls(n_dims, latent_dims, hidden) with two attributes, "
-               "encoder and decoder, each an nn.Sequential of Linear(in, hidden), SiLU, Linear(hidden, hidden), "
-               "SiLU, Linear(hidden, out): out = latent_dims + 1 for the encoder, n_dims + 1 for the decoder. "
-               "encode(y) with y (b, n) returns (μ_φ (b, d), σ_φ (b,)): the first d outputs, and σ = exp of "
-               "the last. decode(z) with z (..., d) returns (μ_θ (..., n), σ_θ (...,)): a sigmoid of the first "
-               "n outputs (pixels live in [0, 1)), and σ = exp of the last. The check loads fixed weights into "
-               "your module with load_state_dict and compares encode and decode with the reference."),
+    statement=("Write a torch.nn.Module class built as Cls(n_dims, latent_dims, hidden), hidden being the width "
+               "of its hidden layers; the architecture is yours. Its contract: encode(y) with y (b, n) returns "
+               "(μ_φ (b, d), σ_φ (b,)), the mean and the standard deviation of q_φ(z|y) = N(μ_φ, σ_φ² I_d), "
+               "σ_φ > 0; decode(z) with z (..., d), any leading shape, returns (μ_θ (..., n), σ_θ (...,)), "
+               "the mean and standard deviation of p_θ(y|z) = N(μ_θ, σ_θ² I_n), with μ_θ in [0, 1] (the "
+               "pixels lie in [0, 1)) and σ_θ > 0. Each row's outputs depend on that row alone and on its "
+               "values, and all four outputs are learned: gradients reach the module's parameters from each. "
+               "The check builds your class at two sizes (n = 64, d = 16, hidden 32; n = 10, d = 3, hidden 8), "
+               "in float64, and tests exactly these clauses, on ordinary inputs and on large z."),
     kind="function",
     reference=vae.VAE,
     cases=_net_cases,
     harness=_net_harness,
-    reference_names=("companion_lib.vae.VAE",),
-    hint=("Each network is one nn.Sequential whose last layer has one extra output: the first ones are the "
-          "mean, the extra one becomes σ. The statement fixes every activation.",
-          "The fixed weights load by name, so the layer order of the statement decides the names (index "
-          "0, 2, 4 for the Linear layers). Split the last output from the others along the last axis; "
-          "σ = exp of it; the decoder's mean goes through a sigmoid."),
+    compare=_net_compare,
+    reference_names=("companion_lib.vae.VAE", "companion_lib.vae.wrap_networks"),
+    hint=("Two small networks (a multilayer perceptron each) with one output more than the mean needs: "
+          "the extra output, made positive, is the standard deviation.",
+          "A Linear–SiLU–Linear–SiLU–Linear stack of width hidden works. Split the last output from the "
+          "others along the last axis; exp makes it a positive σ; a sigmoid keeps the decoder's mean in "
+          "[0, 1]. Indexing with ... keeps any leading shape."),
     mistakes=(
-        Mistake(_WrongReLU, "ReLU where the statement says SiLU."),
-        Mistake(_WrongSoftplus, "σ = softplus of the last output: the statement takes exp."),
-        Mistake(_WrongNoSigmoid, "the decoder's mean is left unsquashed: pixels live in [0, 1), so a "
-                "sigmoid comes first."),
-        Mistake(_WrongLogVariance, "the encoder reads its last output as log σ² (σ = exp(½·out)): here it "
-                "is log σ (σ = exp(out))."),
+        Mistake(_WrongRawSigma, "is the network's raw output used as σ? It can be negative: make it "
+                "positive (exp of it, for instance)."),
+        Mistake(_WrongNoSigmoid, "the decoder's mean is left unsquashed: the pixels live in [0, 1)."),
+        Mistake(_WrongConstantSigma, "σ_θ is a constant (ones): in (14.11) it is an output of the decoder, "
+                "learned with the rest."),
+        Mistake(_WrongNoSplit, "the encoder returns all its outputs as μ_φ: the last one is for σ_φ, split "
+                "it off."),
+        Mistake(_WrongFlatDecode, "decode flattens the leading dimensions of z: keep them (the lesson decodes "
+                "(s, b, d) samples at once)."),
     ),
-    rtol=1e-6, atol=1e-9,
 )
 
 
@@ -322,6 +391,23 @@ def _neg_elbo_detached_sample(model, y, eps):  # z built from .detach()-ed μ, �
     return -vae.elbo_term(y, *model.decode(z), z, mu, s)
 
 
+def _neg_elbo_closed_form_kl(model, y, eps):  # Kingma & Welling's estimator: reconstruction + closed-form KL
+    mu, s = model.encode(y)
+    z = mu + s[:, None] * eps
+    md, sd = model.decode(z)
+    n = y.shape[1]
+    return 0.5 * (((y - md) ** 2).sum(1) / sd**2 + n * torch.log(sd**2)) + vae.kl_to_prior(mu, s)
+
+
+def _neg_elbo_closed_form_kl_2pi(model, y, eps):  # the same, with the decoder's log 2π kept
+    return _neg_elbo_closed_form_kl(model, y, eps) - vae.elbo_constant(y.shape[1])
+
+
+_KW_MESSAGE = ("this is Kingma & Welling's other estimator: reconstruction minus the KL in closed form. It "
+               "has the same mean as −(14.13) (a correct ELBO estimate; the lesson compares the two after "
+               "this exercise), but this exercise asks for (14.13) itself: log p(z) − log q(z|y) evaluated at the "
+               "sample.")
+
 _NEGATIVE_ELBO = Problem(
     id="14.5.negative_elbo",
     section="14.5",
@@ -330,8 +416,9 @@ _NEGATIVE_ELBO = Problem(
                "decode(z) → (μ_θ (b, n), σ_θ (b,)); y (b, n) dequantised images; eps (b, d) standard normal "
                "noise. Draw each image's latent sample from q_φ(z|y_i) with the reparameterisation trick, "
                "using eps, decode it, and return the (b,) values of minus the summand (14.13) (constants "
-               "dropped, as in the text). The check uses the reference networks of 14.5.vae_networks with "
-               "fixed weights, in float64."),
+               "dropped, as in the text): all three log-densities, the prior's and the encoder's included, "
+               "evaluated at that sample (not the KL in closed form, which is another estimator with the same "
+               "mean). The check uses the reference networks with fixed weights, in float64."),
     kind="function",
     reference=vae.negative_elbo,
     cases=_neg_elbo_cases,
@@ -352,6 +439,9 @@ _NEGATIVE_ELBO = Problem(
                 "torch.no_grad() (or from .detach()-ed outputs)? Training would not move the networks."),
         Mistake(_neg_elbo_detached_sample, "right values, but the sample z is detached: the "
                 "reparameterisation trick exists so that the gradient reaches the encoder through z."),
+        Mistake(_neg_elbo_closed_form_kl, _KW_MESSAGE),
+        Mistake(_neg_elbo_closed_form_kl_2pi, _KW_MESSAGE + " (The decoder's −(n/2) log 2π is kept here too: "
+                "(14.13) drops it.)"),
     ),
     rtol=1e-6, atol=1e-8, compare=compare_loss(1e-6, 1e-8, grad_rtol=1e-6, grad_atol=1e-8),
 )
