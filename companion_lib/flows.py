@@ -5,6 +5,8 @@
 * ``LogitTransform``    [0, 1) → R, y ↦ logit(α + (1 − 2α) y), with its log-determinant (for images)
 * ``RealNVP``           a stack of couplings with alternating masks: ``log_prob`` by (15.2), ``sample``
 * ``alternating_masks`` the default masks (coordinates A of each layer)
+* ``squeeze`` / ``unsqueeze``, ``InvertibleConv1x1``  GLOW's channel mix (LU-parameterised), for the
+  lesson's note on the text's claim about 1×1 convolutions
 
 Direction (the text's): ``f_θ`` maps data x to the latent z, which is standard normal, so
 
@@ -22,7 +24,7 @@ h = 1: see the lesson ``15_2_coupling_flows``.) The Jacobian of (15.3)–(15.4),
 first, is block lower-triangular with diag(h_θ(z_A)) in the B block, so log|det| = Σ_B r_θ(z_A).
 
 Shapes: b = batch, d = dim, |A| + |B| = d. Device-agnostic; float32 on a device, float64 works
-after ``.double()`` (on the CPU). Floor 3: imports only floors 1–2.
+after ``.double()`` (on the CPU). Imports: ``companion_lib._layers``.
 """
 from __future__ import annotations
 
@@ -32,13 +34,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import check_callable, check_float, check_int
+from companion_lib._checks import (check_batch, check_callable, check_float, check_int,
+                                   check_model_input)
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 from companion_lib._moved import moved_getattr
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
-           "alternating_masks", "standard_normal_log_prob"]
+           "alternating_masks", "standard_normal_log_prob", "squeeze", "unsqueeze", "InvertibleConv1x1"]
 
 #: Names that moved out of this module, importable from here for this release (a DeprecationWarning
 #: names the new home); listed in companion_lib._layers.DEPRECATED_ALIASES.
@@ -47,73 +50,47 @@ __getattr__ = moved_getattr(__name__, _MOVED)
 
 
 # ---------------------------------------------------------------- input checks
-def _check_batch(x, dim: int, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {dim}), got a {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor (float32, or float64 on the CPU), got {x.dtype}")
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (batch, {dim}), got {tuple(x.shape)}")
-    return x
-
-
-    if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
-        raise ValueError(f"{name} must be finite; it holds {int((~torch.isfinite(x)).sum())} NaN or "
-                         "infinite value(s)")
-def _check_mask(mask, dim: int | None = None, *, count: bool = True) -> torch.Tensor:
-    """mask: a boolean (dim,) tensor; ``count``: it must mark some but not all coordinates (reads the
-    mask back: a host synchronisation off the CPU, so the per-step check of a coupling skips it)."""
+def _check_mask(mask, dim: int | None = None, *, count: bool = True, of: str | None = None) -> torch.Tensor:
+    """mask: a boolean (dim,) tensor (``of`` names the input whose columns it marks); ``count``: it must
+    mark some but not all coordinates (reads the mask back: a host synchronisation off the CPU, so the
+    per-step check of a coupling skips it)."""
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         got = f"dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise TypeError(f"mask must be a boolean torch.Tensor marking the coordinates A, got {got}")
     if mask.ndim != 1 or (dim is not None and mask.shape[0] != dim):
         want = f"({dim},)" if dim is not None else "(dim,)"
-        raise ValueError(f"mask must have shape {want}, got {tuple(mask.shape)}")
+        per = f" (one entry per column of {of})" if of else ""
+        raise ValueError(f"mask must have shape {want}{per}, got {tuple(mask.shape)}")
+    if not count:
+        return mask
     n_a = int(mask.sum())
     if n_a == 0 or n_a == mask.shape[0]:
         raise ValueError("mask must mark some coordinates A (True) and leave some B (False); "
-    if not count:
-        return mask
                          f"it marks {n_a} of {mask.shape[0]}")
     return mask
 
 
-def _check_model_input(module: nn.Module, x: torch.Tensor, name: str) -> None:
-    p = next(module.parameters(), None)
-    if p is None:
-        p = next(module.buffers(), None)
-    if p is None:
-        return
-    if x.device != p.device:
-        raise ValueError(f"the flow is on {p.device} but {name} is on {x.device}; move one of them "
-                         "(e.g. x.to(run.device))")
-    if x.dtype != p.dtype:
-        raise TypeError(f"the flow is {p.dtype} but {name} is {x.dtype}; cast one of them "
-                        "(model.double() for float64 on the CPU, or x.float())")
-
-
 # ---------------------------------------------------------------- one coupling, as functions
-def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
-    """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
-
 def _check_coupling(z, mask, conditioner, name: str):
     """The arguments of ``coupling_forward``/``coupling_inverse``, checked without a host synchronisation
     off the CPU (they run once per layer and step)."""
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, d), got a {type(z).__name__}")
-    mask = _check_mask(mask, count=False)
+    z = check_batch(z, name)
+    mask = _check_mask(mask, z.shape[1], count=False, of=name)
     check_callable(conditioner, "conditioner", "z_A (b, |A|) to (r, s), both (b, |B|)")
-    return _check_batch(z, mask.shape[0], name), mask
+    return z, mask
 
+
+def coupling_forward(z: torch.Tensor, mask: torch.Tensor, conditioner: Callable):
+    """One affine coupling, eqs. (15.3)–(15.4): ``(z_next, log_det)``.
 
     z (b, d); mask (d,) bool, True on the coordinates A; ``conditioner(z_A)`` maps (b, |A|) to
     ``(r, s)``, both (b, |B|), with r = log h_θ(z_A) and s = s_θ(z_A). Returns z_next (b, d) and
     log_det (b,) = log|det ∂z_next/∂z| = Σ_B r.
     """
+    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_a, z_b = z[:, mask], z[:, ~mask]
     r, s = conditioner(z_a)                      # log h_θ(z_A^l), s_θ(z_A^l)
     z_next = torch.empty_like(z)
-    z, mask = _check_coupling(z, mask, conditioner, "z")
     z_next[:, mask] = z_a                        # (15.3)
     z_next[:, ~mask] = z_b * torch.exp(r) + s    # (15.4)
     return z_next, r.sum(1)
@@ -124,10 +101,10 @@ def coupling_inverse(z_next: torch.Tensor, mask: torch.Tensor, conditioner: Call
 
     z_next (b, d), mask and conditioner as in ``coupling_forward``. Returns z (b, d).
     """
+    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z_a, z_b_next = z_next[:, mask], z_next[:, ~mask]
     r, s = conditioner(z_a)                      # z_A^l = z_A^{l+1}: the same h and s
     z = torch.empty_like(z_next)
-    z_next, mask = _check_coupling(z_next, mask, conditioner, "z_next")
     z[:, mask] = z_a                             # (15.5)
     z[:, ~mask] = (z_b_next - s) * torch.exp(-r)  # (15.6), corrected: ⊘ h_θ, not ⊙ h_θ
     return z
@@ -171,11 +148,11 @@ class AffineCoupling(nn.Module):
         return self.scale * torch.tanh(rho), s
 
     def forward(self, z: torch.Tensor):
-        _check_model_input(self, _check_batch(z, self.dim, "z"), "z")
+        check_model_input(self, check_batch(z, "z", self.dim), "z", "the coupling")
         return self.forward_fn(z, self.mask, self.conditioner)
 
     def inverse(self, z_next: torch.Tensor) -> torch.Tensor:
-        _check_model_input(self, _check_batch(z_next, self.dim, "z_next"), "z_next")
+        check_model_input(self, check_batch(z_next, "z_next", self.dim), "z_next")
         return self.inverse_fn(z_next, self.mask, self.conditioner)
 
 
@@ -193,7 +170,7 @@ class LogitTransform(nn.Module):
         self.alpha = check_float(alpha, "alpha", low=0.0, high=0.5, low_open=True, high_open=True)
 
     def forward(self, y: torch.Tensor):
-        _check_batch(y, self.dim, "y")
+        check_batch(y, "y", self.dim)
         p = self.alpha + (1 - 2 * self.alpha) * y
         if ((p <= 0) | (p >= 1)).any():          # logit would be ±inf or NaN
             raise ValueError("y must lie in [0, 1] (dequantised images on the [0, 1) scale); "
@@ -203,7 +180,7 @@ class LogitTransform(nn.Module):
         return u, log_det
 
     def inverse(self, u: torch.Tensor) -> torch.Tensor:
-        _check_batch(u, self.dim, "u")
+        check_batch(u, "u", self.dim)
         return (torch.sigmoid(u) - self.alpha) / (1 - 2 * self.alpha)
 
 
@@ -238,13 +215,9 @@ def alternating_masks(dim: int, n_layers: int, kind: str = "parity") -> list[tor
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log μ(z) for the standard normal μ = N(0, I_d): z (b, d) → (b,), in z's dtype.
 
-    ``gaussian.log_normal_diag`` with mean 0 and variance 1, without its value checks (no host
-    synchronisation in a training loop)."""
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"z must be a torch.Tensor (batch, dim), got {type(z).__name__}")
-    if z.ndim != 2:
-        raise ValueError(f"z must have shape (batch, dim), got {tuple(z.shape)}")
-    return log_normal_diag(z, 0.0, 1.0, check=False)
+    ``gaussian.log_normal_diag`` with mean 0 and variance 1; z is checked by ``_checks.check_batch``
+    (finite only on the CPU: no host synchronisation in a training loop)."""
+    return log_normal_diag(check_batch(z, "z"), 0.0, 1.0, check=False)
 
 
 # ---------------------------------------------------------------- the stack
@@ -279,7 +252,7 @@ class RealNVP(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def _check(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        _check_model_input(self, _check_batch(x, self.dim, name), name)
+        check_model_input(self, check_batch(x, name, self.dim), name)
         return x
 
     def forward(self, x: torch.Tensor):
@@ -315,3 +288,87 @@ class RealNVP(nn.Module):
             z, _ = layer(z)
             out.append(z)
         return out
+
+
+# ---------------------------------------------------------------- GLOW: the squeeze and the 1×1 convolution
+def squeeze(x: torch.Tensor, side: int = 8) -> torch.Tensor:
+    """RealNVP's squeeze (space to depth): flat square images x (b, side·side), row-major, →
+    (b, 4, side/2, side/2). Channel k = 2·dy + dx at position (i, j) holds pixel (2i + dy, 2j + dx).
+    A permutation of the coordinates: its log|det| is 0. The 8×8 digits become 4 channels of 4×4."""
+    side = check_int(side, "side", low=2)
+    if side % 2:
+        raise ValueError(f"side must be even to squeeze 2×2 blocks, got {side}")
+    check_batch(x, "x", side * side)
+    b, half = x.shape[0], side // 2
+    return x.reshape(b, half, 2, half, 2).permute(0, 2, 4, 1, 3).reshape(b, 4, half, half)
+
+
+def unsqueeze(z: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``squeeze``: z (b, 4, h, h) → flat images (b, 4h²)."""
+    if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+        raise TypeError(f"z must be a floating torch.Tensor of shape (b, 4, h, h), got "
+                        f"{z.dtype if isinstance(z, torch.Tensor) else type(z).__name__}")
+    if z.ndim != 4 or z.shape[1] != 4 or z.shape[2] != z.shape[3] or z.shape[0] < 1:
+        raise ValueError(f"z must have shape (b, 4, h, h), got {tuple(z.shape)}")
+    check_batch(z, "z", any_batch_shape=True)                    # finite (on the CPU)
+    b, half = z.shape[0], z.shape[2]
+    return z.reshape(b, 2, 2, half, half).permute(0, 3, 1, 4, 2).reshape(b, 4 * half * half)
+
+
+class InvertibleConv1x1(nn.Module):
+    """GLOW's invertible 1×1 convolution (Kingma & Dhariwal 2018, §3.2), LU-parameterised.
+
+    ``InvertibleConv1x1(channels, generator=None)``: a learned c × c matrix W applied to the channel
+    vector at every spatial position, W = P L (U + diag(sign_s ⊙ exp(log_s))) with P a fixed
+    permutation, L unit lower-triangular, U strictly upper-triangular (their eq. 10); initialised
+    at a random rotation (QR of a Gaussian matrix drawn from ``generator``).
+
+    * ``layer(x) -> (y, log_det)``: x (b, c, h, w); y[:, :, i, j] = W x[:, :, i, j]; log_det (b,) =
+      h·w·Σ log_s = h·w·log|det W|, in O(c) (the Jacobian is block-diagonal: W once per position,
+      not the diagonal matrix the text of §15.2 says).
+    * ``layer.inverse(y) -> x``;  ``layer.weight() -> W`` (c, c).
+    """
+
+    def __init__(self, channels: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.channels = check_int(channels, "channels", low=1)
+        g = torch.Generator().manual_seed(0) if generator is None else generator
+        if not isinstance(g, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=g, dtype=torch.float64))
+        p, lower, upper = torch.linalg.lu(q)
+        s = torch.diagonal(upper)
+        self.register_buffer("perm", p.float())
+        self.register_buffer("sign_s", torch.sign(s).float())
+        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+        self.lower = nn.Parameter(lower.float())
+        self.upper = nn.Parameter(torch.triu(upper, 1).float())
+        self.log_s = nn.Parameter(torch.log(s.abs()).float())
+
+    def weight(self) -> torch.Tensor:
+        """W = P L (U + diag(sign_s exp(log_s))): (c, c)."""
+        eye = torch.eye(self.channels, dtype=self.lower.dtype, device=self.lower.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.perm @ lower @ upper
+
+    def _check(self, x, name: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating torch.Tensor of shape (b, {self.channels}, h, w), "
+                            f"got {x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != self.channels or 0 in x.shape:
+            raise ValueError(f"{name} must have shape (b, {self.channels}, h, w), got {tuple(x.shape)}")
+        return check_model_input(self, check_batch(x, name, any_batch_shape=True), name)   # finite, device, dtype
+
+    def forward(self, x: torch.Tensor):
+        x = self._check(x, "x")
+        y = torch.einsum("ij,bjhw->bihw", self.weight(), x)
+        log_det = x.shape[2] * x.shape[3] * self.log_s.sum()
+        return y, log_det.expand(x.shape[0])
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y = self._check(y, "y")
+        b, c, h, w = y.shape
+        cols = y.permute(1, 0, 2, 3).reshape(c, -1)                  # (c, b·h·w): one column per position
+        x = torch.linalg.solve(self.weight(), cols)
+        return x.reshape(c, b, h, w).permute(1, 0, 2, 3)
