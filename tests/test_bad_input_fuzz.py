@@ -194,6 +194,11 @@ SPECS = {
     "flows.RealNVP.sample": dict(n=3),
     "flows.alternating_masks": dict(dim=4, n_layers=2),
     "flows.standard_normal_log_prob": dict(z=_t(5, 4, dtype=F32)),
+    "flows.squeeze": dict(x=_t(3, 64, dtype=F32), side=8),
+    "flows.unsqueeze": dict(z=_t(3, 4, 4, 4, dtype=F32)),
+    "flows.InvertibleConv1x1": dict(channels=4),
+    "flows.InvertibleConv1x1.forward": dict(x=_t(3, 4, 4, 4, dtype=F32)),
+    "flows.InvertibleConv1x1.inverse": dict(y=_t(3, 4, 4, 4, dtype=F32)),
     # ---------------------------------------------------------------- vae
     "vae.VAE": dict(n_dims=8, latent_dims=2, hidden=8, depth=1),
     "vae.VAE.encode": dict(x=torch.rand(3, 8)),
@@ -369,6 +374,8 @@ ALLOWED = {
     ("scores.score_from_eps", "*", "ndim+1"): "elementwise over any batch shape",
     ("guidance.cfg_combine", "*", "ndim+1"): "elementwise over any batch shape",
     ("settings.check_same_device", "tensors", "*"): "extra tensors of any shape",
+    ("flows.InvertibleConv1x1.forward", "x", "shape"): "any spatial size h × w (a 1×1 convolution)",
+    ("flows.InvertibleConv1x1.inverse", "y", "shape"): "any spatial size h × w (a 1×1 convolution)",
 }
 
 

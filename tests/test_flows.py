@@ -209,3 +209,60 @@ def test_float32_work_runs_under_the_no_float64_stand_in():
         assert len(model.stages(x)) == 4              # x, after the logit, after each coupling
         flat = flows.RealNVP(2, n_layers=2, hidden=4)
         assert flows.standard_normal_log_prob(flat(torch.randn(3, 2))[0]).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- GLOW's squeeze and 1×1 convolution
+def test_squeeze_is_a_permutation_and_unsqueeze_inverts_it():
+    x = torch.arange(64, dtype=F64)[None]                     # pixel k holds the value k
+    z = flows.squeeze(x)
+    assert z.shape == (1, 4, 4, 4)
+    assert sorted(z.flatten().tolist()) == list(range(64))
+    assert z[0, 1, 0, 0].item() == 1 and z[0, 2, 0, 0].item() == 8 and z[0, 3, 1, 2].item() == 8 * 3 + 5
+    assert torch.equal(flows.unsqueeze(z), x)
+
+
+def test_conv1x1_log_det_and_block_diagonal_jacobian_against_autograd():
+    """On the squeezed digit, the 64 × 64 Jacobian of unsqueeze ∘ conv ∘ squeeze, with coordinates
+    ordered by position, is block-diagonal with W in each of the 16 blocks (not diagonal), and its
+    slogdet is 16·log|det W| = the layer's log_det."""
+    with settings.cpu_float64():
+        layer = _perturb(flows.InvertibleConv1x1(4, torch.Generator().manual_seed(3)).double(), 0.3)
+        W = layer.weight().detach()
+        x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1), dtype=F64)
+        y, log_det = layer(flows.squeeze(x))
+        assert log_det.shape == (5,)
+        assert abs(log_det[0].item() - 16 * torch.linalg.slogdet(W)[1].item()) < 1e-10
+        J = torch.autograd.functional.jacobian(lambda v: flows.unsqueeze(layer(flows.squeeze(v[None]))[0])[0], x[0])
+        assert abs(torch.linalg.slogdet(J)[1].item() - log_det[0].item()) < 1e-10
+        order = flows.squeeze(torch.arange(64, dtype=F64)[None]).permute(0, 2, 3, 1).reshape(-1).long()
+        J_pos = J[order][:, order]                                   # position-major, channel within
+        blocks = torch.block_diag(*[W] * 16)
+        assert torch.allclose(J_pos, blocks, atol=1e-12)
+        assert (W - torch.diag(torch.diagonal(W))).abs().max() > 0.1       # a mix, not a scaling
+        assert torch.allclose(layer.inverse(y), flows.squeeze(x), atol=1e-12)
+
+
+def test_conv1x1_starts_at_a_rotation_and_trains_in_float32():
+    layer = flows.InvertibleConv1x1(4)
+    W = layer.weight().detach().double()
+    assert torch.allclose(W @ W.T, torch.eye(4, dtype=F64), atol=1e-5)
+    y, log_det = layer(torch.randn(2, 4, 3, 3))
+    assert y.dtype == torch.float32 and log_det.abs().max() < 1e-4           # |det| = 1 at the start
+    (y.sum() + log_det.sum()).backward()
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: flows.squeeze(torch.zeros(2, 63)), ValueError, "x"),
+    (lambda: flows.squeeze(torch.zeros(2, 9), side=3), ValueError, "side"),
+    (lambda: flows.squeeze([[0.0] * 64]), TypeError, "x"),
+    (lambda: flows.unsqueeze(torch.zeros(2, 3, 4, 4)), ValueError, "z"),
+    (lambda: flows.InvertibleConv1x1(0), ValueError, "channels"),
+    (lambda: flows.InvertibleConv1x1(4, generator=0), TypeError, "generator"),
+    (lambda: flows.InvertibleConv1x1(4)(torch.zeros(2, 3, 4, 4)), ValueError, "x"),
+    (lambda: flows.InvertibleConv1x1(4)(torch.zeros(2, 4, 4, 4, dtype=torch.long)), TypeError, "x"),
+    (lambda: flows.InvertibleConv1x1(4).inverse(torch.zeros(4, 4, 4)), ValueError, "y"),
+])
+def test_conv1x1_bad_input(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
