@@ -193,7 +193,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 # never forms log p(x), so it keeps the gap to full relative precision. Taking the log of a softmax
 # avoids forming log p(x) too, but a posterior probability below about e^−745 becomes 0 and its log −inf.
 # Below, the four routes on a row shifted to log p(x) ≈ 10^8 with q within 10^-3 of the posterior
-# (gap about 10^-7), and on a row with one component 800 nats behind.
+# (a gap of a few 10^-7), and on a row with one component 800 nats behind.
 
 # %%
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
@@ -226,8 +226,9 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 # %% [markdown]
 # So at log p(x) ≈ 10^8 the two routes that form log p(x) keep only a few digits of a 10^-7 gap, for the
 # same reason; `torch.log_softmax` keeps them all; log(softmax) is exact here but infinite as soon as a
-# posterior probability underflows. The check above uses magnitudes where the logsumexp route (the one
-# §14.1 teaches) is exact to float64, and tests the underflow that log(softmax) cannot survive.
+# posterior probability underflows. The check above uses log p(x, h) ≈ −2000, where the logsumexp route
+# that §14.1 teaches loses only about 2·10^-16 × 2000 ≈ 4·10^-13 nats, far inside its tolerance, and it
+# tests the underflow that log(softmax) cannot survive.
 
 # %% [markdown]
 # ## 2. A continuous hidden variable: the linear-Gaussian model
