@@ -358,7 +358,7 @@ def sample_log_weights(model: VAE, y, k: int = 100, generator: torch.Generator |
 
 
 def iwae_bounds(log_w: torch.Tensor, ks) -> dict:
-    """IWAE_k (Burda et al. 2016, eq. 8) for each k in ``ks`` from K log-weights per image, (K, b):
+    """IWAE_k (Burda et al. 2016) for each k in ``ks`` from K log-weights per image, (K, b):
     the K samples are cut into ⌊K/k⌋ disjoint groups of k, and each image's bound is the mean over its
     groups of log (1/k) Σ_{j in group} w_j (an unbiased estimate of IWAE_k, whose expectation rises
     with k towards log p(y)). Returns {k: (b,) tensor}; every k must be between 1 and K."""
@@ -398,7 +398,7 @@ def rate_distortion(model: VAE, y, k: int = 1, generator: torch.Generator | None
                     posterior=None):
     """Rate and distortion of a VAE per image, both (b,) nats: rate = KL(q(z|y) ‖ p(z)) in closed
     form (``kl_to_prior``), distortion = −E_q[log p_θ(y|z)] from k reparameterised samples, so that
-    ELBO = −(distortion + rate) (Kingma & Welling 2014, eq. 7). Differentiable (a β-VAE loss is
+    ELBO = −(distortion + rate) (Kingma & Welling 2014, eq. 3). Differentiable (a β-VAE loss is
     distortion + β·rate). ``posterior``: as in ``log_weights``."""
     y = _check_model_input(model, y)
     k = check_int(k, "k", low=1)
