@@ -2,7 +2,8 @@
 
 * ``posterior_mean_variance``  q(x_{t−1} | x_t, x_0) (Problem 15.3.3 (i)); ``predict_x0``, ``reverse_mean``,
   ``reverse_variance``
-* ``ddpm_loss`` (15.10), ``ddpm_step`` (15.11, σ_t² = β_t or β̃_t, optional clipping of x̂_0), ``sample``
+* ``ddpm_loss`` (15.10), ``elbo_weight`` (the weight that makes (15.10) a term of the bound; Ho et al.
+  2020, eq. 12), ``ddpm_step`` (15.11, σ_t² = β_t or β̃_t, optional clipping of x̂_0), ``sample``
   (ancestral, optionally respaced: ``timesteps``, ``respace``), ``variational_bound`` (bits/dim)
 
 The schedule and the forward process (15.7)–(15.8) are ``forward_diffusion`` (§15.3.1); its conventions
@@ -22,7 +23,7 @@ from companion_lib.forward_diffusion import NoiseSchedule, _check_data, _check_s
 from companion_lib.settings import cpu_float64
 
 __all__ = ["SIGMAS", "posterior_mean_variance", "predict_x0", "reverse_mean", "reverse_variance", "ddpm_step",
-           "ddpm_loss", "timesteps", "respace", "sample", "variational_bound"]
+           "ddpm_loss", "elbo_weight", "timesteps", "respace", "sample", "variational_bound"]
 
 SIGMAS = ("beta", "posterior")
 
@@ -138,6 +139,45 @@ def ddpm_loss(schedule: NoiseSchedule, eps_model, x0, t, noise, *extra) -> torch
     xt = q_sample(schedule, x0, t, noise)
     err = noise - eps_model(xt, t, *extra)
     return err.pow(2).flatten(1).sum(1).mean()
+
+
+def elbo_weight(schedule: NoiseSchedule, t, sigma: str = "posterior", like=None) -> torch.Tensor:
+    """The weight that turns the loss (15.10) into the variational bound's term L_{t−1} (Ho et al. 2020, eq. 12):
+
+        L_{t−1} = KL(q(x_{t−1} | x_t, x_0) ‖ N(μ_θ(x_t, t), σ_t² I))
+                = β_t² / (2 σ_t² α_t (1 − ᾱ_t)) · ‖ε − ε_θ(x_t, t)‖² + C_t,
+
+    C_t free of θ, μ_θ the mean of (15.11). (μ̃_t − μ_θ = β_t / (√α_t √(1 − ᾱ_t)) · (ε_θ − ε) by Problem
+    15.3.3 (ii), and a KL between Gaussians of one variance is the squared mean gap over 2σ_t².) With
+    σ_t² = β̃_t the weight simplifies to β_t / (2 α_t (1 − ᾱ_{t−1})); with σ_t² = β_t, to
+    β_t / (2 α_t (1 − ᾱ_t)). Training on Σ_t w_t ‖ε − ε_θ‖² (t uniform) is training on the bound; (15.10)
+    sets every w_t to 1.
+
+    t = 1: β̃_1 = 0, so with σ_1² = β̃_1 the formula is infinite (q(x_0 | x_1, x_0) is a point mass: every
+    Gaussian p_θ(x_0 | x_1) is infinitely far from it). The bound does not use a KL there: its last term
+    is the decoder L_0 = −log N(x_0; μ_θ(x_1, 1), β_1 I) (``variational_bound``, whichever σ), and
+    x_0 − μ_θ(x_1, 1) = √(β_1/α_1) (ε_θ − ε) makes L_0 = 1 / (2α_1) · ‖ε − ε_θ‖² + const, the σ_1² = β_1
+    value of the formula. So at t = 1 this returns 1 / (2α_1) for both choices: the weight of the term
+    the bound actually has.
+
+    schedule: a NoiseSchedule; t (batch,) integer steps in 1..T; sigma ``"posterior"`` (σ_t² = β̃_t) or
+    ``"beta"`` (σ_t² = β_t). ``like``: a tensor (batch, ...) whose dtype and device the weight takes,
+    shaped (batch, 1, ...) to broadcast against it (as ``NoiseSchedule.at``); without it the weight is
+    (batch,), on t's device, in torch's default dtype (float32; pass a float64 ``like`` inside
+    ``settings.cpu_float64()`` for exact values).
+    """
+    check_choice(sigma, "sigma", SIGMAS)
+    _check_schedule(schedule)
+    tc = schedule._steps(t)
+    if like is None:
+        like = torch.empty(tc.shape[0], device=tc.device, dtype=torch.get_default_dtype())
+    elif not isinstance(like, torch.Tensor) or not like.is_floating_point():
+        raise TypeError(f"like must be a floating torch.Tensor (batch, ...) or None, got {type(like).__name__}")
+    beta = schedule.at("betas", tc, like)
+    var = reverse_variance(schedule, tc, like, sigma)
+    first = (tc == 1).to(like.device).reshape(var.shape)
+    var = torch.where(first, beta, var)                                 # t = 1: the decoder L_0 (see above)
+    return beta.square() / (2 * var * schedule.at("alphas", tc, like) * schedule.at("one_minus_alpha_bars", tc, like))
 
 
 def timesteps(T: int, n_steps: int) -> list:

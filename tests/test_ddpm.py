@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from companion_lib import ddpm, forward_diffusion, settings
+from companion_lib import ddpm, forward_diffusion, gaussian, settings
 from companion_lib.denoisers import ResidualDenoiser
 
 F64 = torch.float64
@@ -194,6 +194,73 @@ def test_loss_is_zero_for_the_true_noise_and_positive_otherwise():
     assert float(ddpm.ddpm_loss(s, lambda x, tt: noise, x0, t, noise)) == 0.0
     assert float(ddpm.ddpm_loss(s, lambda x, tt: 0 * x, x0, t, noise)) == pytest.approx(
         float(noise.pow(2).sum(1).mean()), rel=1e-6)
+
+
+# ------------------------------------------------------------------------------ the ELBO weight (Ho et al. eq. 12)
+@pytest.mark.parametrize("sigma", ddpm.SIGMAS)
+@pytest.mark.parametrize("k", range(3))
+def test_elbo_weight_is_the_kl_difference_per_unit_of_squared_noise_error(k, sigma):
+    """L_{t−1}(ε_θ) − L_{t−1}(ε_θ') = w_t (‖ε − ε_θ‖² − ‖ε − ε_θ'‖²) for exact Gaussian KLs, t = 2..T."""
+    s = _schedules()[k]
+    g = torch.Generator().manual_seed(10 + k)
+    t = torch.cat([torch.tensor([2, s.T]), torch.randint(2, s.T + 1, (198,), generator=g)])
+    x0, eps = torch.randn(200, 3, generator=g, dtype=F64), torch.randn(200, 3, generator=g, dtype=F64)
+    e1, e2 = torch.randn(200, 3, generator=g, dtype=F64), torch.randn(200, 3, generator=g, dtype=F64)
+    xt = s.alpha_bars[t - 1].sqrt()[:, None] * x0 + s.one_minus_alpha_bars[t - 1].sqrt()[:, None] * eps
+    m_q, v_q = ddpm.posterior_mean_variance(s, x0, xt, t)
+    v_p = ddpm.reverse_variance(s, t, xt, sigma).expand_as(xt)
+
+    def term(e):
+        return gaussian.kl(m_q, v_q, ddpm.reverse_mean(s, e, xt, t), v_p).sum(1)
+
+    w = ddpm.elbo_weight(s, t, sigma, like=torch.empty(200, dtype=F64))
+    assert w.shape == (200,) and w.dtype == F64 and bool((w > 0).all())
+    want = term(e1) - term(e2)
+    got = w * ((eps - e1).pow(2).sum(1) - (eps - e2).pow(2).sum(1))
+    assert torch.allclose(got, want, rtol=1e-7, atol=1e-9 * float(want.abs().max()))
+    # the simplified forms
+    ab_prev = s.alpha_bars[t - 2]
+    short = s.betas[t - 1] / (2 * s.alphas[t - 1] * ((1 - ab_prev) if sigma == "posterior" else s.one_minus_alpha_bars[t - 1]))
+    assert torch.allclose(w, short, rtol=1e-9)
+
+
+def test_elbo_weight_at_t1_is_the_decoder_term_of_the_bound():
+    """β̃_1 = 0 makes the formula infinite; the bound's L_0 = −log N(x_0; μ_θ(x_1, 1), β_1 I) has weight 1/(2α_1)."""
+    s = forward_diffusion.NoiseSchedule.cosine(50)
+    g = torch.Generator().manual_seed(3)
+    x0, eps, e1 = (torch.randn(6, 4, generator=g, dtype=F64) for _ in range(3))
+    t1 = torch.ones(6, dtype=torch.long)
+    x1 = s.alphas[0].sqrt() * x0 + s.betas[0].sqrt() * eps
+    nll = -gaussian.log_normal(x0, ddpm.reverse_mean(s, e1, x1, t1), s.betas[0]).sum(1)
+    const = 0.5 * 4 * math.log(2 * math.pi * float(s.betas[0]))
+    for sigma in ddpm.SIGMAS:
+        w = ddpm.elbo_weight(s, t1, sigma, like=x0)
+        assert w.shape == (6, 1) and torch.allclose(w[:, 0], 1 / (2 * s.alphas[0]).expand(6), rtol=1e-12)
+        w = w[:, 0]
+        assert torch.allclose(w * (eps - e1).pow(2).sum(1) + const, nll, rtol=1e-9)
+
+
+def test_elbo_weight_like_float32_shape_and_bad_input():
+    s = forward_diffusion.NoiseSchedule.linear(100)
+    t = torch.tensor([1, 5, 100])
+    w = ddpm.elbo_weight(s, t, "beta", like=torch.zeros(3, 2, 2))
+    assert w.shape == (3, 1, 1) and w.dtype == torch.float32
+    w64 = ddpm.elbo_weight(s, t, "beta", like=torch.zeros(3, dtype=F64))
+    default = ddpm.elbo_weight(s, t, "beta")
+    assert default.shape == (3,) and default.dtype == torch.get_default_dtype()
+    assert torch.allclose(w.flatten().double(), w64, rtol=1e-6) and torch.allclose(default.double(), w64, rtol=1e-6)
+    with pytest.raises(ValueError, match="sigma"):
+        ddpm.elbo_weight(s, t, "sigma2")
+    with pytest.raises(ValueError, match="t"):
+        ddpm.elbo_weight(s, torch.tensor([0, 3]))
+    with pytest.raises(TypeError, match="t"):
+        ddpm.elbo_weight(s, torch.tensor([1.0, 3.0]))
+    with pytest.raises(TypeError, match="schedule"):
+        ddpm.elbo_weight(s.betas, t)
+    with pytest.raises(TypeError, match="like"):
+        ddpm.elbo_weight(s, t, like=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="steps"):
+        ddpm.elbo_weight(s, t, like=torch.zeros(2, 4))
 
 
 # ------------------------------------------------------------------------------ the denoiser network

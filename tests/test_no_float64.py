@@ -360,6 +360,7 @@ CALLS = {
     "ddpm.ddpm_step": lambda m: (m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2)),
                                       m.ddpm_step(_schedule(), _x(seed=1), _x(), _t(), _x(seed=2), "beta", True)),
     "ddpm.ddpm_loss": lambda m: m.ddpm_loss(_schedule(), _denoiser(), _x(), _t(), _x(seed=1)).backward(),
+    "ddpm.elbo_weight": lambda m: (m.elbo_weight(_schedule(), _t(), like=_x()), m.elbo_weight(_schedule(), _t(), "beta")),
     "ddpm.timesteps": lambda m: m.timesteps(50, 7),
     "ddpm.respace": lambda m: m.respace(_schedule(), m.timesteps(50, 7)),
     "ddpm.sample": _diffusion_sample,
