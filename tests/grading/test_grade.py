@@ -36,11 +36,9 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("class")
     subs = root / "submissions"
     subs.mkdir()
-    pid_dir = tmp_path_factory.mktemp("escaped")
-    for folder in (pid_dir, *pid_dir.parents):  # the kernel (another uid as root) writes its pid there
-        if folder == Path(tempfile.gettempdir()):
-            break
-        os.chmod(folder, os.stat(folder).st_mode | 0o711)
+    # the kernel (another uid as root) writes its pid there: not under pytest's folders, which another
+    # pytest session may make 0700 again at any time
+    pid_dir = Path(tempfile.mkdtemp(prefix="companion-test-escape-"))
     os.chmod(pid_dir, 0o777)
     cases = submissions.class_of(str(subs / "right.ipynb"), str(pid_dir / "escaped.pid"))
     for name, (cells, _, _) in cases.items():
@@ -54,7 +52,7 @@ def graded(tmp_path_factory):
     code = grade.main([*paths, "--csv", str(out), "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT),
                        "--sections", *SECTIONS, "--seed", "7", "--students", str(students)])
     rows = {r["notebook"]: r for r in csv.DictReader(out.open())}
-    return {"root": root, "subs": subs, "cases": cases, "rows": rows, "csv": out, "code": code,
+    return {"root": root, "escaped": pid_dir / "escaped.pid", "subs": subs, "cases": cases, "rows": rows, "csv": out, "code": code,
             "right_bytes": right_bytes, "results": root / "grades-results",
             "feedback": root / "grades-feedback"}
 
@@ -100,7 +98,8 @@ def test_a_classmate_overwriting_a_file_changes_nothing_in_this_run(graded):
 
 
 def test_a_process_a_kernel_detaches_does_not_outlive_its_grading(graded):
-    pid = int(next(graded["root"].parent.glob("escaped*/escaped.pid")).read_text())
+    pid = int(graded["escaped"].read_text())
+    shutil.rmtree(graded["escaped"].parent, ignore_errors=True)
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
