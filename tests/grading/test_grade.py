@@ -52,7 +52,8 @@ def graded(tmp_path_factory):
     code = grade.main([*paths, "--csv", str(out), "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT),
                        "--sections", *SECTIONS, "--seed", "7", "--students", str(students)])
     rows = {r["notebook"]: r for r in csv.DictReader(out.open())}
-    return {"root": root, "escaped": pid_dir / "escaped.pid", "subs": subs, "cases": cases, "rows": rows, "csv": out, "code": code,
+    return {"root": root, "escaped": pid_dir / "escaped.pid", "subs": subs, "cases": cases, "rows": rows,
+            "csv": out, "code": code,
             "right_bytes": right_bytes, "results": root / "grades-results",
             "feedback": root / "grades-feedback"}
 
