@@ -45,3 +45,25 @@ def eps_star(x, alpha_bar, weights, means, variances):
 
 
 check("15.3.4.eps_star", eps_star)
+
+# %% [markdown]
+# ## Denoising score matching for a score network
+#
+# By (15.8), $q(x_t\mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)$, whose score in $x_t$ is
+# $-(x_t - \sqrt{\bar\alpha_t}\,x_0)/(1-\bar\alpha_t)$. With $x_t$ built from the noise,
+# $x_t - \sqrt{\bar\alpha_t}\,x_0 = \sqrt{1-\bar\alpha_t}\,\epsilon$, so the target is $-\epsilon/\sqrt{1-\bar\alpha_t}$
+# (Vincent 2011). Each row's squared norm is multiplied by its weight $\lambda$, then averaged over the batch;
+# the loss stays a tensor so that training can differentiate it. With $\lambda_t = 1-\bar\alpha_t$ the loss is
+# (15.10) for $\epsilon_\theta = -\sqrt{1-\bar\alpha_t}\,s_\theta$.
+
+# %%
+from companion_lib import forward_diffusion
+
+
+def score_matching_loss(schedule, score_model, x0, t, noise, weight):
+    xt = forward_diffusion.q_sample(schedule, x0, t, noise)
+    target = -noise / schedule.at("one_minus_alpha_bars", t, x0).sqrt()
+    return (weight * (score_model(xt, t) - target).pow(2).sum(1)).mean()
+
+
+check("15.3.4.dsm_loss", score_matching_loss)

@@ -46,3 +46,22 @@ check("15.3.5.cfg", cfg_combine)
 e_c, e_u = torch.randn(4, 3), torch.randn(4, 3)
 print("w = 0 gives ε_uncond:", torch.equal(cfg_combine(e_c, e_u, 0.0), e_u),
       "| w = 1 gives ε_cond:", torch.allclose(cfg_combine(e_c, e_u, 1.0), e_c))
+
+# %% [markdown]
+# ## The training step: label dropout
+#
+# A row loses its label when its uniform draw falls below $p_{uncond}$, which happens with probability
+# $p_{uncond}$. The new labels are built with `torch.where`, so the caller's tensor (the data set's labels)
+# is left alone; assigning into it (`labels[mask] = null_label`) would overwrite the data set's labels by ∅
+# for every later epoch. The loss is then (15.10) with the model given those labels.
+
+# %%
+from companion_lib import ddpm
+
+
+def cfg_training_loss(schedule, model, x0, labels, t, noise, u, p_uncond, null_label):
+    c = torch.where(u < p_uncond, torch.full_like(labels, null_label), labels)
+    return ddpm.ddpm_loss(schedule, model, x0, t, noise, c)
+
+
+check("15.3.5.cfg_loss", cfg_training_loss)

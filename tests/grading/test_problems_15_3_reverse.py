@@ -6,7 +6,8 @@ import pytest
 from companion_lib.grading import PROBLEMS, grade_answer
 
 
-IDS = ["15.3.3.posterior", "15.3.3.predict_x0", "15.3.3.loss", "15.3.3.step", "15.3.4.eps_star", "15.3.5.cfg"]
+IDS = ["15.3.3.posterior", "15.3.3.predict_x0", "15.3.3.loss", "15.3.3.step", "15.3.4.eps_star", "15.3.4.dsm_loss",
+       "15.3.5.cfg", "15.3.5.cfg_loss"]
 
 
 def test_these_problems_are_registered():

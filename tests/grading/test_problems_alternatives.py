@@ -214,6 +214,21 @@ def _cfg(eps_cond, eps_uncond, w):           # torch.lerp (extrapolates for w ou
     return torch.lerp(eps_uncond, eps_cond, w)
 
 
+def _dsm_loss_15_3_4(schedule, score_model, x0, t, noise, weight):   # the kernel's score from x_t and x_0
+    ab = schedule.alpha_bars[t - 1].to(x0.dtype)[:, None]
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    target = -(xt - ab.sqrt() * x0) / (1 - ab)
+    return torch.einsum("b,b->", weight, ((score_model(xt, t) - target) ** 2).sum(-1)) / x0.shape[0]
+
+
+def _cfg_loss(schedule, model, x0, labels, t, noise, u, p_uncond, null_label):  # masked copy, own (15.8)
+    c = labels.clone()
+    c[u < p_uncond] = null_label
+    ab = schedule.alpha_bars[t - 1].to(x0.dtype)[:, None]
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    return ((model(xt, t, c) - noise) ** 2).sum(1).mean()
+
+
 ALTERNATIVES = {
     "14.1.e_step": _e_step, "14.1.m_step": _m_step, "14.1.gaussian_mle": _gaussian_mle,
     "14.2.kl_gaussians": _kl_gaussians, "14.2.kl_estimate": _kl_estimate,
@@ -227,7 +242,8 @@ ALTERNATIVES = {
     "15.3.1.compose": _compose,
     "15.3.2.error_probability": _error_probability, "15.3.2.error_bound": _error_bound,
     "15.3.3.posterior": _posterior, "15.3.3.predict_x0": _predict_x0, "15.3.3.loss": _ddpm_loss,
-    "15.3.3.step": _ddpm_step, "15.3.4.eps_star": _eps_star, "15.3.5.cfg": _cfg,
+    "15.3.3.step": _ddpm_step, "15.3.4.eps_star": _eps_star, "15.3.4.dsm_loss": _dsm_loss_15_3_4,
+    "15.3.5.cfg": _cfg, "15.3.5.cfg_loss": _cfg_loss,
 }
 
 

@@ -1,7 +1,12 @@
-"""§15.3.4 problem: the optimal noise predictor of a Gaussian mixture, by eq. 15.13."""
+"""§15.3.4 problems: the optimal noise predictor of a Gaussian mixture, by eq. 15.13; the denoising
+score-matching loss of a score network s_θ(x_t, t) (Vincent 2011), whose weighted form is (15.10)."""
+import math
+
 import torch
 
 from companion_lib import diffusion, ebm, scores
+from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient
+from companion_lib.grading.problems.p15_3_3 import _schedules, _steps
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 _F64 = torch.float64
@@ -71,5 +76,122 @@ _EPS_STAR = Problem(
     reference_names=("companion_lib.diffusion.noisy_mixture", "companion_lib.scores.eps_from_score"),
 )
 
+
+# ---------------------------------------------------------------- denoising score matching for s_θ
+def _dsm_reference(schedule, score_model, x0, t, noise, weight):
+    """mean_i λ_i ‖s_θ(x_t, t) − ∇ log q(x_t | x_0)‖², ∇ log q(x_t | x_0) = −ε/√(1 − ᾱ_t) (Vincent 2011)."""
+    xt = diffusion.q_sample(schedule, x0, t, noise)
+    target = -noise / schedule.at("one_minus_alpha_bars", t, x0).sqrt()
+    return (weight * (score_model(xt, t) - target).pow(2).sum(1)).mean()
+
+
+def _toy_score_model(weight, bias, T):
+    """A fixed s_θ(x_t, t) from plain tensors, large where t is small as a score is: (x W + b)/(t/T)."""
+    def score_model(x, t):
+        return (x @ weight.to(x.dtype) + bias.to(x.dtype)) / (t.to(x.dtype)[:, None] / T)
+    return score_model
+
+
+def _dsm_cases(rng=None):
+    g = torch.Generator().manual_seed(case_seed(rng, 1539))
+    cases = []
+    for i, (betas, (n, d), dtype) in enumerate(zip(_schedules(g), [(16, 2), (32, 64), (9, 5)],
+                                                   [torch.float32, torch.float64, torch.float64])):
+        T = betas.shape[0]
+        t = _steps(g, T, n)
+        one_m = 1 - torch.cumprod(1 - betas, 0)[t - 1]
+        weight = [one_m, torch.ones(n, dtype=torch.float64), 0.2 + torch.rand(n, generator=g, dtype=torch.float64)][i]
+        cases.append((betas, torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d),
+                      torch.randn(d, generator=g, dtype=torch.float64),
+                      (2 * torch.rand(n, d, generator=g, dtype=torch.float64) - 1).to(dtype), t,
+                      torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype), weight.to(dtype)))
+    return cases
+
+
+def _dsm_harness(answer, betas, weight_matrix, bias, x0, t, noise, weight):
+    """The loss on a toy s_θ whose parameters require grad, and its gradient in them (what training uses)."""
+    schedule = diffusion.NoiseSchedule(betas)
+    params = (weight_matrix.detach().clone().requires_grad_(True), bias.detach().clone().requires_grad_(True))
+    loss = answer(schedule, _toy_score_model(*params, schedule.T), x0, t, noise, weight)
+    return loss_and_gradient(loss, params, scalar=True)
+
+
+def _dsm_with_target(target_fn):
+    def wrong(s, score_model, x0, t, noise, weight):
+        xt = diffusion.q_sample(s, x0, t, noise)
+        return (weight * (score_model(xt, t) - target_fn(s, t, noise)).pow(2).sum(1)).mean()
+    return wrong
+
+
+# +ε/√(1 − ᾱ_t): the score points back toward the clean data, against the noise that was added
+_wrong_dsm_sign = _dsm_with_target(lambda s, t, e: e / s.at("one_minus_alpha_bars", t, e).sqrt())
+# ε/(1 − ᾱ_t): the variance where its square root belongs (x_t − √ᾱ x_0 is √(1 − ᾱ) ε, not ε)
+_wrong_dsm_no_sqrt = _dsm_with_target(lambda s, t, e: -e / s.at("one_minus_alpha_bars", t, e))
+# the ε-network's target: s_θ regressed onto the noise itself
+_wrong_dsm_eps_target = _dsm_with_target(lambda s, t, e: e)
+
+
+def _wrong_dsm_unweighted(s, score_model, x0, t, noise, weight):   # λ_t never applied
+    return _dsm_reference(s, score_model, x0, t, noise, torch.ones_like(weight))
+
+
+def _wrong_dsm_mse(s, score_model, x0, t, noise, weight):          # a mean over coordinates too (1/d)
+    return _dsm_reference(s, score_model, x0, t, noise, weight) / x0.shape[1]
+
+
+def _wrong_dsm_item(s, score_model, x0, t, noise, weight):         # right value, as a Python number
+    return _dsm_reference(s, score_model, x0, t, noise, weight).item()
+
+
+_COMPARE_DSM64 = compare_loss(1e-5, 1e-6, grad_rtol=1e-4, grad_atol=1e-6)
+_COMPARE_DSM32 = compare_loss(1e-4, 1e-5, grad_rtol=1e-3, grad_atol=1e-3)
+
+
+def _compare_dsm(expected, got):
+    """float64 cases to 1e-5 (value) and 1e-4 (gradient). On the float32 case an honest route (x_t − √ᾱ x_0
+    divided by 1 − ᾱ) moves the gradient by float32 round-off of its largest entries (~1e-4 of 40), which
+    an entry near 0 cannot absorb relatively: 1e-3 absolute there. The float64 cases still hold every
+    catalogued mistake to the tight tolerance."""
+    low = isinstance(expected.get("loss"), torch.Tensor) and expected["loss"].dtype == torch.float32
+    return (_COMPARE_DSM32 if low else _COMPARE_DSM64)(expected, got)
+
+
+_DSM = Problem(
+    id="15.3.4.dsm_loss",
+    section="15.3",
+    title="Denoising score matching for a score network s_θ(x_t, t)",
+    statement=("Write score_matching_loss(schedule, score_model, x0, t, noise, weight): x0 (batch, d) data, "
+               "noise ε (batch, d) standard normal, t (batch,) steps in 1..T, weight λ (batch,) one "
+               "nonnegative number per row, score_model(x_t, t) -> (batch, d) an estimate of ∇ log p(x_t). "
+               "Build x_t by (15.8) and return the scalar mean over the batch of λ·‖s_θ(x_t, t) − "
+               "∇_{x_t} log q(x_t | x_0)‖² (the squared norm sums over the d coordinates): denoising "
+               "score matching, which regresses the network onto the score of the noising kernel q, "
+               "known in closed form, instead of the unknown score of p(x_t)."),
+    kind="function",
+    reference=_dsm_reference,
+    cases=_dsm_cases,
+    harness=_dsm_harness,
+    hint=("q(x_t | x_0) is the Gaussian of (15.8); the score of a Gaussian in its variable is minus the "
+          "offset from its mean divided by its variance. Write that offset with the noise that made x_t. "
+          "The loss is what training differentiates, so it must stay a tensor in the graph.",
+          "The offset x_t − √ᾱ_t x_0 is a multiple of ε; the variance is 1 − ᾱ_t (read it with "
+          "schedule.at, shaped like x0). λ multiplies each row's squared norm, then average over the batch."),
+    mistakes=(
+        Mistake(_wrong_dsm_sign, "the target has the wrong sign: the score of q(x_t | x_0) points from "
+                "x_t back toward its mean, against the noise that was added."),
+        Mistake(_wrong_dsm_no_sqrt, "the target is divided by 1 − ᾱ_t where the noise needs √(1 − ᾱ_t): "
+                "x_t − √ᾱ_t x_0 is √(1 − ᾱ_t) ε, and the score divides that offset by the variance."),
+        Mistake(_wrong_dsm_eps_target, "the target is the noise ε, the ε-network's target of (15.10): a "
+                "score network regresses onto the score of q(x_t | x_0), a rescaled −ε."),
+        Mistake(_wrong_dsm_unweighted, "the weights λ are not applied: each row's squared error is "
+                "multiplied by its λ before the mean."),
+        Mistake(_wrong_dsm_mse, "off by a factor d: a mean over every entry (mse_loss) averages the "
+                "coordinates too; the squared norm sums them."),
+        Mistake(_wrong_dsm_item, "right value, but the loss has no gradient: did you call .item()? "
+                "Training needs the tensor."),
+    ),
+    compare=_compare_dsm,
+)
+
 #: This section's problems (``companion_lib.grading`` registers them).
-SECTION_PROBLEMS = (_EPS_STAR,)
+SECTION_PROBLEMS = (_EPS_STAR, _DSM)
