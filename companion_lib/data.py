@@ -7,6 +7,7 @@
 * ``heldout_digits``          the 360 held-out digits dequantised ONCE (fixed seed): the evaluation set
 * ``to_unit`` / ``from_unit`` the one map between levels 0..16, the [0, 1) scale and the [−1, 1] scale
 * ``make_toy_2d``             small 2-D sets (two moons, rings, 8 Gaussians) for EBMs and flows
+* ``nearest_moon``            which of the two moons a point of ``make_toy_2d("moons")`` is nearer
 
 Provenance of the crab files: ``companion_lib/datasets/PROVENANCE.md``.
 """
@@ -28,7 +29,8 @@ from companion_lib.settings import cpu_float64
 
 __all__ = ["DIGIT_LEVELS", "PEARSON_CLASS_WIDTH", "HELDOUT_SEED", "load_pearson_crabs",
            "load_leptograpsus_crabs", "load_digits_split", "dequantize", "heldout_digits", "to_unit",
-           "unit_to_signed", "signed_to_unit", "from_unit", "dequantized_bits_per_dim", "make_toy_2d"]
+           "unit_to_signed", "signed_to_unit", "from_unit", "dequantized_bits_per_dim", "make_toy_2d",
+           "nearest_moon"]
 
 #: Number of grey levels of the digits (pixels take the integer values 0..16).
 DIGIT_LEVELS = 17
@@ -230,6 +232,29 @@ def dequantized_bits_per_dim(log_p: torch.Tensor, n_dims: int, levels: int | Non
     return base - log_p / (n_dims * math.log(2))
 
 
+#: make_toy_2d("moons") maps scikit-learn's moons u to (u − _MOONS_SHIFT) / _MOONS_SCALE.
+_MOONS_SHIFT, _MOONS_SCALE = (0.5, 0.25), (0.87, 0.5)
+
+
+def nearest_moon(x) -> torch.Tensor:
+    """Which moon of ``make_toy_2d("moons")`` each point is nearer: 0 for the upper arc, 1 for the
+    lower one (scikit-learn's labels), by the distance to the noiseless half-circles in the original
+    (unstandardised) coordinates, where they are circles. x (n, 2) → (n,) long, on x's device.
+    Every point of the plane gets a moon, so the two regions cover it."""
+    device = x.device if isinstance(x, torch.Tensor) else None
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+    with cpu_float64():
+        x = as_tensor(x, "x", shape=(None, 2), dtype=torch.float64)
+        u = x * torch.tensor(_MOONS_SCALE, dtype=torch.float64) + torch.tensor(_MOONS_SHIFT, dtype=torch.float64)
+        t = torch.linspace(0, math.pi, 721, dtype=torch.float64)
+        upper = torch.stack([t.cos(), t.sin()], 1)                      # make_moons' two arcs
+        lower = torch.stack([1 - t.cos(), 0.5 - t.sin()], 1)
+        d_upper = torch.cdist(u, upper).min(1).values
+        d_lower = torch.cdist(u, lower).min(1).values
+        return (d_lower < d_upper).long().to(device if device is not None else "cpu")
+
+
 def make_toy_2d(name: str, n_samples: int, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
     """Small 2-D data sets: ``"moons"``, ``"rings"`` or ``"8gaussians"``; (n_samples, 2) float32.
 
@@ -242,7 +267,7 @@ def make_toy_2d(name: str, n_samples: int, noise: float = 0.05, seed: int = 0) -
     rng = np.random.default_rng(seed)
     if name == "moons":
         X, _ = make_moons(n_samples, noise=noise, random_state=seed)
-        X = (X - np.array([0.5, 0.25])) / np.array([0.87, 0.5])
+        X = (X - np.array(_MOONS_SHIFT)) / np.array(_MOONS_SCALE)
     elif name == "rings":
         radius = rng.choice([1.0, 2.0], size=n_samples)
         angle = rng.uniform(0, 2 * np.pi, size=n_samples)

@@ -10,6 +10,11 @@ Torch only (no plotting, no grading). Every energy maps x of shape (n, d) to (n,
 * Unadjusted Langevin dynamics:    x ← x + (η/2)·s(x) + √η·ξ,   ξ ~ N(0, I).
 * Denoising score matching:        x̃ = x + σε,  minimise E‖σ·s_θ(x̃) + ε‖² / 2
                                     (the score of N(x̃; x, σ²I) at x̃ is −ε/σ).
+* Maximum likelihood (eq. 14.3 in logs):  −log P_θ(x) = E_θ(x) + log Z_θ, whose gradient is
+      ∇_θ E_θ(x) − E_{x'~P_θ}[∇_θ E_θ(x')]     (∇_θ log Z_θ = −E_{P_θ}[∇_θ E_θ]).
+  ``ml_grid_loss``: log Z_θ on a 2-D grid, differentiated exactly (autograd through the log-sum-exp);
+  ``cd_loss`` + ``PersistentChains``: contrastive divergence, the expectation replaced by an average
+  over short Langevin chains (persistent between steps: PCD).
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import as_tensor, check_float, check_int, check_labels
+from companion_lib._checks import (as_tensor, check_batch, check_callable, check_float, check_generator,
+                                   check_int, check_labels)
 from companion_lib.gaussian import LOG_2PI
 from companion_lib.gaussian_mixture import MixtureOfGaussians, as_mixture
 from companion_lib.nets import mlp
@@ -272,6 +278,126 @@ def grid_log_likelihood(energy_fn: Callable, x, lim: float = 3.0, k: int = 200) 
     _, _, log_Z = grid_log_density(energy_fn, lim, k, device=x.device)
     with cpu_float64():
         return _neg_energy(energy_fn, x) - log_Z
+
+
+def region_masses(energy_fn: Callable, region_fn: Callable, n_regions: int, lim: float = 3.0, k: int = 200,
+                  device=None) -> torch.Tensor:
+    """The mass P(region r) of P = exp(−E)/Z (eq. 14.3, Z on the k×k grid over [−lim, lim]²) for each
+    region r = 0..n_regions−1: the grid probabilities summed over the cells whose centre
+    ``region_fn`` assigns to r (region_fn: (m, 2) points → (m,) integer labels). Returns
+    (n_regions,) float64 on the CPU, summing to 1 (the box holds all the mass the grid sees)."""
+    check_callable(region_fn, "region_fn", "points (m, 2) to integer region labels (m,)")
+    n_regions = check_int(n_regions, "n_regions", low=1)
+    log_p, c, _ = grid_log_density(energy_fn, lim, k, device=device)
+    pts, _, area = grid_2d(lim, k)                          # the same cells, on the CPU in float64
+    labels = check_labels(region_fn(pts), "region_fn(points)", n=pts.shape[0], n_classes=n_regions,
+                          device="cpu")
+    with cpu_float64():
+        p = log_p.reshape(-1).exp() * area
+        return torch.zeros(n_regions, dtype=torch.float64).index_add_(0, labels, p)
+
+
+# ------------------------------------------------------------------------------ maximum likelihood
+def _energies(energy_fn, x, name: str) -> torch.Tensor:
+    e = energy_fn(x)
+    if not isinstance(e, torch.Tensor) or e.shape != (x.shape[0],):
+        got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+        raise ValueError(f"energy_fn must map {name} (n, d) to energies (n,), got {got}")
+    return e
+
+
+def ml_grid_loss(energy_fn: Callable, x, lim: float = 3.0, k: int = 64,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The exact negative log-likelihood of a 2-D energy model, mean over the batch:
+    mean_i E_θ(x_i) + log Z_θ (eq. 14.3 in logs), with log Z_θ = logsumexp_cells(−E_θ) + log(cell area)
+    on a k×k midpoint grid over [−lim, lim]², kept differentiable in θ.
+
+    Its gradient is the maximum-likelihood gradient ∇_θ E(x) − E_{P_θ}[∇_θ E] with the expectation
+    under the model computed by quadrature (the softmax of −E over the cells weights each cell's
+    ∇_θ E): what an MCMC sampler only estimates. ``generator``: shift the whole grid by one uniform
+    offset within a cell per call, so a coarse training grid cannot be exploited between its points
+    (Z stays an unbiased estimate; judge the model on a fine fixed grid). x (n, 2) → scalar.
+    """
+    check_callable(energy_fn, "energy_fn", "x (n, 2) to energies (n,)")
+    x = check_batch(x, "x", 2)
+    lim = check_float(lim, "lim", low=0.0, low_open=True)
+    k = check_int(k, "k", low=2)
+    check_generator(generator)
+    pts, _, area = grid_2d(lim, k, device=x.device, dtype=x.dtype)
+    if generator is not None:
+        h = 2 * lim / k
+        pts = pts + ((torch.rand(2, generator=generator, dtype=x.dtype) - 0.5) * h).to(x.device)
+    log_Z = torch.logsumexp(-_energies(energy_fn, pts, "the grid points"), 0) + math.log(area)
+    return _energies(energy_fn, x, "x").mean() + log_Z
+
+
+def cd_loss(energy_fn: Callable, x_data, x_model) -> torch.Tensor:
+    """Contrastive divergence: mean E_θ(x_data) − mean E_θ(x_model), the model samples held fixed.
+
+    x_data (n, d), x_model (m, d) samples of P_θ (e.g. short Langevin chains, ``PersistentChains``).
+    The value is no likelihood (it is not even bounded below); its gradient,
+    mean ∇_θ E(x_data) − mean ∇_θ E(x_model), is the Monte Carlo estimate of the gradient of the
+    negative log-likelihood: ∇_θ log Z_θ = −E_{P_θ}[∇_θ E_θ] (eq. 14.3) estimated by the sample mean.
+    No gradient flows through the sampler (x_model is detached). Returns a scalar.
+    """
+    check_callable(energy_fn, "energy_fn", "x (n, d) to energies (n,)")
+    x_data = check_batch(x_data, "x_data")
+    x_model = check_batch(x_model, "x_model", x_data.shape[1])
+    return _energies(energy_fn, x_data, "x_data").mean() - _energies(energy_fn, x_model.detach(), "x_model").mean()
+
+
+def energy_penalty(energy_fn: Callable, x_data, x_model) -> torch.Tensor:
+    """mean E_θ(x_data)² + mean E_θ(x_model)²: the regulariser that keeps contrastive divergence's
+    energies near 0 (Du & Mordatch 2019). ``cd_loss`` is unbounded below, so without it the energies
+    can drift together while their difference stays the same. x_data (n, d), x_model (m, d) → scalar."""
+    check_callable(energy_fn, "energy_fn", "x (n, d) to energies (n,)")
+    x_data = check_batch(x_data, "x_data")
+    x_model = check_batch(x_model, "x_model", x_data.shape[1])
+    return ((_energies(energy_fn, x_data, "x_data") ** 2).mean()
+            + (_energies(energy_fn, x_model.detach(), "x_model") ** 2).mean())
+
+
+class PersistentChains:
+    """Langevin chains that persist between training steps (persistent contrastive divergence).
+
+    ``n`` chains in R^d start from N(0, init_std² I); each ``advance(energy_fn)`` runs ``steps``
+    unadjusted Langevin steps of size ``step_size`` on the current energy (the score −∇E by
+    autograd, eq. 15.1) from where the chains stopped (after restarting a fraction ``restart`` of
+    them from the initial distribution; 0, classic PCD, by default) and returns the chains (n, d),
+    detached, on ``device`` in ``dtype`` (the energy's). Because the energy
+    changes slowly, chains that continue from the last step stay near the current P_θ with far
+    fewer steps than chains started from noise. Noise on the CPU ``generator``.
+    """
+
+    def __init__(self, n: int, dim: int = 2, *, steps: int = 10, step_size: float = 0.01,
+                 init_std: float = 1.5, restart: float = 0.0, generator: torch.Generator | None = None,
+                 device=None, dtype=torch.float32):
+        self.n = check_int(n, "n", low=1)
+        self.dim = check_int(dim, "dim", low=1)
+        self.steps = check_int(steps, "steps", low=1)
+        self.step_size = check_float(step_size, "step_size", low=0.0, low_open=True)
+        self.init_std = check_float(init_std, "init_std", low=0.0, low_open=True)
+        self.restart = check_float(restart, "restart", low=0.0, high=1.0)
+        self.generator = check_generator(generator) or torch.Generator().manual_seed(0)
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.device, self.dtype = torch.device("cpu") if device is None else torch.device(device), dtype
+        self.x = self._fresh(self.n)
+
+    def _fresh(self, m: int) -> torch.Tensor:
+        z = torch.randn(m, self.dim, generator=self.generator, dtype=self.dtype)
+        return (self.init_std * z).to(self.device)
+
+    def advance(self, energy_fn: Callable) -> torch.Tensor:
+        check_callable(energy_fn, "energy_fn", "x (n, d) to energies (n,)")
+        if self.restart > 0:
+            fresh = torch.rand(self.n, generator=self.generator) < self.restart
+            if fresh.any():
+                self.x = self.x.clone()
+                self.x[fresh.to(self.device)] = self._fresh(int(fresh.sum()))
+        self.x = langevin(lambda z: score(energy_fn, z), self.x, self.step_size, self.steps,
+                          generator=self.generator)
+        return self.x
 
 
 # ------------------------------------------------------------------------------ E(x, h), h discrete

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # §14.3 Energy-based models: worked solutions
 #
-# Solutions to the three exercises of `chapters/14_3_energy_based_models`. Each runs in milliseconds.
+# Solutions to the four exercises of `chapters/14_3_energy_based_models`. Each runs in milliseconds.
 
 # %%
 import math
@@ -91,5 +91,25 @@ def dsm_loss(energy_fn, x, sigma, generator):
 
 
 result = check("14.3.dsm_loss", dsm_loss)
+assert result, result
+result
+
+# %% [markdown]
+# ## Exercise 4: the contrastive-divergence loss
+#
+# $\nabla_\theta\,\mathrm{NLL} = \mathbb E_{\text{data}}[\nabla_\theta E_\theta] - \mathbb E_{P_\theta}[\nabla_\theta E_\theta]$:
+# a difference of two averages of energy gradients, so the difference of the two average *energies*
+# has exactly that gradient once the expectation under $P_\theta$ is replaced by the samples' mean.
+# The samples must be constants: `detach()` cuts them off from the sampler's graph (otherwise autograd
+# would also differentiate how the samples moved when θ changed, which is not part of the estimate).
+# Means, not sums: the data batch and the sample batch may have different sizes.
+
+# %%
+def cd_loss(energy_fn, x_data, x_model):
+    """mean E_θ(x_data) − mean E_θ(x_model), the samples held fixed; a scalar."""
+    return energy_fn(x_data).mean() - energy_fn(x_model.detach()).mean()
+
+
+result = check("14.3.cd_loss", cd_loss)
 assert result, result
 result

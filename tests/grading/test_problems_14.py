@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from companion_lib import data, metrics, recipes, settings, vae
+from companion_lib import data, ebm, metrics, recipes, settings, vae
 from companion_lib.grading import PROBLEMS, grade_answer
 from companion_lib.grading.problems import p14_5
+from companion_lib.grading.problems._autograd import without_autograd
 from test_problems_alternatives import ALTERNATIVES  # tests/grading is on sys.path (pytest's rootdir-less import)
 
 
@@ -29,8 +30,8 @@ def _float32_version(reference):
     return answer
 
 
-FUNCTION_PROBLEMS = sorted(pid for pid, p in PROBLEMS.items()
-                           if pid.startswith("14.") and p.kind == "function" and p.harness is None)
+FUNCTION_PROBLEMS = sorted(pid for pid, p in PROBLEMS.items() if pid.startswith("14.") and p.kind == "function"
+                           and (p.harness is None or p.harness is without_autograd))
 
 
 @pytest.mark.parametrize("pid", FUNCTION_PROBLEMS)
@@ -39,6 +40,40 @@ def test_a_float32_answer_passes_or_is_told_its_dtype(pid):
     reference's: a loop, Cholesky, torch.distributions, ...) run on float32 inputs."""
     result = grade_answer(pid, _float32_version(ALTERNATIVES[pid]))
     assert result.passed or "float32" in result.message, result.message
+
+
+def _score_by_autograd_grad(x, w, m, v):
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(ebm.gmm_energy(x, w, m, v).sum(), x)
+    return -g
+
+
+def _score_by_backward(x, w, m, v):
+    x = x.clone().requires_grad_(True)
+    ebm.gmm_energy(x, w, m, v).sum().backward()
+    return -x.grad
+
+
+def _score_by_library(x, w, m, v):
+    return ebm.score(lambda z: ebm.gmm_energy(z, w, m, v), x)
+
+
+def _score_by_jacobian(x, w, m, v):
+    return -torch.autograd.functional.jacobian(lambda z: ebm.gmm_energy(z, w, m, v).sum(), x)
+
+
+def _score_by_torch_func(x, w, m, v):
+    return torch.func.grad(lambda z: -ebm.gmm_energy(z, w, m, v).sum())(x)
+
+
+@pytest.mark.parametrize("answer", [_score_by_autograd_grad, _score_by_backward, _score_by_library,
+                                    _score_by_jacobian, _score_by_torch_func])
+def test_gmm_score_rejects_autograd_as_its_statement_says(answer):
+    """'In closed form (no autograd)': every autograd route gives the right values and is rejected,
+    with the catalogued message; the closed forms (reference, alternative) pass."""
+    result = grade_answer("14.3.gmm_score", answer)
+    assert not result.passed and "autograd" in result.message, result.message
+    assert grade_answer("14.3.gmm_score", ALTERNATIVES["14.3.gmm_score"]).passed
 
 
 def _prob_space_e_step(x, w, m, v):

@@ -71,6 +71,13 @@ def _dsm_loss(energy_fn, x, sigma, generator):  # grad_outputs instead of a sum,
     return ((eps - sigma * grad) ** 2).sum(-1).mean() / 2
 
 
+def _cd_loss(energy_fn, x_data, x_model):   # one forward pass on both sets, weighted sums
+    n, m = x_data.shape[0], x_model.shape[0]
+    energy = energy_fn(torch.cat([x_data, x_model.detach()]))
+    weights = torch.cat([torch.full((n,), 1.0 / n), torch.full((m,), -1.0 / m)]).to(energy)
+    return (weights * energy).sum()
+
+
 def _gaussian_entropy(cov):                  # Cholesky factor instead of logdet
     L = torch.linalg.cholesky(torch.as_tensor(cov))
     d = L.shape[-1]
@@ -234,6 +241,7 @@ ALTERNATIVES = {
     "14.2.kl_gaussians": _kl_gaussians, "14.2.kl_estimate": _kl_estimate,
     "14.2.sigma2_mle": _sigma2_mle,
     "14.3.gmm_score": _gmm_score, "14.3.langevin_step": _langevin_step, "14.3.dsm_loss": _dsm_loss,
+    "14.3.cd_loss": _cd_loss,
     "14.4.gaussian_entropy": _gaussian_entropy, "14.4.elbo_gap": _elbo_gap,
     "14.5.reparameterize": _reparameterize, "14.5.elbo_term": _elbo_term, "14.5.vae_networks": _VAENetworks,
     "14.5.negative_elbo": _negative_elbo, "14.5.trained_bound": np.float32(3.3),

@@ -5,12 +5,50 @@ that with the reference's, autograd being the oracle, and says which part is wro
 
 A loss returned with ``.item()`` (a Python number), computed under ``torch.no_grad()`` or from
 ``.detach()``-ed outputs has the right value and no gradient: training with it dies (or learns nothing).
+
+The other way round, :func:`without_autograd` is the harness of an exercise whose statement asks for a
+closed form ("no autograd"): it runs the answer while watching for a recorded graph.
 """
 from __future__ import annotations
 
 import torch
 
 from companion_lib.grading.compare import Mismatch, compare_values
+
+#: What an answer that used autograd raises under :func:`without_autograd` (one line for every route).
+USED_AUTOGRAD = "autograd was used (a graph was recorded): the exercise asks for the closed form"
+
+
+class UsedAutograd(RuntimeError):
+    """Raised by :func:`without_autograd` when the answer differentiated by autograd."""
+
+
+def without_autograd(fn, *args):
+    """``fn(*args)``, raising :class:`UsedAutograd` if ``fn`` recorded an autograd graph.
+
+    The test inputs never require a gradient, so a closed form saves no tensor for a backward pass;
+    an answer that differentiates by autograd (``torch.autograd.grad``, ``.backward()``,
+    ``torch.autograd.functional``, a library score by autograd) must, and ``torch.func``'s transforms
+    refuse to run under the saved-tensor hook altogether. Either way the outcome is the same raised
+    line, so a catalogued "used autograd" mistake is recognised whichever route was taken.
+    """
+    recorded = []
+
+    def pack(t):
+        recorded.append(1)
+        return t
+
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = fn(*args)
+    except RuntimeError as err:
+        if "saved tensor hooks" in str(err):                 # torch.func.grad / jacrev / vjp
+            raise UsedAutograd(USED_AUTOGRAD) from None
+        raise
+    if recorded or (isinstance(out, torch.Tensor) and out.requires_grad):
+        raise UsedAutograd(USED_AUTOGRAD)
+    return out
+
 
 #: ``graph`` codes: the loss is a tensor with a graph; a plain number or array; a tensor without one.
 _GRAPH, _NOT_A_TENSOR, _NO_GRAPH = 0, 1, 2

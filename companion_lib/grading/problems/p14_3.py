@@ -1,12 +1,13 @@
-"""§14.3 problems: the score of a Gaussian-mixture energy, one Langevin step, and the denoising
-score-matching loss the lesson trains its energy network with."""
+"""§14.3 problems: the score of a Gaussian-mixture energy, one Langevin step, the denoising
+score-matching loss the lesson trains its energy network with, and the contrastive-divergence loss
+it trains another with by maximum likelihood's Monte Carlo gradient."""
 import math
 
 import torch
 
 from companion_lib import ebm
 from companion_lib.grading.compare import float32_aware
-from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient
+from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient, without_autograd
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
 
@@ -45,16 +46,25 @@ def _wrong_std(x, w, m, v):                  # divides by σ_k instead of σ_k²
     return torch.einsum("nk,nkd->nd", resp / v.sqrt(), m[None] - x[:, None])
 
 
+def _wrong_autograd(x, w, m, v):             # the score by autograd: right values, not the closed form asked for
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(ebm.gmm_energy(x, w, m, v).sum(), x)
+    return -grad
+
+
 _GMM_SCORE = Problem(
     id="14.3.gmm_score",
     section="14.3",
     title="Score of a Gaussian-mixture energy",
     statement=("Write gmm_score(x, weights, means, variances) for the energy E(x) = −log Σ_k ρ_k "
                "N(x; μ_k, σ_k² I): x (n, 2), weights (K,), means (K, 2), variances (K,). Return the score "
-               "−∇_x E(x) (eq. 15.1), shape (n, 2), in closed form (no autograd)."),
+               "−∇_x E(x) (eq. 15.1), shape (n, 2), in closed form with ordinary tensor operations (no "
+               "autograd: the check rejects an answer that records a gradient graph)."),
     kind="function",
     reference=ebm.gmm_score,
     cases=_score_cases,
+    harness=without_autograd,
     hint=("Differentiate log Σ_k ρ_k N(x; μ_k, σ_k² I) by the chain rule: the gradient of each Gaussian's "
           "log-density, weighted by how responsible that component is for x (the E-step of §14.1).",
           "The gradient of log N(x; μ_k, σ_k² I) in x points from x to μ_k, divided by a variance. The "
@@ -68,6 +78,9 @@ _GMM_SCORE = Problem(
         Mistake(_wrong_no_weights, "the mixing weights ρ_k are missing from the responsibilities."),
         Mistake(_wrong_std, "each pull toward μ_k is divided by σ_k, a standard deviation: the gradient "
                 "of a Gaussian's log-density divides by the variance σ_k²."),
+        Mistake(_wrong_autograd, "the values may be right, but they came from autograd (grad, backward, "
+                "torch.func or a library score): this exercise asks you to derive −∇E yourself and write "
+                "it with ordinary tensor operations. Autograd is the check of §3, not the answer."),
     ),
     rtol=1e-6, atol=1e-9, compare=float32_aware(1e-6, 1e-9, rtol32=1e-4, atol32=1e-5),
 )
@@ -216,5 +229,93 @@ _DSM_LOSS = Problem(
     rtol=1e-6, atol=1e-9, compare=compare_loss(1e-6, 1e-9, grad_rtol=1e-6, grad_atol=1e-9),
 )
 
+# --------------------------------------------------------------------------------------------------
+# The contrastive-divergence loss (the lesson trains an energy network with it, by persistent chains)
+def _cd_cases(rng=None):
+    seed = case_seed(rng, 1433)
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for hidden, depth, n, m in ((16, 2, 32, 20), (8, 3, 10, 25)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + hidden)
+            net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
+        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        cases.append((hidden, depth, state, torch.randn(n, 2, generator=g, dtype=torch.float64),
+                      torch.randn(m, 2, generator=g, dtype=torch.float64) * 1.5,
+                      torch.randn(m, 2, generator=g, dtype=torch.float64)))
+    return cases
+
+
+def _cd_harness(fn, hidden, depth, state, x_data, x_start, xi):
+    """Run ``fn(energy_net, x_data, x_model)`` on an ``EnergyMLP`` with fixed weights. The model samples
+    come from one Langevin step on that network kept in the graph (as a sampler's output can be), so a
+    loss that lets the gradient flow back through them is caught. Returns the loss and its gradient."""
+    net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
+    net.load_state_dict(state)
+    x_model = ebm.langevin_step(x_start, ebm.score(net, x_start, create_graph=True), 0.2, xi)
+    loss = fn(net, x_data, x_model)
+    return loss_and_gradient(loss, net.parameters(), scalar=True)
+
+
+def _cd_swapped(energy_fn, x_data, x_model):        # model − data: descends toward the samples
+    return energy_fn(x_model.detach()).mean() - energy_fn(x_data).mean()
+
+
+def _cd_through_sampler(energy_fn, x_data, x_model):  # no detach: differentiates through the sampler
+    return energy_fn(x_data).mean() - energy_fn(x_model).mean()
+
+
+def _cd_logsumexp(energy_fn, x_data, x_model):      # log Z "estimated" by a log-sum-exp over the samples
+    return energy_fn(x_data).mean() + torch.logsumexp(-energy_fn(x_model.detach()), 0)
+
+
+def _cd_sums(energy_fn, x_data, x_model):           # sums instead of means (n ≠ m: the balance is lost)
+    return energy_fn(x_data).sum() - energy_fn(x_model.detach()).sum()
+
+
+def _cd_no_model_term(energy_fn, x_data, x_model):  # the data term alone: ∇ log Z forgotten
+    return energy_fn(x_data).mean()
+
+
+_CD_LOSS = Problem(
+    id="14.3.cd_loss",
+    section="14.3",
+    title="The contrastive-divergence loss",
+    statement=("Write cd_loss(energy_fn, x_data, x_model): energy_fn maps (n, 2) points to (n,) energies E_θ "
+               "(a network with weights θ); x_data (n, 2) a batch of data; x_model (m, 2) samples from the model "
+               "(m may differ from n; they were produced by a sampler that ran on the same network and may "
+               "still carry its graph). Return a scalar tensor whose gradient in θ is the contrastive-divergence "
+               "estimate of the gradient of the negative log-likelihood (the expectation under P_θ replaced by "
+               "the sample average, the samples held fixed), and whose value is the data's mean energy minus the "
+               "samples' mean energy. The check compares the value and its gradient in every weight."),
+    kind="function",
+    reference=ebm.cd_loss,
+    cases=_cd_cases,
+    harness=_cd_harness,
+    reference_names=("companion_lib.ebm.cd_loss",),
+    hint=("The gradient of −log P_θ(x) is ∇_θ E_θ(x) minus the expectation of ∇_θ E_θ under the model "
+          "(that is ∇_θ log Z). A loss made of energies has such a gradient if each set enters with the "
+          "right sign, averaged.",
+          "Lower the data's energy, raise the samples': average each set's energies and subtract. The samples "
+          "are constants of this step: cut them off from the graph before the network sees them (a tensor "
+          "method does exactly that), or the gradient also runs back through the sampler."),
+    mistakes=(
+        Mistake(_cd_swapped, "the signs are swapped: this gradient raises the data's energy and lowers the "
+                "samples'. The data term enters with +, the model term with −."),
+        Mistake(_cd_through_sampler, "right value, but the gradient also flows back through the sampler that "
+                "made x_model: the CD estimate treats the samples as fixed (detach them)."),
+        Mistake(_cd_logsumexp, "a log-sum-exp over the samples is not log Z (the samples are already drawn "
+                "from P_θ, not spread uniformly): ∇_θ log Z is estimated by the plain average of −∇_θ E over "
+                "them."),
+        Mistake(_cd_sums, "sums instead of means: with n data points and m samples the two terms no longer "
+                "balance (the expectations are averages)."),
+        Mistake(_cd_no_model_term, "only the data term: that lowers every energy near the data and never "
+                "raises the model's, the ∇_θ log Z part of the gradient is missing."),
+    ),
+    # float32 answers pass: their value and gradient are within float32's precision of these (energies
+    # and weights of order 1); every catalogued mistake is orders of magnitude further off
+    rtol=1e-6, atol=1e-6, compare=compare_loss(1e-6, 1e-6, grad_rtol=1e-5, grad_atol=1e-6),
+)
+
 #: This section's problems (``companion_lib.grading`` registers them).
-SECTION_PROBLEMS = (_GMM_SCORE, _LANGEVIN_STEP, _DSM_LOSS)
+SECTION_PROBLEMS = (_GMM_SCORE, _LANGEVIN_STEP, _DSM_LOSS, _CD_LOSS)
