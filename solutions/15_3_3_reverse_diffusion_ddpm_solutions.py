@@ -16,7 +16,7 @@
 # %% [markdown]
 # # §15.3 The reverse process: solutions
 #
-# Worked solutions to the four exercises of `chapters/15_3_3_reverse_diffusion_ddpm`. No training here.
+# Worked solutions to the six exercises of `chapters/15_3_3_reverse_diffusion_ddpm`. No training here.
 
 # %%
 import torch
@@ -108,3 +108,52 @@ def ddpm_step(schedule, eps, xt, t, noise, sigma="posterior"):
 
 
 check("15.3.3.step", ddpm_step)
+
+
+# %% [markdown]
+# ## Exercise 5: the whole sampling loop
+#
+# The chain has $T$ steps, $t = T, T-1, \dots, 1$; the step at $t$ turns $x_t$ into $x_{t-1}$, so the
+# last one ($t = 1$) returns $x_0$. The $i$-th step taken ($i = 0, 1, \dots$) is at $t = T - i$ and uses
+# `noises[i]`. The network must be told $t$ as a `(batch,)` integer tensor, one entry per row. Nothing is
+# drawn inside: with `noises` drawn from a generator in the order the steps are taken (after $x_T$),
+# this loop reproduces `ddpm.sample` exactly.
+
+# %%
+def sample_loop(schedule, eps_fn, step_fn, x_T, noises, sigma="posterior"):
+    x = x_T
+    for i, t_now in enumerate(range(schedule.T, 0, -1)):
+        t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=x.device)
+        x = step_fn(schedule, eps_fn(x, t), x, t, noises[i], sigma=sigma)
+    return x
+
+
+check("15.3.3.sample_loop", sample_loop)
+
+# %% [markdown]
+# ## Exercise 6: (15.10) from the bound
+#
+# Both distributions in $L_{t-1}$ are Gaussians whose variances the schedule fixes ($\tilde\beta_t I$ and
+# $\sigma_t^2 I$), so $\epsilon_\theta$ enters only through the mean of $p_\theta$:
+# $$L_{t-1} = \frac{\lVert\tilde\mu_t(x_t, x_0) - \mu_\theta(x_t, t)\rVert^2}{2\sigma_t^2} + \text{terms free of } \theta .$$
+# By Problem 15.3.3 (ii), $\tilde\mu_t(x_t, x_0)$ is the mean of (15.11) with the true $\epsilon$ (the one that
+# made $x_t$) in place of $\epsilon_\theta$, so
+# $$\tilde\mu_t - \mu_\theta = \frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\,(\epsilon_\theta - \epsilon),
+# \qquad L_{t-1} = \frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}\,\lVert\epsilon - \epsilon_\theta\rVert^2 + C_t$$
+# (Ho et al. 2020, eq. 12). With $\sigma_t^2 = \tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$ the weight is
+# $\beta_t / (2\alpha_t(1-\bar\alpha_{t-1}))$; with $\sigma_t^2 = \beta_t$ it is $\beta_t / (2\alpha_t(1-\bar\alpha_t))$.
+# (15.10) puts weight 1 on every $t$. At $t = 1$, $\tilde\beta_1 = 0$: the formula with $\sigma_1^2 = \tilde\beta_1$
+# is infinite, and the bound uses a decoder term $L_0$ there instead (the lesson's section 6).
+
+# %%
+def elbo_weight(schedule, t, sigma):
+    beta, alpha = schedule.betas[t - 1], schedule.alphas[t - 1]
+    one_minus_ab = schedule.one_minus_alpha_bars[t - 1]
+    if sigma == "beta":
+        var = beta
+    else:
+        var = (1 - schedule.alpha_bars[t - 1] / alpha) / one_minus_ab * beta      # β̃_t, ᾱ_{t−1} = ᾱ_t / α_t
+    return beta ** 2 / (2 * var * alpha * one_minus_ab)
+
+
+check("15.3.3.elbo_weight", elbo_weight)

@@ -24,14 +24,15 @@ LESSON_PROBLEMS = {
     "15.2.coupling_forward", "15.2.coupling_inverse", "15.2.1", "15.3.1.alpha_bar", "15.3.1.q_sample",
     "15.3.1.compose",
     "15.3.2.error_probability", "15.3.2.error_bound", "15.3.3.posterior", "15.3.3.predict_x0",
-    "15.3.3.loss", "15.3.3.step", "15.3.4.eps_star", "15.3.4.dsm_loss", "15.3.5.cfg", "15.3.5.cfg_loss",
+    "15.3.3.loss", "15.3.3.step", "15.3.3.elbo_weight", "15.3.3.sample_loop", "15.3.4.eps_star",
+    "15.3.4.dsm_loss", "15.3.5.cfg", "15.3.5.cfg_loss",
 }
 
 
 def test_the_lesson_problems_are_exactly_these():
     # section "0.x": test-only problems (tests/grading/grading_fixtures) other test files may register
     lessons = {pid for pid, p in PROBLEMS.items() if not p.section.startswith("0.")}
-    assert len(LESSON_PROBLEMS) == 33
+    assert len(LESSON_PROBLEMS) == 35
     assert lessons == LESSON_PROBLEMS, (sorted(LESSON_PROBLEMS - lessons), sorted(lessons - LESSON_PROBLEMS))
 
 

@@ -209,6 +209,21 @@ def _ddpm_step(s, eps, xt, t, noise, sigma="posterior"):  # β = 1 − α, ᾱ_{
     return mean + keep * var.sqrt() * noise
 
 
+def _elbo_weight(s, t, sigma):               # the simplified forms, ᾱ_{t−1} read at index t − 2
+    beta, alpha = s.betas[t - 1], s.alphas[t - 1]
+    rest = (1 - s.alpha_bars[t - 2]) if sigma == "posterior" else s.one_minus_alpha_bars[t - 1]
+    return beta / (2 * alpha * rest)
+
+
+def _sample_loop(schedule, eps_fn, step_fn, x_T, noises, sigma="posterior"):   # a while loop, a counter
+    x, t_now, i = x_T, schedule.T, 0
+    while t_now >= 1:
+        t = t_now * torch.ones(x.shape[0], dtype=torch.long)
+        x = step_fn(schedule, eps_fn(x, t), x, t, noises[i], sigma)
+        t_now, i = t_now - 1, i + 1
+    return x
+
+
 def _eps_star(x, ab, w, m, v):               # the noisy mixture's closed form, by torch.distributions
     m_t, v_t = math.sqrt(ab) * m, ab * v + (1 - ab)
     comps = torch.distributions.Independent(Normal(m_t, v_t.sqrt()[:, None].expand_as(m_t)), 1)
@@ -250,7 +265,8 @@ ALTERNATIVES = {
     "15.3.1.compose": _compose,
     "15.3.2.error_probability": _error_probability, "15.3.2.error_bound": _error_bound,
     "15.3.3.posterior": _posterior, "15.3.3.predict_x0": _predict_x0, "15.3.3.loss": _ddpm_loss,
-    "15.3.3.step": _ddpm_step, "15.3.4.eps_star": _eps_star, "15.3.4.dsm_loss": _dsm_loss_15_3_4,
+    "15.3.3.step": _ddpm_step, "15.3.3.elbo_weight": _elbo_weight, "15.3.3.sample_loop": _sample_loop,
+    "15.3.4.eps_star": _eps_star, "15.3.4.dsm_loss": _dsm_loss_15_3_4,
     "15.3.5.cfg": _cfg, "15.3.5.cfg_loss": _cfg_loss,
 }
 

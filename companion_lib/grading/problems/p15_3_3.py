@@ -1,11 +1,12 @@
 """§15.3 reverse process problems: Problem 15.3.3 (the posterior q(x_{t−1} | x_t, x_0); x̂_0 from ε),
-the training loss (15.10) and one sampling step (15.11)."""
+the training loss (15.10), one sampling step (15.11), the weight that makes (15.10) a term of the
+variational bound (Ho et al. 2020, eq. 12), and the whole sampling loop x_T → x_0."""
 import math
 
 import torch
 
-from companion_lib import diffusion
-from companion_lib.grading.compare import Mismatch, compare_values
+from companion_lib import ddpm, diffusion
+from companion_lib.grading.compare import Mismatch, compare_values, float32_aware
 from companion_lib.grading.problems._autograd import compare_loss, loss_and_gradient
 from companion_lib.grading.registry import Mistake, Problem, case_seed
 
@@ -320,5 +321,213 @@ _STEP = Problem(
                      "companion_lib.diffusion.reverse_variance", "companion_lib.diffusion.sample"),
 )
 
+# ---------------------------------------------------------------- (15.10) from the bound: the weight of L_{t−1}
+def _elbo_cases(rng=None):
+    """Steps 2..T (both ends included) on three schedules, both σ choices; x_0, ε and two guesses ε_θ, ε_θ'."""
+    g = torch.Generator().manual_seed(case_seed(rng, 1537))
+    cases = []
+    for betas, (n, d) in zip(_schedules(g), [(40, 3), (25, 2), (11, 4)]):
+        T = betas.shape[0]
+        t = torch.cat([torch.tensor([2, T]), torch.randint(2, T + 1, (n - 2,), generator=g)])
+        x0, eps, e1, e2 = (torch.randn(n, d, generator=g, dtype=_F64) for _ in range(4))
+        for sigma in ("posterior", "beta"):
+            cases.append((betas, t, sigma, x0, eps, e1, e2))
+    return cases
+
+
+def _elbo_harness(answer, betas, t, sigma, x0, eps, e1, e2):
+    """What the weight claims: L_{t−1}(ε_θ) − L_{t−1}(ε_θ') = w_t (‖ε − ε_θ‖² − ‖ε − ε_θ'‖²), per row (the
+    constant C_t cancels). tests/grading checks the reference's claim against exact Gaussian KLs."""
+    w = answer(diffusion.NoiseSchedule(betas), t, sigma)
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"expected a tensor of weights of shape {tuple(t.shape)}, got {type(w).__name__}")
+    if w.shape != t.shape:
+        raise ValueError(f"expected one weight per step, shape {tuple(t.shape)}, got {tuple(w.shape)}")
+    return w * ((eps - e1).pow(2).sum(1) - (eps - e2).pow(2).sum(1))
+
+
+def _elbo_reference(schedule, t, sigma):
+    with_like = torch.empty(t.shape[0], dtype=schedule.betas.dtype)
+    return ddpm.elbo_weight(schedule, t, sigma, like=with_like)
+
+
+def _w_parts(s, t, sigma):                # β_t, α_t, ᾱ_t, 1 − ᾱ_t, σ_t² at the steps (for the wrong answers)
+    like = torch.empty(t.shape[0], dtype=_F64)
+    return (s.betas[t - 1], s.alphas[t - 1], s.alpha_bars[t - 1], s.one_minus_alpha_bars[t - 1],
+            diffusion.reverse_variance(s, t, like, sigma))
+
+
+def _wrong_w_no_two(s, t, sigma):          # the ½ of the Gaussian KL forgotten
+    b, a, _, om, var = _w_parts(s, t, sigma)
+    return b ** 2 / (var * a * om)
+
+
+def _wrong_w_alpha_bar(s, t, sigma):       # ᾱ_t where one step's α_t belongs
+    b, _, ab, om, var = _w_parts(s, t, sigma)
+    return b ** 2 / (2 * var * ab * om)
+
+
+def _wrong_w_sigma(s, t, sigma):           # σ_t where σ_t² belongs
+    b, a, _, om, var = _w_parts(s, t, sigma)
+    return b ** 2 / (2 * var.sqrt() * a * om)
+
+
+def _wrong_w_one_minus_alpha(s, t, sigma):  # 1 − α_t (one step) where 1 − ᾱ_t belongs
+    b, a, _, _, var = _w_parts(s, t, sigma)
+    return b ** 2 / (2 * var * a * (1 - a))
+
+
+def _wrong_w_not_squared(s, t, sigma):     # the coefficient β_t / (√α_t √(1 − ᾱ_t)) of ε not squared
+    b, a, _, om, var = _w_parts(s, t, sigma)
+    return b / (2 * var * a.sqrt() * om.sqrt())
+
+
+def _wrong_w_ignores_sigma(s, t, sigma):   # always σ_t² = β̃_t
+    b, a, _, om, var = _w_parts(s, t, "posterior")
+    return b ** 2 / (2 * var * a * om)
+
+
+_ELBO_WEIGHT = Problem(
+    id="15.3.3.elbo_weight",
+    section="15.3",
+    title="(15.10) from the variational bound: the weight of each term L_{t−1}",
+    statement=("Write elbo_weight(schedule, t, sigma): schedule is a diffusion.NoiseSchedule (its float64 "
+               "tensors schedule.betas, .alphas, .alpha_bars, .one_minus_alpha_bars have length T, index "
+               "t − 1 holding step t); t (batch,) integer steps in 2..T; sigma 'posterior' (σ_t² = β̃_t) or "
+               "'beta' (σ_t² = β_t). Return the weights w_t, shape (batch,), for which the term of the bound "
+               "L_{t−1} = KL(q(x_{t−1} | x_t, x_0) ‖ N(μ_θ(x_t, t), σ_t² I)), with μ_θ the mean of (15.11) "
+               "computed from ε_θ(x_t, t), equals w_t ‖ε − ε_θ(x_t, t)‖² + C_t, where ε is the noise that "
+               "made x_t by (15.8) and C_t does not depend on ε_θ. The check compares w_t (‖ε − ε_θ‖² − "
+               "‖ε − ε_θ'‖²) for two guesses ε_θ, ε_θ' with the difference of the two KLs."),
+    kind="function",
+    reference=_elbo_reference,
+    cases=_elbo_cases,
+    harness=_elbo_harness,
+    hint=("Both distributions in the KL are Gaussians with variances fixed by the schedule, so ε_θ enters "
+          "only through the mean of p_θ: the KL is ‖μ̃_t − μ_θ‖² / (2σ_t²) plus terms free of ε_θ.",
+          "By Problem 15.3.3 (ii), μ̃_t(x_t, x_0) is the mean of (15.11) with the true ε in place of ε_θ. "
+          "So μ̃_t − μ_θ is one number times (ε_θ − ε): read it off (15.11), square it, and divide by 2σ_t²."),
+    mistakes=(
+        Mistake(_wrong_w_no_two, "twice the weight: a Gaussian KL has the squared mean gap over 2σ_t², "
+                "not over σ_t²."),
+        Mistake(_wrong_w_alpha_bar, "ᾱ_t where one step's α_t belongs: the mean of (15.11) divides by "
+                "√α_t of this step."),
+        Mistake(_wrong_w_sigma, "divided by σ_t where the KL divides by the variance σ_t²."),
+        Mistake(_wrong_w_one_minus_alpha, "1 − α_t (one step's β_t) where 1 − ᾱ_t belongs: the ε term of "
+                "(15.11) is scaled by β_t / √(1 − ᾱ_t), the noise accumulated over t steps."),
+        Mistake(_wrong_w_not_squared, "the coefficient of (ε_θ − ε) in μ̃_t − μ_θ enters the KL squared: "
+                "the weight has β_t², α_t and 1 − ᾱ_t, not their square roots."),
+        Mistake(_wrong_w_ignores_sigma, "sigma='beta' gives the same as sigma='posterior': the argument is "
+                "ignored (σ_t² = β_t or β̃_t = (1 − ᾱ_{t−1}) / (1 − ᾱ_t) · β_t)."),
+    ),
+    compare=float32_aware(1e-7, 1e-10, rtol32=2e-5, atol32=1e-7),
+    reference_names=("companion_lib.ddpm.elbo_weight",),
+)
+
+
+# ---------------------------------------------------------------- the whole sampling loop x_T → x_0
+def _loop_cases(rng=None):
+    """Three short schedules, both σ; x_T and the T noises fixed, so a correct loop is deterministic."""
+    g = torch.Generator().manual_seed(case_seed(rng, 1538))
+    schedules = [diffusion.NoiseSchedule.linear(60, beta_end=0.1).betas,
+                 diffusion.NoiseSchedule.cosine(40, max_beta=0.2).betas,
+                 0.2 * torch.rand(9, generator=g, dtype=_F64) + 1e-3]
+    cases = []
+    for betas, shape, sigma in zip(schedules, [(6, 3), (5, 2), (4, 1, 2, 2)], ["posterior", "beta", "beta"]):
+        T, d = betas.shape[0], math.prod(shape[1:])
+        weight = torch.randn(d, d, generator=g, dtype=_F64) / math.sqrt(d)
+        bias = 2 * torch.randn(d, generator=g, dtype=_F64)
+        x_T = torch.randn(shape, generator=g, dtype=_F64)
+        noises = torch.randn((T, *shape), generator=g, dtype=_F64)
+        cases.append((betas, weight, bias, x_T, noises, sigma))
+    return cases
+
+
+def _loop_eps_fn(weight, bias, T):
+    """A fixed ε_θ(x_t, t) = tanh(x W + b t / T) on the flattened x, which insists on (batch,) long steps in 1..T."""
+    def eps_fn(x, t):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.long or t.shape != x.shape[:1]:
+            got = f"{t.dtype} tensor of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"eps_fn needs t as a (batch,) = ({x.shape[0]},) torch.long tensor, got a {got}")
+        if int(t.min()) < 1 or int(t.max()) > T:
+            raise ValueError(f"eps_fn was called with t = {int(t.min())}..{int(t.max())}: the steps are 1..T = 1..{T}")
+        flat = torch.tanh(x.flatten(1) @ weight + bias * (t.to(x.dtype)[:, None] / T))
+        return flat.reshape(x.shape)
+    return eps_fn
+
+
+def _loop_harness(answer, betas, weight, bias, x_T, noises, sigma):
+    """The student's loop with a toy ε_θ and the library's step (15.11)."""
+    schedule = diffusion.NoiseSchedule(betas)
+    return answer(schedule, _loop_eps_fn(weight, bias, schedule.T), diffusion.ddpm_step, x_T.clone(),
+                  noises.clone(), sigma)
+
+
+def _loop_reference(schedule, eps_fn, step_fn, x_T, noises, sigma="posterior"):
+    x = x_T
+    for i, t_now in enumerate(range(schedule.T, 0, -1)):
+        t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=x.device)
+        x = step_fn(schedule, eps_fn(x, t), x, t, noises[i], sigma=sigma)
+    return x
+
+
+def _loop_with(name, steps, noise_index, pass_sigma=True):
+    """A loop over ``steps`` that reads the noise noises[noise_index(i, t, T)] (for the wrong answers)."""
+    def loop(schedule, eps_fn, step_fn, x_T, noises, sigma="posterior"):
+        x, T = x_T, schedule.T
+        for i, t_now in enumerate(steps(T)):
+            t = torch.full((x.shape[0],), t_now, dtype=torch.long)
+            z = noises[noise_index(i, t_now, T)]
+            x = step_fn(schedule, eps_fn(x, t), x, t, z, sigma=sigma) if pass_sigma else \
+                step_fn(schedule, eps_fn(x, t), x, t, z)
+        return x
+    loop.__name__ = loop.__qualname__ = name
+    return loop
+
+
+_wrong_loop_upwards = _loop_with("_wrong_loop_upwards", lambda T: range(1, T + 1), lambda i, t, T: i)
+_wrong_loop_stops_at_x1 = _loop_with("_wrong_loop_stops_at_x1", lambda T: range(T, 1, -1), lambda i, t, T: i)
+_wrong_loop_starts_below_T = _loop_with("_wrong_loop_starts_below_T", lambda T: range(T - 1, 0, -1), lambda i, t, T: i)
+_wrong_loop_one_noise = _loop_with("_wrong_loop_one_noise", lambda T: range(T, 0, -1), lambda i, t, T: 0)
+_wrong_loop_noise_by_t = _loop_with("_wrong_loop_noise_by_t", lambda T: range(T, 0, -1), lambda i, t, T: t - 1)
+_wrong_loop_sigma_dropped = _loop_with("_wrong_loop_sigma_dropped", lambda T: range(T, 0, -1), lambda i, t, T: i, pass_sigma=False)
+
+_LOOP = Problem(
+    id="15.3.3.sample_loop",
+    section="15.3",
+    title="The whole sampling loop: from x_T to x_0 with (15.11)",
+    statement=("Write sample_loop(schedule, eps_fn, step_fn, x_T, noises, sigma='posterior'): run the reverse "
+               "chain from x_T (batch, ...) down to x_0 and return x_0 (batch, ...). At each step t of the "
+               "chain ask the network eps_fn(x_t, t), with t a (batch,) torch.long tensor holding the step in "
+               "every row, and take one step of (15.11) with step_fn(schedule, eps, x_t, t, z, sigma=sigma) "
+               "(Exercise 4's contract: it returns x_{t−1}). noises (T, batch, ...) holds the z's in the order "
+               "the steps are taken: noises[0] for the first step, from x_T, and noises[T − 1] for the last, "
+               "from x_1. Draw nothing yourself: with x_T and the noises given, the result is determined."),
+    kind="function",
+    reference=_loop_reference,
+    cases=_loop_cases,
+    harness=_loop_harness,
+    hint=("Generation starts from pure noise at the largest step and walks the chain down, one step of "
+          "(15.11) per step of the forward process, each with its own fresh z.",
+          "How many steps lead from x_T to x_0, and at which t does the first one happen? Count the steps "
+          "you take to pick the z: the first step taken uses noises[0]. Pass sigma on to step_fn."),
+    mistakes=(
+        Mistake(_wrong_loop_upwards, "the steps run upwards, t = 1, 2, …, T: generation starts at x_T and "
+                "walks down to t = 1."),
+        Mistake(_wrong_loop_stops_at_x1, "the loop stops one step early and returns x_1: the last step, "
+                "from x_1 to x_0 (t = 1), is missing."),
+        Mistake(_wrong_loop_starts_below_T, "the first step is taken at t = T − 1: x_T is where the chain "
+                "starts, so its first step is t = T (and there are T steps)."),
+        Mistake(_wrong_loop_one_noise, "the same z at every step: each step takes its own noise, noises[i] "
+                "for the i-th step taken."),
+        Mistake(_wrong_loop_noise_by_t, "the noises are read in the reverse order (noises[t − 1] at step t): "
+                "noises[0] belongs to the first step taken, from x_T."),
+        Mistake(_wrong_loop_sigma_dropped, "sigma is not passed on to step_fn: with sigma='beta' the steps "
+                "still use step_fn's default σ_t² = β̃_t."),
+    ),
+    compare=float32_aware(1e-7, 1e-9, rtol32=2e-4, atol32=2e-5),
+    reference_names=("companion_lib.ddpm.sample", "companion_lib.diffusion.sample"),
+)
+
 #: This section's problems (``companion_lib.grading`` registers them).
-SECTION_PROBLEMS = (_POSTERIOR, _PREDICT_X0, _LOSS, _STEP)
+SECTION_PROBLEMS = (_POSTERIOR, _PREDICT_X0, _LOSS, _STEP, _ELBO_WEIGHT, _LOOP)
