@@ -222,7 +222,6 @@ result
 # runs on your `compose` if it passed, else on the reference (then a line above the numbers says so).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 compose = result.or_reference()
 with settings.cpu_float64():                                   # exact arithmetic, on the CPU
     a_steps = torch.stack([lin.alphas, cos.alphas]).sqrt()     # (2, T): √α_t of each schedule
