@@ -5,6 +5,8 @@
 * ``ddpm_loss`` (15.10), ``elbo_weight`` (the weight that makes (15.10) a term of the bound; Ho et al.
   2020, eq. 12), ``ddpm_step`` (15.11, σ_t² = β_t or β̃_t, optional clipping of x̂_0), ``sample``
   (ancestral, optionally respaced: ``timesteps``, ``respace``), ``variational_bound`` (bits/dim)
+* training and sampling choices (lesson 15_3_3b): ``eps_from_prediction`` / ``EpsilonFrom`` (a v- or
+  x̂_0-network read as ε_θ), ``min_snr_weight``, ``ddim_step`` and ``ddim_sample`` (deterministic DDIM, η = 0)
 
 The schedule and the forward process (15.7)–(15.8) are ``forward_diffusion`` (§15.3.1); its conventions
 hold here: steps t ∈ {1, …, T}, index t − 1 of a schedule's tensors holds step t, float64 schedules
@@ -23,7 +25,8 @@ from companion_lib.forward_diffusion import NoiseSchedule, _check_data, _check_s
 from companion_lib.settings import cpu_float64
 
 __all__ = ["SIGMAS", "posterior_mean_variance", "predict_x0", "reverse_mean", "reverse_variance", "ddpm_step",
-           "ddpm_loss", "elbo_weight", "timesteps", "respace", "sample", "variational_bound"]
+           "ddpm_loss", "elbo_weight", "timesteps", "respace", "sample", "variational_bound",
+           "PREDICTIONS", "eps_from_prediction", "EpsilonFrom", "min_snr_weight", "ddim_step", "ddim_sample"]
 
 SIGMAS = ("beta", "posterior")
 
@@ -307,3 +310,125 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
         v_p = reverse_variance(schedule, t, x0, sigma).expand_as(x0)
         total = total + width * gaussian.kl(m_q, v_q, m_p, v_p, check=False).flatten(1).sum(1)
     return total
+
+# ---------------------------------------------------------------- training and sampling choices (lesson 15_3_3b)
+PREDICTIONS = ("eps", "v", "x0")
+
+
+def eps_from_prediction(schedule: NoiseSchedule, out, xt, t, prediction: str = "eps") -> torch.Tensor:
+    """The noise ε that a network's output ``out`` stands for, so that (15.10), (15.11) and every sampler
+    written for ε_θ run unchanged on a network that predicts something else. With x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (15.8):
+
+    * ``"eps"``: out = ε̂ (the text's choice);
+    * ``"v"``:   out = v̂, v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho 2022), so ε̂ = √ᾱ_t v̂ + √(1 − ᾱ_t) x_t;
+    * ``"x0"``:  out = x̂_0, so ε̂ = (x_t − √ᾱ_t x̂_0) / √(1 − ᾱ_t) (eq. (15.8) solved for ε).
+
+    out, xt: (batch, ...) on one device; t: (batch,) steps in 1..T. Returns ε̂ of xt's shape.
+    """
+    check_choice(prediction, "prediction", PREDICTIONS)
+    _check_schedule(schedule)
+    xt = _check_data(xt, "xt")
+    out = _check_like(out, "out", xt)
+    if prediction == "eps":
+        return out
+    ab = schedule.at("alpha_bars", t, xt)
+    one_m = schedule.at("one_minus_alpha_bars", t, xt)
+    if prediction == "v":
+        return ab.sqrt() * out + one_m.sqrt() * xt
+    return (xt - ab.sqrt() * out) / one_m.sqrt()
+
+
+class EpsilonFrom(torch.nn.Module):
+    """ε_θ(x_t, t, *extra) from a network ``net(x_t, t, *extra)`` that predicts ``prediction`` (one of
+    ``PREDICTIONS``; ``eps_from_prediction``). Its parameters are the network's: train and sample it as an
+    ε-network. ``schedule``: the NoiseSchedule the network is trained on."""
+
+    def __init__(self, net: torch.nn.Module, schedule: NoiseSchedule, prediction: str = "v"):
+        super().__init__()
+        if not isinstance(net, torch.nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        _check_schedule(schedule)
+        self.net, self.schedule = net, schedule
+        self.prediction = check_choice(prediction, "prediction", PREDICTIONS)
+
+    def forward(self, xt, t, *extra):
+        return eps_from_prediction(self.schedule, self.net(xt, t, *extra), xt, t, self.prediction)
+
+
+def min_snr_weight(schedule: NoiseSchedule, t, gamma: float = 5.0, like=None) -> torch.Tensor:
+    """The min-SNR-γ weight of the ε-loss (15.10) (Hang et al. 2023): w_t = min(SNR_t, γ) / SNR_t with
+    SNR_t = ᾱ_t / (1 − ᾱ_t). It caps the weight of the low-noise steps (SNR_t > γ), where ‖ε − ε_θ‖² is
+    large but matters little for the samples. The same w_t on ‖ε − ε̂‖² is min-SNR for an ε-, v- or
+    x̂_0-network alike (their squared errors are ‖ε − ε̂‖² times 1/ᾱ_t and 1/SNR_t).
+
+    t (batch,) steps in 1..T; ``like``: as ``elbo_weight`` (shape (batch, 1, ...), its dtype and device;
+    without it (batch,) in torch's default dtype).
+    """
+    _check_schedule(schedule)
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0 or gamma == float("inf"):
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
+    tc = schedule._steps(t)
+    if like is None:
+        like = torch.empty(tc.shape[0], device=tc.device, dtype=torch.get_default_dtype())
+    else:
+        _check_template(like, tc)
+    snr = schedule.at("alpha_bars", tc, like) / schedule.at("one_minus_alpha_bars", tc, like)
+    return snr.clamp(max=float(gamma)) / snr
+
+
+def ddim_step(schedule: NoiseSchedule, eps, xt, t, t_prev) -> torch.Tensor:
+    """One deterministic DDIM step (Song, Meng & Ermon 2021, eq. 12 with η = 0), x_t → x_{t_prev}:
+
+        x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t,     x_{t_prev} = √ᾱ_{t_prev} x̂_0 + √(1 − ᾱ_{t_prev}) ε,
+
+    i.e. move to the noise level of t_prev along the line through x̂_0 and the same ε, adding no noise.
+    t_prev may skip steps (any 0 ≤ t_prev < t). The last step, t_prev = 0, uses ᾱ_0 = 1 and returns
+    x̂_0 itself; in diffusers' 0-based numbering (their timestep = t − 1) that is prev_timestep = −1
+    with ``set_alpha_to_one=True``. Equal to diffusers' ``DDIMScheduler.step`` with the same betas,
+    ``clip_sample=False``, eta = 0.
+
+    eps, xt: (batch, ...) on one device; t (batch,) steps in 1..T; t_prev (batch,) steps in 0..T − 1,
+    below t row by row. Returns x_{t_prev} of xt's shape.
+    """
+    _check_schedule(schedule)
+    xt = _check_data(xt, "xt")
+    eps = _check_like(eps, "eps", xt)
+    tc = schedule._steps(t)
+    if not isinstance(t_prev, torch.Tensor):
+        try:
+            t_prev = torch.as_tensor(t_prev)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"t_prev must be integer steps (batch,), got {type(t_prev).__name__}") from err
+    if t_prev.dtype.is_floating_point or t_prev.dtype == torch.bool or t_prev.shape != tc.shape:
+        raise ValueError(f"t_prev must be integer steps of t's shape {tuple(tc.shape)}, "
+                         f"got {t_prev.dtype} {tuple(t_prev.shape)}")
+    t_prev = t_prev.to(tc.device).long()
+    if tc.device.type == "cpu" and bool(((t_prev < 0) | (t_prev >= tc)).any()):
+        raise ValueError("t_prev must lie in 0..t − 1 row by row (t_prev = 0: the data, ᾱ_0 = 1)")
+    x0_hat = predict_x0(schedule, xt, tc, eps)
+    ab_prev = schedule.at("alpha_bars", t_prev.clamp(min=1), xt)
+    first = (t_prev == 0).to(xt.device).reshape(ab_prev.shape)
+    ab_prev = torch.where(first, torch.ones_like(ab_prev), ab_prev)
+    return ab_prev.sqrt() * x0_hat + (1 - ab_prev).sqrt() * eps
+
+
+@torch.no_grad()
+def ddim_sample(schedule: NoiseSchedule, eps_fn, shape, n_steps: int, *, device=None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Deterministic DDIM sampling: x_T ~ N(0, I), then ``ddim_step`` along ``timesteps(T, n_steps)`` and
+    a last step to t_prev = 0 (x̂_0). One network call per visited step; the draw of x_T is the only
+    randomness. eps_fn(x_t, t) -> ε_θ as for ``sample``; shape (batch, ...). Returns x_0."""
+    _check_schedule(schedule)
+    if not callable(eps_fn):
+        raise TypeError("eps_fn must be a callable eps_fn(x_t, t)")
+    shape = _check_shape(shape)
+    check_generator(generator)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    steps = timesteps(schedule.T, n_steps)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    x = torch.randn(shape, generator=generator, device=gen_device).to(device)
+    for i, t in enumerate(steps):
+        t_prev = steps[i + 1] if i + 1 < len(steps) else 0
+        tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        x = ddim_step(schedule, eps_fn(x, tt), x, tt, torch.full_like(tt, t_prev))
+    return x

@@ -374,3 +374,105 @@ def test_the_reverse_process_on_an_accelerator_never_waits_for_it():
     cond = ResidualDenoiser(4, hidden=8, blocks=1, emb_dim=8, n_classes=3).to(meta)
     labels = torch.empty(6, dtype=torch.long, device=meta)
     assert ddpm.ddpm_loss(s, cond, xt, t, noise, labels).device == meta
+
+
+# ------------------------------------------------------------------------------ training and sampling choices (15_3_3b)
+@pytest.mark.parametrize("n_inference", [1000, 100, 10])
+def test_ddim_step_equals_diffusers_ddim_scheduler(n_inference):
+    """diffusers numbers steps from 0 (their timestep = our t − 1) and jumps by T // n_inference; their
+    prev_timestep < 0 with set_alpha_to_one=True is our t_prev = 0 (ᾱ_0 = 1: the step returns x̂_0)."""
+    diffusers = pytest.importorskip("diffusers")
+    ours = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    sched = diffusers.DDIMScheduler(num_train_timesteps=1000, trained_betas=ours.betas.float().numpy(),
+                                    clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    sched.set_timesteps(n_inference)
+    gap = 1000 // n_inference
+    g = torch.Generator().manual_seed(2)
+    for t in [1000, 701, 300, 2 * gap, gap + 1, gap, 1]:
+        xt, eps = torch.randn(8, 64, generator=g), torch.randn(8, 64, generator=g)
+        want = sched.step(eps, t - 1, xt, eta=0.0).prev_sample
+        t_prev = torch.full((8,), max(t - gap, 0))
+        got = ddpm.ddim_step(ours, eps, xt, torch.full((8,), t), t_prev)
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (t, float((got - want).abs().max()))
+
+
+def test_ddim_step_to_zero_returns_x0_hat_and_keeps_the_noise_direction():
+    s = forward_diffusion.NoiseSchedule.cosine(100)
+    g = torch.Generator().manual_seed(0)
+    with settings.cpu_float64():
+        x0, eps = torch.randn(6, 3, generator=g, dtype=F64), torch.randn(6, 3, generator=g, dtype=F64)
+        t = torch.tensor([100, 50, 7, 2, 1, 30])
+        xt = forward_diffusion.q_sample(s, x0, t, eps)
+        assert torch.allclose(ddpm.ddim_step(s, eps, xt, t, torch.zeros_like(t)), x0, atol=1e-9)
+        t_prev = torch.tensor([60, 10, 3, 1, 0, 29])                 # with the true ε it lands on q_sample(x0, t_prev, ε)
+        want = torch.where((t_prev == 0)[:, None], x0,
+                           forward_diffusion.q_sample(s, x0, t_prev.clamp(min=1), eps))
+        assert torch.allclose(ddpm.ddim_step(s, eps, xt, t, t_prev), want, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_steps", [1000, 50])
+def test_ddim_sampling_with_the_exact_eps_recovers_the_data_law(n_steps):
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    x = ddpm.ddim_sample(s, _exact_eps(s), (4000, 2), n_steps, generator=torch.Generator().manual_seed(0))
+    assert float(x.mean()) == pytest.approx(M, abs=0.02)
+    assert float(x.std()) == pytest.approx(S, abs=0.02)
+    again = ddpm.ddim_sample(s, _exact_eps(s), (4000, 2), n_steps, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, again)                                      # deterministic given x_T
+
+
+def test_ddim_rejects_bad_input():
+    s = forward_diffusion.NoiseSchedule.cosine(100)
+    xt, eps, t = torch.zeros(4, 2), torch.zeros(4, 2), torch.full((4,), 10)
+    for bad in (torch.full((4,), 10), torch.full((4,), -1), torch.full((4,), 10.0), torch.full((3,), 5)):
+        with pytest.raises(ValueError, match="t_prev"):
+            ddpm.ddim_step(s, eps, xt, t, bad)
+    with pytest.raises(ValueError, match="n_steps"):
+        ddpm.ddim_sample(s, lambda x, t: x, (4, 2), 0)
+    with pytest.raises(TypeError, match="eps_fn"):
+        ddpm.ddim_sample(s, None, (4, 2), 10)
+
+
+@pytest.mark.parametrize("prediction", ddpm.PREDICTIONS)
+def test_every_parameterisation_reads_its_own_target_as_the_true_noise(prediction):
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    g = torch.Generator().manual_seed(1)
+    with settings.cpu_float64():
+        x0, eps = torch.randn(64, 5, generator=g, dtype=F64), torch.randn(64, 5, generator=g, dtype=F64)
+        t = torch.randint(1, 1001, (64,), generator=g)
+        xt = forward_diffusion.q_sample(s, x0, t, eps)
+        ab, om = s.at("alpha_bars", t, xt), s.at("one_minus_alpha_bars", t, xt)
+        target = {"eps": eps, "v": ab.sqrt() * eps - om.sqrt() * x0, "x0": x0}[prediction]
+        assert torch.allclose(ddpm.eps_from_prediction(s, target, xt, t, prediction), eps, atol=1e-6)
+        module = ddpm.EpsilonFrom(lambda_net(target), s, prediction)
+        assert torch.allclose(module(xt, t), eps, atol=1e-6)
+    with pytest.raises(ValueError, match="prediction"):
+        ddpm.eps_from_prediction(s, eps.float(), xt.float(), t, "score")
+    with pytest.raises(TypeError, match="net"):
+        ddpm.EpsilonFrom(lambda x, t: x, s, prediction)
+
+
+class lambda_net(torch.nn.Module):
+    """A 'network' that returns a fixed tensor (its target), to test the wrappers exactly."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x, t):
+        return self.out
+
+
+def test_min_snr_weight_caps_the_low_noise_steps():
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    t = torch.arange(1, 1001)
+    with settings.cpu_float64():
+        w = ddpm.min_snr_weight(s, t, 5.0, like=torch.zeros(1000, 1, dtype=F64)).squeeze(1)
+        snr = s.alpha_bars / s.one_minus_alpha_bars
+        assert torch.allclose(w, torch.minimum(snr, torch.tensor(5.0, dtype=F64)) / snr, rtol=1e-12)
+    assert bool((w <= 1).all()) and bool((w[snr <= 5] == 1).all()) and float(w[0]) < 1e-3
+    assert ddpm.min_snr_weight(s, t[:3], 1.0).shape == (3,)
+    for bad in (0.0, -1.0, float("nan"), "5", True):
+        with pytest.raises(ValueError, match="gamma"):
+            ddpm.min_snr_weight(s, t, bad)
+    with pytest.raises(TypeError, match="like"):
+        ddpm.min_snr_weight(s, t, 5.0, like=[1.0])
