@@ -3,7 +3,10 @@ mathematics imports them, and their old homes no longer hold them (one home for 
 import subprocess
 import sys
 
-from companion_lib import recipes
+import pytest
+import torch
+
+from companion_lib import ddpm, forward_diffusion, recipes
 
 
 def test_the_mathematics_does_not_import_the_recipes():
@@ -16,5 +19,47 @@ def test_the_mathematics_does_not_import_the_recipes():
 
 def test_the_recipes_are_where_bench_finds_them():
     from companion_lib import bench
-    assert set(recipes.__all__) == {"train_vae", "fit_realnvp_digits", "fit_ddpm_digits"}
+    assert set(recipes.__all__) == {"train_vae", "fit_realnvp_digits", "fit_ddpm_digits", "WEIGHTINGS", "ddpm_weight"}
     assert "recipes" in bench.__dict__ and bench.recipes is recipes
+
+
+def test_the_weighted_loss_runs_through_the_unweighted_one():
+    """The recipe hands the student's (15.10) loss ε̃ = ε − √w (ε − ε_θ): its value is the weighted loss."""
+    s = forward_diffusion.NoiseSchedule.cosine(1000, max_beta=0.2)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(32, 8, generator=g), torch.randn(32, 8, generator=g)
+    t = torch.randint(1, 1001, (32,), generator=g)
+    torch.manual_seed(0)
+    net = ddpm.EpsilonFrom(_Net(), s, "v")
+    for weighting in recipes.WEIGHTINGS:
+        w = recipes.ddpm_weight(s, t, x0, weighting)
+        got = ddpm.ddpm_loss(s, recipes._weighted_network(net, noise, w), x0, t, noise)
+        xt = forward_diffusion.q_sample(s, x0, t, noise)
+        want = (w.squeeze(1) * (noise - net(xt, t)).pow(2).sum(1)).mean()
+        assert torch.allclose(got, want, rtol=1e-5), weighting
+    assert torch.equal(recipes.ddpm_weight(s, t, x0, "none"), torch.ones(32, 1))
+    elbo_all = recipes.ddpm_weight(s, torch.arange(1, 1001), torch.zeros(1000, 1), "elbo")
+    assert float(elbo_all.mean()) == pytest.approx(1.0, rel=1e-5)                      # scale of (15.10) kept
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 8)
+
+    def forward(self, x, t):
+        return self.lin(x)
+
+
+def test_fit_ddpm_digits_takes_every_choice_and_rejects_bad_ones():
+    for prediction in ddpm.PREDICTIONS:
+        for weighting in recipes.WEIGHTINGS:
+            schedule, fit = recipes.fit_ddpm_digits(steps=2, T=20, hidden=8, blocks=1, batch_size=16, warmup=1,
+                                                    prediction=prediction, weighting=weighting, progress=False)
+            eps = fit.ema.model(torch.zeros(3, 64), torch.tensor([1, 10, 20]))
+            assert isinstance(fit.ema.model, ddpm.EpsilonFrom) and eps.shape == (3, 64)
+            assert bool(torch.isfinite(eps).all())
+    for kw, name in [(dict(prediction="score"), "prediction"), (dict(weighting="snr"), "weighting"),
+                     (dict(gamma=0.0), "gamma"), (dict(loss=3), "loss")]:
+        with pytest.raises((ValueError, TypeError), match=name):
+            recipes.fit_ddpm_digits(steps=1, T=20, hidden=8, blocks=1, progress=False, **kw)
