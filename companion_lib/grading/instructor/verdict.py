@@ -3,7 +3,7 @@ computed here."""
 from __future__ import annotations
 
 from companion_lib import settings
-from companion_lib.grading.judge import STATUSES, judge
+from companion_lib.grading.judge import STATUSES, instructor_status, judge
 
 _EXPECTED_VALUES: dict = {}
 
@@ -20,4 +20,5 @@ def judge_outcomes(problem, cases, outcomes) -> dict:
                 return {"status": "missing", "message": f"the grader's reference failed ({err})"}
         expected = _EXPECTED_VALUES[problem.id]
     status, message = judge(problem, cases, outcomes, expected_value=expected)
+    status, message = instructor_status(problem, status, message)  # G3 hook: self-reported, no credit
     return {"status": status if status in STATUSES else "failed", "message": message}
