@@ -2,6 +2,7 @@
 
     python -m companion_lib.bench scoreboard [--json FILE] [--full] [--models a,b,...]
     python -m companion_lib.bench peers
+    python -m companion_lib.bench ddpm-curve [--json FILE] [--lengths 2000,4000,...]   (on a GPU)
 
 **Scoreboard.** Every model learns the 8×8 digits from the same 1149 fitting images (``X_fit`` of
 ``data.load_digits_split()``), chooses its knobs on the validation split, and is scored on the one
@@ -16,7 +17,8 @@ The first row, the real held-out digits, is the reference every sampler is read 
 
 Rows (``scoreboard(...)`` returns them, ``--json`` writes them): dicts with exactly the keys ``KEYS``;
 ``None`` (JSON null) where a number does not apply. The recipes are the lessons' own library calls
-(``recipes.train_vae``, ``recipes.fit_realnvp_digits``, ``recipes.fit_ddpm_digits``), picked from the
+(``recipes.train_vae``, ``recipes.fit_realnvp_digits``, ``recipes.fit_ddpm_digits``,
+``recipes.fit_made_digits``), picked from the
 table ``_BUILDERS`` (model id → builder); budgets are in steps
 (``budgets``), quick or full, never in seconds.
 
@@ -38,19 +40,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from companion_lib import (data, ddpm, divergences, flows, forward_diffusion, metrics, mixture, recipes, settings,
-                           training, vae)
+from companion_lib import (autoregressive, data, ddpm, divergences, flows, forward_diffusion, metrics, mixture,
+                           recipes, settings, training, vae)
 from companion_lib._checks import check_bool, check_choice
 
 __all__ = ["KEYS", "MODELS", "LABELS", "budgets", "scoreboard", "write_json", "read_json", "render_table",
-           "bar_chart", "peers"]
+           "bar_chart", "peers", "DDPM_CURVE_FILE", "ddpm_curve", "write_curve", "read_curve"]
 
 #: The keys of every scoreboard row, in order.
 KEYS = ("model", "bits_per_dim", "bound", "confident_share", "min_class_share", "nearest_train_ratio",
         "train_seconds")
 #: Model ids, in the scoreboard's order.
 MODELS = ("real", "uniform", "isotropic_gaussian", "full_gaussian", "gaussian_mixture", "kde", "vae_text",
-          "vae_better", "realnvp", "ddpm")
+          "vae_better", "realnvp", "ddpm", "made")
 #: The ``model`` text of each row.
 LABELS = {
     "real": "real held-out digits",
@@ -63,17 +65,20 @@ LABELS = {
     "vae_better": "better VAE (17-level categorical decoder)",
     "realnvp": "RealNVP (8 affine couplings)",
     "ddpm": "DDPM (residual MLP, σ_t² = β_t)",
+    "made": "MADE (autoregressive, 17 levels per pixel)",
 }
 _BOUNDS = {"real": None, "uniform": "exact", "isotropic_gaussian": "exact", "full_gaussian": "exact",
            "gaussian_mixture": "exact", "kde": "exact", "vae_text": "upper", "vae_better": "upper",
-           "realnvp": "exact", "ddpm": "upper"}
+           "realnvp": "exact", "ddpm": "upper", "made": "exact"}
 
 _QUICK = dict(n_samples=400, ridges=(1e-4, 1e-3, 1e-2), reg_covars=(1e-3, 3e-3),
               kde_bandwidths=tuple(np.geomspace(0.02, 0.2, 7)), vae_steps=3000, vae_patience=8, iwae_k=200,
-              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=5000, ddpm_n_t=64)
+              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=5000, ddpm_n_t=64,
+              made_hidden=(512, 512), made_steps=1500, made_patience=4)
 _FULL = dict(n_samples=2000, ridges=tuple(np.logspace(-5, -1, 9)), reg_covars=(3e-4, 1e-3, 3e-3, 1e-2),
              kde_bandwidths=tuple(np.geomspace(0.01, 0.3, 15)), vae_steps=30_000, vae_patience=30, iwae_k=2000,
-             flow_hidden=256, flow_steps=10_000, flow_patience=10, ddpm_steps=40_000, ddpm_n_t=256)
+             flow_hidden=256, flow_steps=10_000, flow_patience=10, ddpm_steps=40_000, ddpm_n_t=256,
+             made_hidden=(1024, 1024), made_steps=20_000, made_patience=10)
 
 
 def budgets(full: bool = False, **overrides) -> dict:
@@ -201,6 +206,15 @@ def _ddpm(key: str, ctx) -> dict:
     return _row(key, bpd, data.signed_to_unit(x.clamp(-1, 1)), fit.seconds, ctx)
 
 
+def _made(key: str, ctx) -> dict:
+    b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
+    model, fit = recipes.fit_made_digits(hidden=b["made_hidden"], steps=b["made_steps"], patience=b["made_patience"],
+                                         device=dev, progress=ctx["progress"])
+    bpd = metrics.heldout_bits_per_dim(model.log_prob, device=dev)                # exact
+    levels = autoregressive.sample(model, n, torch.Generator().manual_seed(6))
+    return _row(key, bpd, data.to_unit(levels.cpu()), fit.seconds, ctx)
+
+
 def _real(key: str, ctx) -> dict:
     return _row(key, None, data.heldout_digits(), None, ctx)
 
@@ -211,7 +225,7 @@ _CLOSED_FORM = {"uniform": _uniform, "isotropic_gaussian": _isotropic_gaussian, 
 _BUILDERS = {"real": _real, **dict.fromkeys(_CLOSED_FORM, _closed_form),
              "vae_text": functools.partial(_vae, decoder="gaussian", lr=2e-3),
              "vae_better": functools.partial(_vae, decoder="categorical", lr=3e-3),
-             "realnvp": _realnvp, "ddpm": _ddpm}
+             "realnvp": _realnvp, "ddpm": _ddpm, "made": _made}
 
 
 def scoreboard(models=None, *, full: bool = False, device=None, progress: bool = False, verbose: bool = False,
@@ -295,6 +309,65 @@ def bar_chart(rows: list[dict], path=None, title: str = "held-out digits"):
     from companion_lib.viz.ch15 import bar_chart as draw
 
     return draw(_check_rows(rows), path, title, reference=LABELS["real"])
+
+
+# ------------------------------------------------------------------------------------ DDPM: fidelity vs memorisation
+#: Where ``ddpm_curve`` results live (lesson 15_3_3 draws the curve only if this file exists).
+DDPM_CURVE_FILE = Path(__file__).resolve().parents[1] / "results" / "ddpm_training_curve.json"
+_CURVE_KEYS = ("steps", "confident_ratio", "min_class_share", "nearest_train_ratio", "train_seconds")
+
+
+def ddpm_curve(lengths=(2000, 4000, 8000, 16_000, 32_000, 80_000), *, n_samples: int = 256, device=None,
+               progress: bool = False) -> dict:
+    """Fidelity against memorisation over training length: for each number of steps in ``lengths``,
+    ``recipes.fit_ddpm_digits(steps=...)`` afresh (seed 0), 1000 ancestral steps (x̂_0 clipped, noise seed 3)
+    for ``n_samples`` samples, read by the judge (confident share ÷ that of real held-out digits, smallest
+    class share) and the copy check (nearest-training ratio). Returns ``{"device", "date", "rows"}``, rows
+    with the keys ``_CURVE_KEYS``: what ``write_curve`` stores and lesson 15_3_3 draws."""
+    import datetime
+
+    lengths = [int(n) for n in lengths]
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"lengths must be a non-empty list of positive step counts, got {lengths!r}")
+    dev = torch.device(device) if device is not None else settings.get_device()
+    judge = metrics.DigitJudge()
+    real = judge.confident_share(data.heldout_digits())
+    ref = float(metrics.heldout_nearest_train_distance().mean())
+    rows = []
+    for n in lengths:
+        schedule, fit = recipes.fit_ddpm_digits(steps=n, device=dev, progress=progress, desc=f"{n} steps")
+        x = ddpm.sample(schedule, fit.ema.model.eval(), (n_samples, 64), device=dev, clip_x0=True,
+                        generator=torch.Generator().manual_seed(3))
+        y = data.signed_to_unit(x.clamp(-1, 1)).cpu()
+        rows.append({"steps": n, "confident_ratio": judge.confident_share(y) / real,
+                     "min_class_share": float(np.min(judge.class_histogram(y))),
+                     "nearest_train_ratio": float(metrics.nearest_train_distance(y).mean()) / ref,
+                     "train_seconds": fit.seconds})
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
+    return {"device": name, "date": datetime.date.today().isoformat(), "rows": rows}
+
+
+def _check_curve(curve) -> dict:
+    if not isinstance(curve, dict) or set(curve) != {"device", "date", "rows"} or not isinstance(curve["rows"], list):
+        raise ValueError("a DDPM curve must be a dict with the keys device, date and rows (a list)")
+    for r in curve["rows"]:
+        if not isinstance(r, dict) or set(r) != set(_CURVE_KEYS):
+            raise ValueError(f"a DDPM curve row must have exactly the keys {_CURVE_KEYS}, got {r!r}")
+    return curve
+
+
+def write_curve(curve: dict, path=None) -> Path:
+    """Write ``ddpm_curve``'s result as JSON (default ``DDPM_CURVE_FILE``)."""
+    path = Path(path) if path is not None else DDPM_CURVE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_check_curve(curve), indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_curve(path=None) -> dict | None:
+    """The recorded DDPM curve (``ddpm_curve``'s dict, checked), or None when the file does not exist."""
+    path = Path(path) if path is not None else DDPM_CURVE_FILE
+    return _check_curve(json.loads(path.read_text())) if path.exists() else None
 
 
 # ------------------------------------------------------------------------------------ peers
@@ -459,12 +532,22 @@ def main(argv=None) -> int:
     sc.add_argument("--full", action="store_true", help="full budgets (for a GPU)")
     sc.add_argument("--models", help=f"comma-separated subset of {','.join(MODELS)}")
     sc.add_argument("--plot", type=Path, help="save the bar chart to this PNG")
+    cu = sub.add_parser("ddpm-curve", help="the DDPM's fidelity vs memorisation over training length (a GPU run)")
+    cu.add_argument("--json", type=Path, default=None, help=f"where to write it (default {DDPM_CURVE_FILE})")
+    cu.add_argument("--lengths", default=None, help="comma-separated step counts")
     pe = sub.add_parser("peers", help="companion_lib against scikit-learn, diffusers and zuko")
     pe.add_argument("--zuko-steps", type=int, default=300)
     args = parser.parse_args(argv)
     settings.set_threads(None if getattr(args, "full", False) else 1)
     if args.command == "peers":
         peers(args.zuko_steps)
+        return 0
+    if args.command == "ddpm-curve":
+        kw = {"lengths": [int(n) for n in args.lengths.split(",")]} if args.lengths else {}
+        curve = ddpm_curve(progress=True, **kw)
+        for r in curve["rows"]:
+            print(r)
+        print(f"written to {write_curve(curve, args.json)}")
         return 0
     models = args.models.split(",") if args.models else None
     start = time.perf_counter()

@@ -177,3 +177,25 @@ def test_cuda_gaussian_mixture_matches_cpu():
         cpu = mixture.GaussianMixture(4, random_state=0).fit(X).score(X)
     gpu = mixture.GaussianMixture(4, random_state=0).fit(torch.as_tensor(X, dtype=torch.float32, device="cuda"))
     assert gpu.score(torch.as_tensor(X, dtype=torch.float32, device="cuda")) == pytest.approx(cpu, abs=1e-3)
+
+
+def test_ddpm_curve_runs_writes_and_reads_back(tmp_path):
+    """The GPU script's path, tiny: two lengths, a few samples; no JSON file -> read_curve gives None."""
+    assert bench.read_curve(tmp_path / "absent.json") is None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        curve = bench.ddpm_curve([2, 3], n_samples=8, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert set(curve) == {"device", "date", "rows"} and curve["device"] == "cpu"
+    assert [r["steps"] for r in curve["rows"]] == [2, 3]
+    for r in curve["rows"]:
+        assert 0 <= r["min_class_share"] <= 1 and r["nearest_train_ratio"] > 0 and r["confident_ratio"] >= 0
+    path = bench.write_curve(curve, tmp_path / "curve.json")
+    assert bench.read_curve(path) == json.loads(path.read_text()) == curve
+    for bad in ({"rows": []}, {"device": "cpu", "date": "x", "rows": [{"steps": 1}]}):
+        with pytest.raises(ValueError, match="curve"):
+            bench.write_curve(bad, tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="lengths"):
+        bench.ddpm_curve([])
