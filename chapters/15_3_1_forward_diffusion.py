@@ -519,6 +519,29 @@ print(f"α z1 + β z1: variance {(a_ * z1 + b_ * z1).var().item():.2f} ≈ (α+�
       f"not α² + β² = {a_ ** 2 + b_ ** 2:.2f}")
 
 # %% [markdown]
+# > **Note on the text (the opening of §15.3).** The text presents a diffusion model as a mapping f from
+# > images to N(0, I), "very trivial", with an inverse f⁻¹ that a denoising net provides. The forward
+# > process is not a function of the image: it is random, and the same x₀ gives a different x_t at every
+# > draw. By t = T two noisings of *one* digit lie as far apart as noisings of two *different* digits, so
+# > no f⁻¹ can read x₀ back off x_T. What the forward process carries to N(0, I) is the data's
+# > *distribution*; the reverse chain carries N(0, I) back to a distribution (it draws a fresh z at every
+# > step of (15.11)), and one x_T leads to many x₀. Distances between 500 pairs (per image of 64 pixels,
+# > cosine schedule); at t = T both are about √(2·64):
+
+# %%
+g_f = torch.Generator().manual_seed(3)
+pairs = torch.randperm(X.shape[0], generator=g_f)[:1000].to(run.device)
+first, other = X[pairs[:500]], X[pairs[500:]]
+for t_f in (100, 500, T):
+    tt_f = torch.full((500,), t_f, device=run.device)
+    draw = [torch.randn(first.shape, generator=g_f).to(run.device) for _ in range(2)]
+    same = (q_sample(cos.alpha_bars, first, tt_f, draw[0]) - q_sample(cos.alpha_bars, first, tt_f, draw[1]))
+    diff = (q_sample(cos.alpha_bars, first, tt_f, draw[0]) - q_sample(cos.alpha_bars, other, tt_f, draw[1]))
+    print(f"t = {t_f:>4}: two noisings of one digit {same.norm(dim=1).mean().item():5.2f} apart, "
+          f"of two different digits {diff.norm(dim=1).mean().item():5.2f}   (√(2·64) = {math.sqrt(128):.2f})")
+assert abs(diff.norm(dim=1).mean().item() / same.norm(dim=1).mean().item() - 1) < 0.02
+
+# %% [markdown]
 # ## Summary
 #
 # * A schedule β₁..β_T fixes everything: α_t = 1 − β_t, ᾱ_t = ∏ α_i, SNR_t = ᾱ_t/(1 − ᾱ_t). The linear

@@ -311,6 +311,29 @@ for (t, name), med in by_density.items():
 # little at sampling time *if* the chain stays where the model was trained; starting at $x_T \sim \mathcal N(0, I)$
 # and reaching low $t$ only after the noisier levels have moved samples onto the blobs is exactly that.
 #
+# > **Note on the text.** Two sentences around (15.13) say more than holds.
+# > (1) Training $\epsilon_\theta$ by (15.10) is said to compute "the score of the data distribution at every
+# > noise level". By (15.13) it computes the score of the *noisy* marginal $p(x_t)$, the data distribution
+# > blurred by the forward noise of step $t$: a different function at every $t$ (the four panels above), of
+# > which the data's own score is only the $t \to 0$ end. The text writes the same $p$ for all of these
+# > marginals, and $e^*(x_t, t)$ once where it means $\epsilon^*$.
+# > (2) The noisy distributions are said to "cover the entire space". For $t \ge 1$, $p(x_t)$ is positive
+# > everywhere, but at small $t$ that is a formality: on much of the plotted square the density is below
+# > $10^{-8}$, and the probability there is so small that no training batch ever lands in it. Covering the
+# > space in the sense that matters for learning is a property of the large $t$ only. On this lesson's mixture:
+
+# %%
+pts, _, area = ebm.grid_2d(LIM, 250)                               # float64 on the CPU
+for t in (1, 10, 100, 300, 700):
+    w, m, v = forward_diffusion.noisy_mixture(alpha_bar(t), WEIGHTS.double(), MEANS.double(), VARS.double())
+    log10_p = -ebm.gmm_energy(pts, w, m, v) / math.log(10)
+    empty = log10_p < -8
+    mass = (10 ** log10_p[empty]).sum().item() * area
+    print(f"t = {t:>3}: smallest log10 p(x_t) on the square {log10_p.min().item():4.0f}; p(x_t) < 1e-8 on "
+          f"{empty.double().mean().item():4.0%} of its area"
+          + (f", which one draw of x_t in {1 / mass:.0e} reaches" if empty.any() else ""))
+print(f"each network's training drew {STEPS * 256:,} points x_t in all, spread over the {T} steps")
+
 # %% [markdown]
 # ## 4. Is a noisier level easier to learn? Measuring the error against $t$
 #
