@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
       "guidance")),
     ("one section's mathematics per module",
      ("mixture", "divergences", "ebm", "elbo", "vae", "flows", "denoisers", "forward_diffusion", "ddpm",
-      "diffusion", "distinguish")),
+      "diffusion", "distinguish", "autoregressive")),
     ("looking at results, and the training recipes lessons and the scoreboard share",
      ("metrics", "recipes", "viz")),
     ("faces of the package: the scoreboard, the autograder, the old names kept for notebooks",
