@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from companion_lib import gaussian
-from companion_lib._checks import check_choice, check_int
+from companion_lib._checks import check_callable, check_choice, check_generator, check_int
 from companion_lib.forward_diffusion import NoiseSchedule, _check_data, _check_schedule, q_sample, terminal_kl
 from companion_lib.settings import cpu_float64
 
@@ -34,10 +34,28 @@ SIGMAS = ("beta", "posterior")
 def _check_like(x, name: str, like: torch.Tensor) -> torch.Tensor:
     x = _check_data(x, name)
     if x.shape != like.shape:
-        raise ValueError(f"{name} must have the shape {tuple(like.shape)} of x_t, got {tuple(x.shape)}")
+        raise ValueError(f"{name} must have the shape {tuple(like.shape)} of xt, got {tuple(x.shape)}")
     if x.device != like.device:
         raise ValueError(f"{name} is on {x.device} but x_t on {like.device}; put them on one device")
     return x.to(like.dtype)
+
+
+def _check_template(like, t: torch.Tensor) -> torch.Tensor:
+    """``like`` (batch, ...): a floating tensor whose dtype, device and shape a result takes (its values are
+    never read), one row per step of the validated steps t (batch,)."""
+    if not isinstance(like, torch.Tensor) or not like.is_floating_point():
+        raise TypeError(f"like must be a floating torch.Tensor (batch, ...), got {type(like).__name__}")
+    if like.ndim < 1 or like.shape[0] != t.shape[0]:
+        raise ValueError(f"like must have shape ({t.shape[0]}, ...), one row for each of the {t.shape[0]} steps in t, "
+                         f"got {tuple(like.shape)}")
+    return like
+
+
+def _check_shape(shape) -> tuple:
+    """The shape (batch, ...) of a sampler's draws: a non-empty tuple or list of positive ints."""
+    if not isinstance(shape, (tuple, list, torch.Size)) or not shape:
+        raise TypeError(f"shape must be a tuple (batch, ...) of positive integers, got {shape!r}")
+    return tuple(check_int(s, "shape entry", low=1) for s in shape)
 
 
 def _previous(schedule: NoiseSchedule, name: str, t, like: torch.Tensor, at_zero: float) -> torch.Tensor:
@@ -97,6 +115,7 @@ def reverse_variance(schedule: NoiseSchedule, t, like, sigma: str = "posterior")
     noisy as the forward one); ``"posterior"``: σ_t² = β̃_t, the variance of q(x_{t−1} | x_t, x_0)."""
     check_choice(sigma, "sigma", SIGMAS)
     _check_schedule(schedule)
+    _check_template(like, schedule._steps(t))
     if sigma == "beta":
         return schedule.at("betas", t, like)
     one_m_ab_prev = _previous(schedule, "one_minus_alpha_bars", t, like, 0.0)
@@ -139,6 +158,7 @@ def ddpm_loss(schedule: NoiseSchedule, eps_model, x0, t, noise, *extra) -> torch
     eps_model(x_t, t, *extra) -> (batch, ...); x0, noise: (batch, ...); t: (batch,) steps in 1..T;
     ``extra``: further inputs of the model (a class label for classifier-free guidance). A scalar.
     """
+    check_callable(eps_model, "eps_model", "(x_t, t, *extra) to ε_θ of x_t's shape")
     xt = q_sample(schedule, x0, t, noise)
     err = noise - eps_model(xt, t, *extra)
     return err.pow(2).flatten(1).sum(1).mean()
@@ -174,8 +194,8 @@ def elbo_weight(schedule: NoiseSchedule, t, sigma: str = "posterior", like=None)
     tc = schedule._steps(t)
     if like is None:
         like = torch.empty(tc.shape[0], device=tc.device, dtype=torch.get_default_dtype())
-    elif not isinstance(like, torch.Tensor) or not like.is_floating_point():
-        raise TypeError(f"like must be a floating torch.Tensor (batch, ...) or None, got {type(like).__name__}")
+    else:
+        _check_template(like, tc)
     beta = schedule.at("betas", tc, like)
     var = reverse_variance(schedule, tc, like, sigma)
     first = (tc == 1).to(like.device).reshape(var.shape)
@@ -196,7 +216,10 @@ def respace(schedule: NoiseSchedule, steps) -> NoiseSchedule:
     those steps, β'_i = 1 − ᾱ_{s_i} / ᾱ_{s_{i−1}} (Nichol & Dhariwal 2021). Its step i stands for the
     original step ``sorted(steps)[i − 1]``; a denoiser must be called with the original step."""
     _check_schedule(schedule)
-    kept = sorted(int(s) for s in steps)
+    try:
+        kept = sorted(int(s) for s in steps)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"steps must be a sequence of integer steps in 1..{schedule.T}, got {steps!r}") from err
     if not kept or kept[0] < 1 or kept[-1] > schedule.T or len(set(kept)) != len(kept):
         raise ValueError(f"steps must be distinct integers in 1..{schedule.T}")
     ab = schedule.alpha_bars[torch.tensor(kept) - 1]
@@ -219,7 +242,8 @@ def sample(schedule: NoiseSchedule, eps_fn, shape, *, device=None, generator: to
     """
     _check_schedule(schedule)
     check_choice(sigma, "sigma", SIGMAS)
-    shape = tuple(check_int(s, "shape entry", low=1) for s in shape)
+    shape = _check_shape(shape)
+    check_generator(generator)
     device = torch.device(device) if device is not None else torch.device("cpu")
     step_fn = ddpm_step if step_fn is None else step_fn
     if not callable(eps_fn) or not callable(step_fn):
@@ -282,7 +306,11 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
     _check_schedule(schedule)
     check_choice(sigma, "sigma", SIGMAS)
     n_t = check_int(n_t, "n_t", low=1)
+    check_callable(eps_fn, "eps_fn", "(x_t, t) to ε_θ of x_t's shape")
+    check_generator(generator)
     x0 = _check_data(x0, "x0")
+    if x0.ndim < 2:
+        raise ValueError(f"x0 must have shape (batch, ...) with at least one data dimension, got {tuple(x0.shape)}")
     if schedule.T < 2:
         raise ValueError("the bound needs T >= 2")
     b, dev = x0.shape[0], x0.device
@@ -310,6 +338,7 @@ def variational_bound(schedule: NoiseSchedule, eps_fn, x0, *, n_t: int = 64, sig
         v_p = reverse_variance(schedule, t, x0, sigma).expand_as(x0)
         total = total + width * gaussian.kl(m_q, v_q, m_p, v_p, check=False).flatten(1).sum(1)
     return total
+
 
 # ---------------------------------------------------------------- training and sampling choices (lesson 15_3_3b)
 PREDICTIONS = ("eps", "v", "x0")

@@ -38,9 +38,11 @@ __all__ = [
 
 # ---------------------------------------------------------------- discrete h
 @cpu_float64()
-def check_simplex(q, name: str = "q", *, K: int | None = None, atol: float = 1e-6) -> torch.Tensor:
-    """Validate q (n, K): non-negative rows that sum to 1 (within ``atol``). Returns float64 tensor."""
-    q = as_tensor(q, name, ndim=2, shape=(None, K) if K is not None else None, min_rows=1)
+def check_simplex(q, name: str = "q", *, K: int | None = None, atol: float = 1e-6,
+                  shape_of: str | None = None) -> torch.Tensor:
+    """Validate q (n, K): non-negative rows that sum to 1 (within ``atol``). Returns float64 tensor.
+    ``shape_of``: the argument K comes from, named in the message."""
+    q = as_tensor(q, name, ndim=2, shape=(None, K) if K is not None else None, min_rows=1, shape_of=shape_of)
     if (q < 0).any():
         raise ValueError(f"{name} must be non-negative (each row a distribution over h), "
                          f"got a minimum of {float(q.min()):.3g}")
@@ -78,7 +80,7 @@ def posterior(log_joint) -> torch.Tensor:
 def discrete_elbo(log_joint, q) -> torch.Tensor:
     """ELBO(q) = E_q[log p(x, h)] + H[q]  (the right side of eq. 14.4). (n, K), (n, K) → (n,)."""
     log_joint = _log_joint(log_joint)
-    q = check_simplex(q, K=log_joint.shape[1]).to(log_joint.device)
+    q = check_simplex(q, K=log_joint.shape[1], shape_of="log_joint").to(log_joint.device)
     if q.shape[0] != log_joint.shape[0]:
         raise ValueError(f"q must have shape ({log_joint.shape[0]}, {log_joint.shape[1]}) like log_joint, "
                          f"got {tuple(q.shape)}")
@@ -104,7 +106,7 @@ def elbo_gap(log_joint, q) -> torch.Tensor:
     nearly equal numbers.
     """
     log_joint = _log_joint(log_joint)
-    q = check_simplex(q, K=log_joint.shape[1]).to(log_joint.device)
+    q = check_simplex(q, K=log_joint.shape[1], shape_of="log_joint").to(log_joint.device)
     if q.shape[0] != log_joint.shape[0]:
         raise ValueError(f"q must have shape ({log_joint.shape[0]}, {log_joint.shape[1]}) like log_joint, "
                          f"got {tuple(q.shape)}")
@@ -122,7 +124,7 @@ gaussian_kl = kl_full
 
 def gaussian_entropy_diag(log_var) -> torch.Tensor:
     """Entropy of N(μ, diag(exp(log_var))) in nats: ½ Σ_j (1 + log 2π + log σ_j²). (..., d) → (...)."""
-    log_var = as_tensor(log_var, "log_var", ndim=(1, 2, 3), dtype=None)
+    log_var = as_tensor(log_var, "log_var", ndim=(1, 2, 3), dtype=None, nonempty=True)
     return 0.5 * (log_var.shape[-1] * (1 + LOG_2PI) + log_var.sum(-1))
 
 
@@ -136,7 +138,7 @@ class LinearGaussian:
 
     @cpu_float64()
     def __init__(self, W, b, sigma2: float):
-        self.W = as_tensor(W, "W", ndim=2)
+        self.W = as_tensor(W, "W", ndim=2, min_rows=1)
         d, k = self.W.shape
         self.b = as_tensor(b, "b", shape=(d,), device=self.W.device)
         self.sigma2 = check_float(float(sigma2) if isinstance(sigma2, torch.Tensor) else sigma2,
@@ -144,7 +146,7 @@ class LinearGaussian:
         self.d, self.k = d, k
 
     def _x(self, x):
-        x = as_tensor(x, "x", ndim=(1, 2), device=self.W.device)
+        x = as_tensor(x, "x", ndim=(1, 2), device=self.W.device, nonempty=True)
         x = x[None] if x.ndim == 1 else x
         if x.shape[1] != self.d:
             raise ValueError(f"x must have shape (n, {self.d}), got {tuple(x.shape)}")
@@ -254,9 +256,10 @@ def _params(X, weights, means, covariances, covariance_type):
     n, d = X.shape
     weights = check_weights(weights, "weights", device=X.device, positive=True)
     K = weights.shape[0]
-    means = as_tensor(means, "means", shape=(K, d), device=X.device)
+    means = as_tensor(means, "means", shape=(K, d), device=X.device, shape_of="weights and X")
     cov_shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[covariance_type]
-    covariances = as_tensor(covariances, "covariances", shape=cov_shape, device=X.device)
+    covariances = as_tensor(covariances, "covariances", shape=cov_shape, device=X.device,
+                            shape_of="weights and X")
     return X, weights, means, covariances
 
 

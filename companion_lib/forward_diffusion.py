@@ -29,7 +29,8 @@ import math
 
 import torch
 
-from companion_lib._checks import as_tensor, check_float, check_generator, check_int, check_steps
+from companion_lib._checks import (as_tensor, check_finite_on_cpu, check_float, check_generator, check_int,
+                                    check_steps)
 from companion_lib.gaussian_mixture import as_mixture
 from companion_lib.settings import cpu_float64
 
@@ -143,9 +144,9 @@ def _check_data(x, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
     if x.ndim < 1:
         raise ValueError(f"{name} must have a batch dimension, got a scalar")
-    if x.device.type == "cpu" and not torch.isfinite(x).all():   # accelerators: unchecked (no sync)
-        raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
-    return x
+    if not x.numel():
+        raise ValueError(f"{name} must hold at least one value, got shape {tuple(x.shape)}")
+    return check_finite_on_cpu(x, name)                                 # accelerators: unchecked (no sync)
 
 
 def q_sample(schedule: NoiseSchedule, x0, t, noise) -> torch.Tensor:

@@ -40,7 +40,7 @@ LOG_2PI = math.log(2 * math.pi)
 def _inputs(x, mean, var, check: bool):
     if not isinstance(x, torch.Tensor) and not check:
         raise TypeError(f"x must be a torch.Tensor when check=False, got {type(x).__name__}")
-    x = as_tensor(x, "x", dtype=None, finite=check)          # integers become float32
+    x = as_tensor(x, "x", dtype=None, finite=check, nonempty=True)   # integers become float32
     mean = as_tensor(mean, "mean", dtype=x.dtype, device=x.device, finite=check)
     var = as_tensor(var, "var", dtype=x.dtype, device=x.device, finite=check)
     try:
@@ -106,7 +106,7 @@ def entropy(var, *, check: bool = True) -> torch.Tensor:
     """Differential entropy H[N(μ, var)] in nats, elementwise: ½ (1 + log 2π + log var) (the H of
     eq. 14.5 for a Gaussian q; it does not depend on μ). var: any shape, > 0 → the same shape; sum
     over the last dimension for a diagonal Gaussian."""
-    var = as_tensor(var, "var", dtype=None, finite=check)
+    var = as_tensor(var, "var", dtype=None, finite=check, nonempty=True)
     if check and var.numel() and bool((var <= 0).any()):
         raise ValueError(f"var must be > 0 (variances σ², not σ or log σ²), got min {float(var.min()):.3g}")
     return 0.5 * (1.0 + LOG_2PI + torch.log(var))
@@ -115,7 +115,7 @@ def entropy(var, *, check: bool = True) -> torch.Tensor:
 def _check_covariance(S, name: str = "cov"):
     """A covariance (..., d, d), symmetric positive definite → (S, its Cholesky factor); a ValueError
     naming ``name`` otherwise (the one check of full covariances, used by ``elbo`` too)."""
-    S = as_tensor(S, name, dtype=None)
+    S = as_tensor(S, name, dtype=None, nonempty=True)
     if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
         raise ValueError(f"{name} must be a covariance matrix (d, d) or a batch (..., d, d), "
                          f"got shape {tuple(S.shape)}")

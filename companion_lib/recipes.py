@@ -4,6 +4,7 @@
 * ``fit_realnvp_digits``  §15.2: the companion's RealNVP on the digits (was ``flows.fit_digits``)
 * ``fit_ddpm_digits``     §15.3.3: the companion's DDPM denoiser on the digits (was ``diffusion.fit_digits``)
   (``ddpm_weight``: the weights w_t of its loss, one of ``WEIGHTINGS``)
+* ``fit_made_digits``     §15.1: an autoregressive model of the digits (``autoregressive.MADE``), early-stopped
 
 A recipe fixes a model, its data, its optimiser and its budget; the mathematics (the models, the
 losses, the sampler) stays in the section's module, which never imports this one (so the old names
@@ -23,7 +24,7 @@ from companion_lib.flows import RealNVP
 from companion_lib.forward_diffusion import NoiseSchedule
 from companion_lib.vae import VAE, make_loss, make_val_fn
 
-__all__ = ["train_vae", "fit_realnvp_digits", "fit_ddpm_digits", "WEIGHTINGS", "ddpm_weight"]
+__all__ = ["train_vae", "fit_realnvp_digits", "fit_ddpm_digits", "WEIGHTINGS", "ddpm_weight", "fit_made_digits"]
 
 
 # ---------------------------------------------------------------- §14.5: the VAE
@@ -213,3 +214,39 @@ def fit_ddpm_digits(*, steps: int = 4000, T: int = 1000, max_beta: float = 0.2, 
                              warmup=warmup, cosine=True, ema_decay=ema_decay, eval_every=eval_every,
                              progress=progress, desc=desc)
     return schedule, fit
+
+
+# ---------------------------------------------------------------- §15.1: an autoregressive model (MADE)
+def fit_made_digits(*, hidden: tuple = (512, 512), steps: int = 3000, batch_size: int = 128, lr: float = 1e-3,
+                    weight_decay: float = 1e-4, eval_every: int = 50, patience: int | None = 4, ordering=None,
+                    mask_fn=None, seed: int = 0, device=None, progress: bool = True, desc: str = "MADE"):
+    """The companion's autoregressive model of the digits (lesson 15_1 and the scoreboard share it).
+
+    An ``autoregressive.MADE`` (raster ordering unless ``ordering`` is given, a 17-way categorical per
+    pixel, ``hidden`` ReLU layers; ``mask_fn`` builds its masks: a lesson passes the student's) trained
+    on the 1149 fitting digits' integer levels (``X_fit``) by ``training.train`` on
+    ``autoregressive.nll_bits_per_dim`` (exact −log₂ p / 64), Adam at ``lr`` with ``weight_decay`` and
+    cosine decay, early-stopped on the validation split (``X_val``; evaluated every ``eval_every`` steps,
+    ``patience`` evaluations without improvement; the best weights are restored). Weights and batches
+    come from torch's global RNG seeded with ``seed`` inside (the caller's state is left as it was).
+
+    Returns ``(model, fit)``: the trained ``MADE`` (eval mode, float32, on ``device``) and the
+    ``training.TrainResult``.
+    """
+    from companion_lib.autoregressive import MADE, nll_bits_per_dim
+
+    seed = check_int(seed, "seed", low=0)
+    split = data.load_digits_split()
+    x_fit = torch.as_tensor(split.X_fit, dtype=torch.float32)
+    x_val = torch.as_tensor(split.X_val, dtype=torch.float32)
+    if device is not None:
+        x_fit, x_val = x_fit.to(device), x_val.to(device)
+    devices = [torch.cuda.current_device()] if x_fit.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = MADE(64, data.DIGIT_LEVELS, hidden=tuple(hidden), ordering=ordering, mask_fn=mask_fn)
+        model = model.to(x_fit.device)
+        fit = training.train(model, nll_bits_per_dim, x_fit, steps=steps, val_data=x_val, batch_size=batch_size,
+                             lr=lr, weight_decay=weight_decay, cosine=True, eval_every=eval_every,
+                             patience=patience, progress=progress, desc=desc)
+    return model.eval(), fit
