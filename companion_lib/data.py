@@ -245,7 +245,7 @@ def nearest_moon(x) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu()
     with cpu_float64():
-        x = as_tensor(x, "x", shape=(None, 2), dtype=torch.float64)
+        x = as_tensor(x, "x", shape=(None, 2), dtype=torch.float64, min_rows=1)
         u = x * torch.tensor(_MOONS_SCALE, dtype=torch.float64) + torch.tensor(_MOONS_SHIFT, dtype=torch.float64)
         t = torch.linspace(0, math.pi, 721, dtype=torch.float64)
         upper = torch.stack([t.cos(), t.sin()], 1)                      # make_moons' two arcs

@@ -32,6 +32,12 @@ from companion_lib.nets import mlp
 from companion_lib.scores import dsm_loss, langevin, langevin_step, score  # noqa: F401  (re-exported)
 from companion_lib.settings import cpu_float64
 
+# (``dsm_loss``, ``langevin``, ``langevin_step``, ``score`` are ``scores``' names, re-exported for the lessons.)
+__all__ = ["gmm_energy", "gmm_score", "gmm_sample", "quadratic_energy", "quadratic_log_partition", "grid_2d",
+           "grid_log_density", "log_partition_grid", "histogram_2d", "binned_probabilities", "total_variation",
+           "EnergyMLP", "grid_log_likelihood", "region_masses", "ml_grid_loss", "cd_loss", "energy_penalty",
+           "PersistentChains", "JointEnergy"]
+
 
 # ------------------------------------------------------------------------------ analytic energies
 def _check_gmm(x, weights, means, variances):
@@ -78,9 +84,9 @@ def quadratic_energy(x, precision, mean=None) -> torch.Tensor:
     """E(x) = ½ (x − m)ᵀ A (x − m), x (n, d), A (d, d) symmetric positive definite → (n,)."""
     x = as_tensor(x, "x", ndim=2, min_rows=1, dtype=None)
     d = x.shape[1]
-    A = as_tensor(precision, "precision", shape=(d, d), dtype=x.dtype, device=x.device)
+    A = as_tensor(precision, "precision", shape=(d, d), shape_of="x's columns", dtype=x.dtype, device=x.device)
     m = torch.zeros(d, dtype=x.dtype, device=x.device) if mean is None else \
-        as_tensor(mean, "mean", shape=(d,), dtype=x.dtype, device=x.device)
+        as_tensor(mean, "mean", shape=(d,), shape_of="x's columns", dtype=x.dtype, device=x.device)
     y = x - m
     return 0.5 * torch.einsum("nd,de,ne->n", y, A, y)
 
@@ -257,11 +263,7 @@ class EnergyMLP(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor (n, {self.dim}) on the model's device, got a "
-                            f"{type(x).__name__}")
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
+        check_batch(x, "x", self.dim)                  # finite on the CPU only: no host sync per step
         p = next(self.parameters())
         if x.device != p.device:
             raise ValueError(f"x is on {x.device} but the model on {p.device}; move one of them "
@@ -331,6 +333,15 @@ def ml_grid_loss(energy_fn: Callable, x, lim: float = 3.0, k: int = 64,
     return _energies(energy_fn, x, "x").mean() + log_Z
 
 
+def _check_data_model(x_data, x_model):
+    """x_data (n, d) and x_model (m, d): batches of one width d (``check_batch``)."""
+    x_data, x_model = check_batch(x_data, "x_data"), check_batch(x_model, "x_model")
+    if x_model.shape[1] != x_data.shape[1]:
+        raise ValueError(f"x_data (n, d) and x_model (m, d) must have one width d, got {tuple(x_data.shape)} "
+                         f"and {tuple(x_model.shape)}")
+    return x_data, x_model
+
+
 def cd_loss(energy_fn: Callable, x_data, x_model) -> torch.Tensor:
     """Contrastive divergence: mean E_θ(x_data) − mean E_θ(x_model), the model samples held fixed.
 
@@ -341,8 +352,7 @@ def cd_loss(energy_fn: Callable, x_data, x_model) -> torch.Tensor:
     No gradient flows through the sampler (x_model is detached). Returns a scalar.
     """
     check_callable(energy_fn, "energy_fn", "x (n, d) to energies (n,)")
-    x_data = check_batch(x_data, "x_data")
-    x_model = check_batch(x_model, "x_model", x_data.shape[1])
+    x_data, x_model = _check_data_model(x_data, x_model)
     return _energies(energy_fn, x_data, "x_data").mean() - _energies(energy_fn, x_model.detach(), "x_model").mean()
 
 
@@ -351,8 +361,7 @@ def energy_penalty(energy_fn: Callable, x_data, x_model) -> torch.Tensor:
     energies near 0 (Du & Mordatch 2019). ``cd_loss`` is unbounded below, so without it the energies
     can drift together while their difference stays the same. x_data (n, d), x_model (m, d) → scalar."""
     check_callable(energy_fn, "energy_fn", "x (n, d) to energies (n,)")
-    x_data = check_batch(x_data, "x_data")
-    x_model = check_batch(x_model, "x_model", x_data.shape[1])
+    x_data, x_model = _check_data_model(x_data, x_model)
     return ((_energies(energy_fn, x_data, "x_data") ** 2).mean()
             + (_energies(energy_fn, x_model.detach(), "x_model") ** 2).mean())
 
@@ -411,10 +420,10 @@ class JointEnergy:
     """
 
     def __init__(self, centres, sigma2: float, biases):
-        self.centres = as_tensor(centres, "centres", ndim=2, dtype=None)
+        self.centres = as_tensor(centres, "centres", ndim=2, dtype=None, min_rows=1)
         K = self.centres.shape[0]
-        self.sigma2 = check_float(float(sigma2), "sigma2", low=0.0, low_open=True)
-        self.biases = as_tensor(biases, "biases", shape=(K,), dtype=self.centres.dtype,
+        self.sigma2 = check_float(sigma2, "sigma2", low=0.0, low_open=True)
+        self.biases = as_tensor(biases, "biases", shape=(K,), shape_of="centres' rows", dtype=self.centres.dtype,
                                 device=self.centres.device)
 
     @classmethod
@@ -445,8 +454,7 @@ class JointEnergy:
     def energy(self, x, h) -> torch.Tensor:
         """E(x, h) for x (n, d) and one class h (int) → (n,). Differentiable in x."""
         h = check_int(h, "h", low=0, high=self.n_classes - 1)
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.centres.shape[1]:
-            raise ValueError(f"x must be a tensor of shape (n, {self.centres.shape[1]})")
+        check_batch(x, "x", self.centres.shape[1])
         c = self.centres[h].to(x.dtype)
         return ((x - c) ** 2).sum(1) / (2 * self.sigma2) + self.biases[h].to(x.dtype)
 

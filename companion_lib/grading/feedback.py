@@ -235,7 +235,7 @@ def hint(problem_id: str) -> Hint:
     if not isinstance(problem_id, str):
         raise TypeError(f"problem_id must be a string such as '14.1.e_step', got {type(problem_id).__name__}")
     if problem_id not in PROBLEMS:
-        raise ValueError(f"no such problem {problem_id!r}; known problems: {', '.join(sorted(PROBLEMS))}")
+        raise ValueError(f"problem_id: no such problem {problem_id!r}; known problems: {', '.join(sorted(PROBLEMS))}")
     problem = PROBLEMS[problem_id]
     level = _reveal(problem_id)
     return Hint(problem_id, _hint_text(problem, level), level == len(problem.hints))
