@@ -157,8 +157,8 @@ def _weighted_network(eps_model, noise, weight):
 def fit_ddpm_digits(*, steps: int = 4000, T: int = 1000, max_beta: float = 0.2, hidden: int = 256, blocks: int = 2,
                prediction: str = "v", weighting: str = "min_snr", gamma: float = 5.0,
                batch_size: int = 128, lr: float = 3e-3, warmup: int = 200, ema_decay: float = 0.999,
-               eval_every: int = 100, seed: int = 0, loss=None, device=None, progress: bool = True,
-               desc: str = "digit denoiser"):
+               eval_every: int = 100, seed: int = 0, loss=None, dequantize: bool = False, device=None,
+               progress: bool = True, desc: str = "digit denoiser"):
     """The companion's DDPM on the 8×8 digits (lessons 15_3_3 and 15_3_3b, 15_9 and the scoreboard share
     this recipe; was ``diffusion.fit_digits``).
 
@@ -170,6 +170,8 @@ def fit_ddpm_digits(*, steps: int = 4000, T: int = 1000, max_beta: float = 0.2, 
 
         mean over the batch of  w_t ‖ε − ε_θ(x_t, t)‖² / 64,   w_t = ``ddpm_weight(weighting, gamma)``.
 
+    ``dequantize=True``: each batch is dequantised afresh, (x + u)/17 with u ~ U[0, 1)^64 on [−1, 1] (the
+    convention of the flow and of every bits/dim in the companion), instead of the bin centres.
     ``loss(schedule, eps_model, x0, t, noise)``: the unweighted (15.10) loss to train with (default
     ``ddpm.ddpm_loss``; a lesson passes the student's). The weight enters through the network it is given:
     the recipe hands it ε̃ = ε − √w_t (ε − ε_θ(x_t, t)) for the batch's own ε, so the loss's
@@ -197,7 +199,13 @@ def fit_ddpm_digits(*, steps: int = 4000, T: int = 1000, max_beta: float = 0.2, 
     x_train = data.unit_to_signed(data.to_unit(torch.as_tensor(split.X_train, dtype=torch.float32)))
     x_train = x_train.to(device) if device is not None else x_train
 
+    if not isinstance(dequantize, bool):
+        raise TypeError(f"dequantize must be True or False, got {dequantize!r}")
+    bin_width = 2 / data.DIGIT_LEVELS                 # one grey level on the [−1, 1] scale
+
     def loss_fn(model, x0):
+        if dequantize:                                # uniform within the bin around its centre
+            x0 = x0 + (torch.rand_like(x0) - 0.5) * bin_width
         t = torch.randint(1, T + 1, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         if weighting == "none":

@@ -60,6 +60,29 @@ def test_fit_ddpm_digits_takes_every_choice_and_rejects_bad_ones():
             assert isinstance(fit.ema.model, ddpm.EpsilonFrom) and eps.shape == (3, 64)
             assert bool(torch.isfinite(eps).all())
     for kw, name in [(dict(prediction="score"), "prediction"), (dict(weighting="snr"), "weighting"),
-                     (dict(gamma=0.0), "gamma"), (dict(loss=3), "loss")]:
+                     (dict(gamma=0.0), "gamma"), (dict(loss=3), "loss"), (dict(dequantize=1), "dequantize")]:
         with pytest.raises((ValueError, TypeError), match=name):
             recipes.fit_ddpm_digits(steps=1, T=20, hidden=8, blocks=1, progress=False, **kw)
+
+
+def test_dequantize_moves_each_pixel_within_its_bin():
+    seen = []
+
+    def spy(schedule, eps_model, x0, t, noise):
+        seen.append(x0.detach().clone())
+        return ddpm.ddpm_loss(schedule, eps_model, x0, t, noise)
+    for dq in (False, True):
+        seen.clear()
+        recipes.fit_ddpm_digits(steps=1, T=20, hidden=8, blocks=1, batch_size=64, warmup=1, eval_every=1,
+                                loss=spy, dequantize=dq, progress=False)
+        levels = (ddpm_data_signed_to_levels(seen[0]))
+        off = levels - levels.round()                  # bin centres sit on integers + 0.5 after the shift
+        if dq:
+            assert float(off.abs().max()) <= 0.5 + 1e-4 and float(off.std()) > 0.2     # spread over the bin
+        else:
+            assert float(off.abs().max()) < 1e-4
+
+
+def ddpm_data_signed_to_levels(x):
+    """[−1, 1] -> grey levels shifted so that bin centres are integers: (x + 1)/2 · 17 − ½."""
+    return (x + 1) / 2 * 17 - 0.5
