@@ -17,7 +17,7 @@ def _cells(nb):
 
 #: The lessons, one per section; each has a worked-solutions notebook except the scoreboard (no exercises).
 LESSONS = ("14_1_pearson_crabs", "14_2_maximum_likelihood_is_kl", "14_3_energy_based_models", "14_4_elbo",
-           "14_5_variational_autoencoder", "15_2_coupling_flows", "15_3_1_forward_diffusion",
+           "14_5_variational_autoencoder", "15_1_landscape", "15_2_coupling_flows", "15_3_1_forward_diffusion",
            "15_3_2_distinguishing_gaussians", "15_3_3_reverse_diffusion_ddpm", "15_3_4_score_matching",
            "15_3_5_classifier_free_guidance", "15_9_scoreboard")
 WITHOUT_SOLUTIONS = ("15_9_scoreboard",)

@@ -21,6 +21,7 @@ LESSON_PROBLEMS = {
     "14.2.sigma2_mle",
     "14.3.gmm_score", "14.3.langevin_step", "14.3.dsm_loss", "14.3.cd_loss", "14.4.gaussian_entropy", "14.4.elbo_gap",
     "14.5.reparameterize", "14.5.elbo_term", "14.5.vae_networks", "14.5.negative_elbo", "14.5.trained_bound",
+    "15.1.made_mask",
     "15.2.coupling_forward", "15.2.coupling_inverse", "15.2.1", "15.3.1.alpha_bar", "15.3.1.q_sample",
     "15.3.1.compose",
     "15.3.2.error_probability", "15.3.2.error_bound", "15.3.3.posterior", "15.3.3.predict_x0",
@@ -32,7 +33,7 @@ LESSON_PROBLEMS = {
 def test_the_lesson_problems_are_exactly_these():
     # section "0.x": test-only problems (tests/grading/grading_fixtures) other test files may register
     lessons = {pid for pid, p in PROBLEMS.items() if not p.section.startswith("0.")}
-    assert len(LESSON_PROBLEMS) == 35
+    assert len(LESSON_PROBLEMS) == 36
     assert lessons == LESSON_PROBLEMS, (sorted(LESSON_PROBLEMS - lessons), sorted(lessons - LESSON_PROBLEMS))
 
 

@@ -135,6 +135,11 @@ def _negative_elbo(model, y, eps):           # torch.distributions' rsample-styl
     return -_elbo_term(y, md, sd, z, mu, s)
 
 
+def _made_mask(d_in, d_out, output_layer):     # an outer comparison by broadcasting in integers, then cast
+    gap = d_out.view(-1, 1) - d_in.view(1, -1) - int(output_layer)
+    return (gap >= 0).to(torch.float32)
+
+
 def _coupling_forward(z, mask, conditioner):  # multiplicative masks, no index assignment
     m = mask.to(z.dtype)
     r, s = conditioner(z[:, mask])
@@ -260,6 +265,7 @@ ALTERNATIVES = {
     "14.4.gaussian_entropy": _gaussian_entropy, "14.4.elbo_gap": _elbo_gap,
     "14.5.reparameterize": _reparameterize, "14.5.elbo_term": _elbo_term, "14.5.vae_networks": _VAENetworks,
     "14.5.negative_elbo": _negative_elbo, "14.5.trained_bound": np.float32(3.3),
+    "15.1.made_mask": _made_mask,
     "15.2.coupling_forward": _coupling_forward, "15.2.coupling_inverse": _coupling_inverse,
     "15.2.1": _density_15_2_1, "15.3.1.alpha_bar": _alpha_bar, "15.3.1.q_sample": _q_sample,
     "15.3.1.compose": _compose,
