@@ -89,7 +89,7 @@ def made_degrees(n_dims: int, hidden: tuple, ordering=None) -> list:
     (a unit of degree n_dims would feed no output). Hidden widths must be ≥ n_dims − 1.
     """
     n_dims = check_int(n_dims, "n_dims", low=2)
-    if isinstance(hidden, int) or not all(isinstance(h, int) for h in hidden) or not len(hidden):
+    if not isinstance(hidden, (tuple, list)) or not all(isinstance(h, int) for h in hidden) or not len(hidden):
         raise ValueError(f"hidden must be a non-empty tuple of widths, got {hidden!r}")
     for h in hidden:
         check_int(h, "hidden width", low=n_dims - 1)
@@ -113,6 +113,8 @@ class MaskedLinear(nn.Linear):
         self.register_buffer("mask", mask.detach().to(self.weight.dtype).clone())
 
     def forward(self, x):
+        """x (..., n_in) → (..., n_out), any batch shape (as ``nn.Linear``)."""
+        check_batch(x, "x", self.in_features, any_batch_shape=True)
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
@@ -135,7 +137,7 @@ class MADE(nn.Module):
         if not callable(mask_fn):
             raise TypeError(f"mask_fn must be a function (in_degrees, out_degrees, output_layer), got "
                             f"{type(mask_fn).__name__}")
-        degrees = made_degrees(self.n_dims, tuple(hidden), ordering)
+        degrees = made_degrees(self.n_dims, hidden, ordering)
         self.register_buffer("ordering", _ordering(ordering, self.n_dims))
         out_degrees = degrees[0].repeat_interleave(self.levels)        # pixel i's L logits, in a row
         layers = []
