@@ -157,8 +157,8 @@ _CFG_LOSS = Problem(
     hint=("One network learns both predictions: the conditional one from rows that keep their label, the "
           "unconditional one from rows whose label was hidden. Which rows lose theirs is decided by u, "
           "and the caller's labels are the data set's: build new ones.",
-          "A boolean mask from u and p_uncond, then torch.where between a tensor filled with null_label "
-          "and the labels; the loss is 15.3.3's (15.10) with those labels passed to the model."),
+          "A row is dropped exactly when its draw u falls below p_uncond; build the new labels by choosing, row "
+          "by row, between the null label and the row's own label, and use 15.3.3's loss (15.10) with them."),
     mistakes=(
         Mistake(_wrong_cfg_keep_prob, "the wrong rows lose their label: a row is dropped when u < p_uncond, "
                 "so about p_uncond of them (you dropped about 1 − p_uncond)."),
