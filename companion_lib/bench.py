@@ -17,7 +17,8 @@ The first row, the real held-out digits, is the reference every sampler is read 
 
 Rows (``scoreboard(...)`` returns them, ``--json`` writes them): dicts with exactly the keys ``KEYS``;
 ``None`` (JSON null) where a number does not apply. The recipes are the lessons' own library calls
-(``recipes.train_vae``, ``recipes.fit_realnvp_digits``, ``recipes.fit_ddpm_digits``), picked from the
+(``recipes.train_vae``, ``recipes.fit_realnvp_digits``, ``recipes.fit_ddpm_digits``,
+``recipes.fit_made_digits``), picked from the
 table ``_BUILDERS`` (model id → builder); budgets are in steps
 (``budgets``), quick or full, never in seconds.
 
@@ -39,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from companion_lib import (data, ddpm, divergences, flows, forward_diffusion, metrics, mixture, recipes, settings,
-                           training, vae)
+from companion_lib import (autoregressive, data, ddpm, divergences, flows, forward_diffusion, metrics, mixture,
+                           recipes, settings, training, vae)
 from companion_lib._checks import check_bool, check_choice
 
 __all__ = ["KEYS", "MODELS", "LABELS", "budgets", "scoreboard", "write_json", "read_json", "render_table",
@@ -51,7 +52,7 @@ KEYS = ("model", "bits_per_dim", "bound", "confident_share", "min_class_share", 
         "train_seconds")
 #: Model ids, in the scoreboard's order.
 MODELS = ("real", "uniform", "isotropic_gaussian", "full_gaussian", "gaussian_mixture", "kde", "vae_text",
-          "vae_better", "realnvp", "ddpm")
+          "vae_better", "realnvp", "ddpm", "made")
 #: The ``model`` text of each row.
 LABELS = {
     "real": "real held-out digits",
@@ -64,17 +65,20 @@ LABELS = {
     "vae_better": "better VAE (17-level categorical decoder)",
     "realnvp": "RealNVP (8 affine couplings)",
     "ddpm": "DDPM (residual MLP, σ_t² = β_t)",
+    "made": "MADE (autoregressive, 17 levels per pixel)",
 }
 _BOUNDS = {"real": None, "uniform": "exact", "isotropic_gaussian": "exact", "full_gaussian": "exact",
            "gaussian_mixture": "exact", "kde": "exact", "vae_text": "upper", "vae_better": "upper",
-           "realnvp": "exact", "ddpm": "upper"}
+           "realnvp": "exact", "ddpm": "upper", "made": "exact"}
 
 _QUICK = dict(n_samples=400, ridges=(1e-4, 1e-3, 1e-2), reg_covars=(1e-3, 3e-3),
               kde_bandwidths=tuple(np.geomspace(0.02, 0.2, 7)), vae_steps=3000, vae_patience=8, iwae_k=200,
-              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=5000, ddpm_n_t=64)
+              flow_hidden=128, flow_steps=1000, flow_patience=3, ddpm_steps=5000, ddpm_n_t=64,
+              made_hidden=(512, 512), made_steps=1500, made_patience=4)
 _FULL = dict(n_samples=2000, ridges=tuple(np.logspace(-5, -1, 9)), reg_covars=(3e-4, 1e-3, 3e-3, 1e-2),
              kde_bandwidths=tuple(np.geomspace(0.01, 0.3, 15)), vae_steps=30_000, vae_patience=30, iwae_k=2000,
-             flow_hidden=256, flow_steps=10_000, flow_patience=10, ddpm_steps=40_000, ddpm_n_t=256)
+             flow_hidden=256, flow_steps=10_000, flow_patience=10, ddpm_steps=40_000, ddpm_n_t=256,
+             made_hidden=(1024, 1024), made_steps=20_000, made_patience=10)
 
 
 def budgets(full: bool = False, **overrides) -> dict:
@@ -187,8 +191,7 @@ def _realnvp(key: str, ctx) -> dict:
 
 def _ddpm(key: str, ctx) -> dict:
     b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
-    schedule, fit = recipes.fit_ddpm_digits(steps=b["ddpm_steps"], dequantize=True, device=dev,
-                                            progress=ctx["progress"])
+    schedule, fit = recipes.fit_ddpm_digits(steps=b["ddpm_steps"], device=dev, progress=ctx["progress"])
     eps_model = fit.ema.model.eval()
     g = torch.Generator().manual_seed(6)
 
@@ -203,6 +206,15 @@ def _ddpm(key: str, ctx) -> dict:
     return _row(key, bpd, data.signed_to_unit(x.clamp(-1, 1)), fit.seconds, ctx)
 
 
+def _made(key: str, ctx) -> dict:
+    b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
+    model, fit = recipes.fit_made_digits(hidden=b["made_hidden"], steps=b["made_steps"], patience=b["made_patience"],
+                                         device=dev, progress=ctx["progress"])
+    bpd = metrics.heldout_bits_per_dim(model.log_prob, device=dev)                # exact
+    levels = autoregressive.sample(model, n, torch.Generator().manual_seed(6))
+    return _row(key, bpd, data.to_unit(levels.cpu()), fit.seconds, ctx)
+
+
 def _real(key: str, ctx) -> dict:
     return _row(key, None, data.heldout_digits(), None, ctx)
 
@@ -213,7 +225,7 @@ _CLOSED_FORM = {"uniform": _uniform, "isotropic_gaussian": _isotropic_gaussian, 
 _BUILDERS = {"real": _real, **dict.fromkeys(_CLOSED_FORM, _closed_form),
              "vae_text": functools.partial(_vae, decoder="gaussian", lr=2e-3),
              "vae_better": functools.partial(_vae, decoder="categorical", lr=3e-3),
-             "realnvp": _realnvp, "ddpm": _ddpm}
+             "realnvp": _realnvp, "ddpm": _ddpm, "made": _made}
 
 
 def scoreboard(models=None, *, full: bool = False, device=None, progress: bool = False, verbose: bool = False,
@@ -308,7 +320,7 @@ _CURVE_KEYS = ("steps", "confident_ratio", "min_class_share", "nearest_train_rat
 def ddpm_curve(lengths=(2000, 4000, 8000, 16_000, 32_000, 80_000), *, n_samples: int = 256, device=None,
                progress: bool = False) -> dict:
     """Fidelity against memorisation over training length: for each number of steps in ``lengths``,
-    ``recipes.fit_ddpm_digits(steps=..., dequantize=True)`` afresh (lesson 15_3_3's recipe, seed 0), 1000 ancestral steps (x̂_0 clipped, noise seed 3)
+    ``recipes.fit_ddpm_digits(steps=...)`` afresh (seed 0), 1000 ancestral steps (x̂_0 clipped, noise seed 3)
     for ``n_samples`` samples, read by the judge (confident share ÷ that of real held-out digits, smallest
     class share) and the copy check (nearest-training ratio). Returns ``{"device", "date", "rows"}``, rows
     with the keys ``_CURVE_KEYS``: what ``write_curve`` stores and lesson 15_3_3 draws."""
@@ -323,8 +335,7 @@ def ddpm_curve(lengths=(2000, 4000, 8000, 16_000, 32_000, 80_000), *, n_samples:
     ref = float(metrics.heldout_nearest_train_distance().mean())
     rows = []
     for n in lengths:
-        schedule, fit = recipes.fit_ddpm_digits(steps=n, dequantize=True, device=dev, progress=progress,
-                                                desc=f"{n} steps")
+        schedule, fit = recipes.fit_ddpm_digits(steps=n, device=dev, progress=progress, desc=f"{n} steps")
         x = ddpm.sample(schedule, fit.ema.model.eval(), (n_samples, 64), device=dev, clip_x0=True,
                         generator=torch.Generator().manual_seed(3))
         y = data.signed_to_unit(x.clamp(-1, 1)).cpu()
