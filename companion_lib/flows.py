@@ -2,6 +2,8 @@
 
 * ``coupling_forward`` / ``coupling_inverse``  one affine coupling, as functions        eqs. 15.3–15.6
 * ``AffineCoupling``    the layer as a module: a small MLP conditioner with a bounded log-scale
+* ``rational_quadratic_spline`` / ``SplineCoupling``  a monotone spline in place of the scale and
+  shift (Durkan et al. 2019, "Neural Spline Flows"), same masks: bends one bump into several
 * ``LogitTransform``    [0, 1) → R, y ↦ logit(α + (1 − 2α) y), with its log-determinant (for images)
 * ``RealNVP``           a stack of couplings with alternating masks: ``log_prob`` by (15.2), ``sample``
 * ``alternating_masks`` the default masks (coordinates A of each layer)
@@ -34,13 +36,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from companion_lib._checks import (check_batch, check_callable, check_float, check_int,
-                                   check_model_input)
+from companion_lib._checks import (check_batch, check_bool, check_callable, check_choice,
+                                   check_finite_on_cpu, check_float, check_int, check_model_input)
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 from companion_lib._moved import moved_getattr
 
-__all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "LogitTransform", "RealNVP",
+__all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "rational_quadratic_spline",
+           "SplineCoupling", "LogitTransform", "RealNVP",
            "alternating_masks", "standard_normal_log_prob", "squeeze", "unsqueeze", "InvertibleConv1x1"]
 
 #: Names that moved out of this module, importable from here for this release (a DeprecationWarning
@@ -156,6 +159,152 @@ class AffineCoupling(nn.Module):
         return self.inverse_fn(z_next, self.mask, self.conditioner)
 
 
+# ---------------------------------------------------------------- the rational-quadratic spline coupling
+def _spline_knots(raw: torch.Tensor, bound: float, min_bin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw bin sizes (..., K) → (knots (..., K + 1) from −bound to bound, sizes (..., K)): a softmax,
+    each share at least ``min_bin``, the ends exactly ±bound."""
+    k = raw.shape[-1]
+    share = min_bin + (1 - min_bin * k) * torch.softmax(raw, dim=-1)
+    knots = torch.nn.functional.pad(torch.cumsum(share, dim=-1), (1, 0)) * (2 * bound) - bound
+    knots = torch.cat([torch.full_like(knots[..., :1], -bound), knots[..., 1:-1],
+                       torch.full_like(knots[..., :1], bound)], dim=-1)
+    return knots, knots[..., 1:] - knots[..., :-1]
+
+
+def _derivative_shift(min_derivative: float) -> float:
+    """c with min_derivative + softplus(0 + c) = 1: a raw interior slope 0 gives slope 1."""
+    return math.log(math.expm1(1 - min_derivative))
+
+
+def rational_quadratic_spline(x: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor,
+                              derivatives: torch.Tensor, bound: float = 3.0, inverse: bool = False,
+                              min_bin: float = 1e-3, min_derivative: float = 1e-3):
+    """A monotone rational-quadratic spline, element-wise (Durkan et al. 2019, "Neural Spline Flows",
+    eqs. 4–6 for the map and its derivative, the quadratic of their appendix A for the inverse).
+
+    x (...,); raw parameters per element: ``widths`` (..., K), ``heights`` (..., K), ``derivatives``
+    (..., K − 1). On [−bound, bound] the K bins have widths and heights 2·bound·softmax(raw) (each at
+    least a share ``min_bin``), the K − 1 interior knots slopes ``min_derivative`` + softplus(raw + c)
+    with c such that a raw 0 gives slope 1, and the two end knots slope 1; outside [−bound, bound] the
+    map is the identity, so it is continuous with a continuous derivative everywhere. In bin k, with
+    ξ = (x − x_k)/w_k, s_k = h_k/w_k and slopes δ_k, δ_{k+1} at its knots,
+
+        g(x) = y_k + h_k [s_k ξ² + δ_k ξ(1 − ξ)] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)],
+        g'(x) = s_k² [δ_{k+1} ξ² + 2 s_k ξ(1 − ξ) + δ_k (1 − ξ)²] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1 − ξ)]²  > 0.
+
+    Returns ``(y, log_abs_det)``, both shaped like x: y = g(x) and log g'(x) (identity: 0), or with
+    ``inverse=True`` y = g⁻¹(x) and log (g⁻¹)'(x) = −log g'(g⁻¹(x)). All zeros for the raw parameters
+    give the identity.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating torch.Tensor, got "
+                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+    for t, name in ((widths, "widths"), (heights, "heights"), (derivatives, "derivatives")):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating torch.Tensor of shape (..., K), got "
+                            f"{t.dtype if isinstance(t, torch.Tensor) else type(t).__name__}")
+        check_finite_on_cpu(t, name)
+    check_finite_on_cpu(x, "x")
+    k = widths.shape[-1] if widths.ndim else 0
+    if k < 2 or widths.shape != (*x.shape, k):
+        raise ValueError(f"widths must have shape x.shape + (K,) = {(*x.shape, 'K')} with K >= 2 bins, "
+                         f"got {tuple(widths.shape)}")
+    if heights.shape != widths.shape:
+        raise ValueError(f"heights must have the shape of widths, {tuple(widths.shape)}, got {tuple(heights.shape)}")
+    if derivatives.shape != (*x.shape, k - 1):
+        raise ValueError(f"derivatives must have shape x.shape + (K − 1,) = {(*x.shape, k - 1)} "
+                         f"(one slope per interior knot), got {tuple(derivatives.shape)}")
+    bound = check_float(bound, "bound", low=0.0, low_open=True)
+    inverse = check_bool(inverse, "inverse")
+    min_bin = check_float(min_bin, "min_bin", low=0.0, high=1.0 / k, high_open=True)
+    min_derivative = check_float(min_derivative, "min_derivative", low=0.0, high=1.0, high_open=True)
+
+    xs, w = _spline_knots(widths, bound, min_bin)                     # knots and widths along x
+    ys, h = _spline_knots(heights, bound, min_bin)                    # along y
+    inner = min_derivative + torch.nn.functional.softplus(derivatives + _derivative_shift(min_derivative))
+    one = torch.ones_like(inner[..., :1])
+    slopes = torch.cat([one, inner, one], dim=-1)                    # (..., K + 1): slope 1 at ±bound
+
+    inside = (x >= -bound) & (x <= bound)
+    xc = x.clamp(-bound, bound)                                       # the spline's branch stays finite
+    knots = ys if inverse else xs
+    k_bin = (xc[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)  # bin index in 0..K-1
+
+    def at(t, shift=0):
+        return t.gather(-1, k_bin + shift)[..., 0]
+    x_k, w_k, y_k, h_k = at(xs), at(w), at(ys), at(h)
+    d_k, d_k1 = at(slopes), at(slopes, 1)
+    s_k = h_k / w_k
+    curve = d_k1 + d_k - 2 * s_k
+    if inverse:                                                       # solve a ξ² + b ξ + c = 0 for ξ in [0, 1]
+        dy = xc - y_k
+        a = h_k * (s_k - d_k) + dy * curve
+        b = h_k * d_k - dy * curve
+        c = -s_k * dy
+        disc = (b * b - 4 * a * c).clamp(min=0)
+        xi = (2 * c / (-b - disc.sqrt())).clamp(0, 1)
+        out = x_k + xi * w_k
+    else:
+        xi = (xc - x_k) / w_k
+    one_minus = 1 - xi
+    denom = s_k + curve * xi * one_minus
+    log_deriv = (2 * torch.log(s_k) + torch.log(d_k1 * xi**2 + 2 * s_k * xi * one_minus + d_k * one_minus**2)
+                 - 2 * torch.log(denom))
+    if inverse:
+        return torch.where(inside, out, x), torch.where(inside, -log_deriv, torch.zeros_like(x))
+    out = y_k + h_k * (s_k * xi**2 + d_k * xi * one_minus) / denom
+    return torch.where(inside, out, x), torch.where(inside, log_deriv, torch.zeros_like(x))
+
+
+class SplineCoupling(nn.Module):
+    """A coupling layer whose map of z_B is a monotone rational-quadratic spline (Durkan et al. 2019)
+    instead of (15.4)'s scale and shift; the same mask convention as ``AffineCoupling``.
+
+    ``SplineCoupling(dim, mask, bins=8, bound=3.0, hidden=64, depth=2)``: z_A passes through (15.3);
+    each coordinate j of B goes through its own ``rational_quadratic_spline`` on [−bound, bound]
+    (identity outside) with K = ``bins`` bins, whose 3K − 1 raw parameters are the outputs of
+    ``nets.mlp(|A|, hidden, |B|·(3K − 1), depth)`` at z_A. The MLP's last layer starts at zero, so a
+    new layer is the identity. The Jacobian, A first, is block lower-triangular with diag(g_j'(z_B,j))
+    in the B block, so log|det| = Σ_B log g_j'(z_B,j) (each g_j' > 0: the spline is monotone).
+
+    ``layer(z) -> (z_next, log_det)`` with z (b, dim), log_det (b,); ``layer.inverse(z_next) -> z``.
+    An affine layer maps the conditional of z_B given z_A by a scale and a shift, so a one-bump
+    conditional stays one bump; a spline can stretch some stretches of the line and squeeze others,
+    and so turn one bump into several.
+    """
+
+    def __init__(self, dim: int, mask, bins: int = 8, bound: float = 3.0, hidden: int = 64, depth: int = 2):
+        super().__init__()
+        self.dim = check_int(dim, "dim", low=2)
+        mask = _check_mask(mask, self.dim)
+        self.register_buffer("mask", mask.clone())
+        self.bins = check_int(bins, "bins", low=2)
+        self.bound = check_float(bound, "bound", low=0.0, low_open=True)
+        self.n_b = self.dim - int(mask.sum())
+        self.net = mlp(int(mask.sum()), check_int(hidden, "hidden", low=1), self.n_b * (3 * self.bins - 1),
+                       check_int(depth, "depth", low=0))
+        nn.init.zeros_(self.net[-1].weight)      # raw parameters 0: the identity
+        nn.init.zeros_(self.net[-1].bias)
+
+    def _spline(self, z: torch.Tensor, inverse: bool):
+        z_a, z_b = z[:, self.mask], z[:, ~self.mask]
+        raw = self.net(z_a).reshape(z.shape[0], self.n_b, 3 * self.bins - 1)
+        widths, heights, derivs = raw.split([self.bins, self.bins, self.bins - 1], dim=-1)
+        out_b, log_det = rational_quadratic_spline(z_b, widths, heights, derivs, self.bound, inverse)
+        out = torch.empty_like(z)
+        out[:, self.mask] = z_a                  # (15.3) / (15.5)
+        out[:, ~self.mask] = out_b
+        return out, log_det.sum(1)
+
+    def forward(self, z: torch.Tensor):
+        check_model_input(self, check_batch(z, "z", self.dim), "z", "the coupling")
+        return self._spline(z, inverse=False)
+
+    def inverse(self, z_next: torch.Tensor) -> torch.Tensor:
+        check_model_input(self, check_batch(z_next, "z_next", self.dim), "z_next")
+        return self._spline(z_next, inverse=True)[0]
+
+
 class LogitTransform(nn.Module):
     """[0, 1)^d → R^d: u = logit(p), p = α + (1 − 2α) y, so flows model images on an unbounded scale.
 
@@ -228,7 +377,8 @@ class RealNVP(nn.Module):
     ``masks`` is ``"parity"``, ``"checkerboard"`` (see ``alternating_masks``) or a list of
     ``n_layers`` bool tensors (dim,). With ``logit_alpha`` the data are taken to lie in [0, 1)^dim and
     a ``LogitTransform`` comes first (its log-Jacobian counted). ``forward_fn`` / ``inverse_fn`` are
-    passed to every ``AffineCoupling``.
+    passed to every ``AffineCoupling``. ``coupling="spline"`` stacks ``SplineCoupling`` layers
+    instead (``bins``, ``bound``: their spline; a neural spline flow, RQ-NSF (C) of Durkan et al.).
 
     * ``model(x) -> (z, log_det)``: x (b, dim) data, z = f_θ(x), log_det (b,) = log|det J_f(x)|
     * ``model.inverse(z) -> x``
@@ -239,16 +389,24 @@ class RealNVP(nn.Module):
 
     def __init__(self, dim: int, n_layers: int = 8, hidden: int = 64, depth: int = 2, masks="parity",
                  logit_alpha: float | None = None, forward_fn: Callable | None = None,
-                 inverse_fn: Callable | None = None):
+                 inverse_fn: Callable | None = None, coupling: str = "affine", bins: int = 8,
+                 bound: float = 3.0):
         super().__init__()
         self.dim = check_int(dim, "dim", low=2)
         n_layers = check_int(n_layers, "n_layers", low=1)
+        check_choice(coupling, "coupling", ("affine", "spline"))
+        if coupling == "spline" and (forward_fn is not None or inverse_fn is not None):
+            raise ValueError("forward_fn / inverse_fn replace the affine coupling's functions; "
+                             "they need coupling='affine'")
         if isinstance(masks, str):
             masks = alternating_masks(self.dim, n_layers, masks)
         elif not isinstance(masks, (list, tuple)) or len(masks) != n_layers:
             raise ValueError(f"masks must be 'parity', 'checkerboard' or a list of {n_layers} bool tensors")
         layers = [] if logit_alpha is None else [LogitTransform(self.dim, logit_alpha)]
-        layers += [AffineCoupling(self.dim, m, hidden, depth, forward_fn, inverse_fn) for m in masks]
+        if coupling == "affine":
+            layers += [AffineCoupling(self.dim, m, hidden, depth, forward_fn, inverse_fn) for m in masks]
+        else:
+            layers += [SplineCoupling(self.dim, m, bins, bound, hidden, depth) for m in masks]
         self.layers = nn.ModuleList(layers)
 
     def _check(self, x: torch.Tensor, name: str) -> torch.Tensor:

@@ -266,3 +266,114 @@ def test_conv1x1_starts_at_a_rotation_and_trains_in_float32():
 def test_conv1x1_bad_input(call, error, words):
     with pytest.raises(error, match=words):
         call()
+
+
+# ---------------------------------------------------------------- the rational-quadratic spline coupling
+def _spline_params(shape, k=8, scale=1.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(*shape, k, generator=g, dtype=F64), scale * torch.randn(*shape, k, generator=g, dtype=F64),
+            scale * torch.randn(*shape, k - 1, generator=g, dtype=F64))
+
+
+def test_spline_round_trip_monotone_and_identity_outside_the_bound():
+    bound = 2.5
+    x = torch.cat([torch.linspace(-4, 4, 2001, dtype=F64),                      # a fine grid, and the knots' region
+                   torch.randn(500, generator=torch.Generator().manual_seed(1), dtype=F64) * 2])
+    w, h, d = _spline_params(x.shape)
+    y, log_det = flows.rational_quadratic_spline(x, w, h, d, bound)
+    back, log_det_inv = flows.rational_quadratic_spline(y, w, h, d, bound, inverse=True)
+    assert (back - x).abs().max() < 1e-9                                      # the inverse undoes the forward map
+    assert (log_det + log_det_inv).abs().max() < 1e-9                         # (g⁻¹)'(g(x)) = 1 / g'(x)
+    outside = x.abs() > bound
+    assert outside.sum() > 100 and torch.equal(y[outside], x[outside]) and torch.equal(log_det[outside], torch.zeros_like(x[outside]))
+    inside = ~outside
+    assert (y[inside].abs() <= bound).all()                                   # [−B, B] onto itself
+    # one shared spline along the grid: strictly increasing, and log g' is autograd's derivative
+    grid = torch.linspace(-4, 4, 2001, dtype=F64, requires_grad=True)
+    w1, h1, d1 = (t[:1].expand(2001, -1) for t in (w, h, d))
+    y1, ld1 = flows.rational_quadratic_spline(grid, w1, h1, d1, bound)
+    assert (y1[1:] > y1[:-1]).all()
+    (grad,) = torch.autograd.grad(y1.sum(), grid)
+    assert torch.allclose(grad.log(), ld1.detach(), atol=1e-9)
+
+
+def test_spline_with_zero_parameters_is_the_identity():
+    x = torch.linspace(-5, 5, 101, dtype=F64)
+    zeros = torch.zeros(101, 6, dtype=F64)
+    y, log_det = flows.rational_quadratic_spline(x, zeros, zeros, zeros[:, :5])
+    assert torch.allclose(y, x, atol=1e-12) and log_det.abs().max() < 1e-12
+    layer = flows.SplineCoupling(3, torch.tensor([True, False, True])).double()
+    z = torch.randn(16, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    z_next, ld = layer(z)
+    assert torch.allclose(z_next, z, atol=1e-12) and ld.abs().max() < 1e-12
+
+
+def test_spline_coupling_log_det_equals_autograd_and_inverts():
+    torch.manual_seed(0)
+    mask = torch.tensor([False, True, False, True, True])
+    layer = _perturb(flows.SplineCoupling(5, mask, bins=6, bound=2.0, hidden=12).double(), 0.8)
+    z = 1.5 * torch.randn(64, 5, generator=torch.Generator().manual_seed(1), dtype=F64)   # inside and outside ±2
+    z_next, log_det = layer(z)
+    assert z_next.shape == (64, 5) and log_det.shape == (64,)
+    assert torch.equal(z_next[:, mask], z[:, mask]) and not torch.allclose(z_next, z)
+    assert (layer.inverse(z_next) - z).abs().max() < 1e-9
+    order = torch.cat([mask.nonzero().flatten(), (~mask).nonzero().flatten()])
+    for i in range(6):
+        J = torch.autograd.functional.jacobian(lambda v: layer(v[None])[0][0], z[i])
+        Jo = J[order][:, order]
+        assert torch.equal(Jo[:3, 3:], torch.zeros_like(Jo[:3, 3:]))         # triangular, A first
+        assert (torch.diagonal(Jo[3:, 3:]) > 0).all()                          # monotone in each z_B
+        assert abs(torch.linalg.slogdet(J)[1] - log_det[i]) < 1e-10
+    model = _perturb(flows.RealNVP(3, n_layers=4, hidden=8, coupling="spline", bins=5).double(), 0.5, seed=3)
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    zx, ldx = model(x)
+    assert (model.inverse(zx) - x).abs().max() < 1e-9
+    for i in range(3):
+        J = torch.autograd.functional.jacobian(lambda v: model(v[None])[0][0], x[i])
+        assert abs(torch.linalg.slogdet(J)[1] - ldx[i]) < 1e-9
+
+
+def test_spline_flow_is_a_normalised_density_and_trains_in_float32():
+    torch.manual_seed(2)
+    model = _perturb(flows.RealNVP(2, n_layers=3, hidden=16, coupling="spline").double(), 0.3, seed=5)
+    c = torch.linspace(-8, 8, 801, dtype=F64)
+    pts = torch.cartesian_prod(c, c)
+    with torch.no_grad():
+        mass = model.log_prob(pts).exp().sum() * (c[1] - c[0]) ** 2
+    assert abs(mass.item() - 1) < 1e-4
+    from companion_lib import data
+    X = data.make_toy_2d("8gaussians", 1000, seed=0)
+    flat = flows.RealNVP(2, n_layers=2, hidden=16, coupling="spline")
+    start = -flat.log_prob(X).mean().item()
+    training.train(flat, lambda m, b: -m.log_prob(b).mean(), X, steps=60, lr=5e-3, batch_size=256,
+                   generator=torch.Generator().manual_seed(0), progress=False)
+    assert -flat.log_prob(X).mean().item() < start - 0.3
+    assert flat.sample(5, torch.Generator().manual_seed(1)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: flows.rational_quadratic_spline([0.0], *_spline_params((1,))), TypeError, "x must"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(3, dtype=F64), *_spline_params((2,))), ValueError, "widths"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), *_spline_params((2,), k=1)), ValueError, "K >= 2"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), _spline_params((2,))[0],
+                                             torch.zeros(2, 7, dtype=F64), _spline_params((2,))[2]), ValueError, "heights"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), *_spline_params((2,))[:2],
+                                             torch.zeros(2, 8, dtype=F64)), ValueError, "derivatives"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), *_spline_params((2,))[:2],
+                                             torch.zeros(2, 7, dtype=torch.long)), TypeError, "derivatives"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), *_spline_params((2,)), bound=0.0), ValueError, "bound"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), *_spline_params((2,)), inverse=1), TypeError, "inverse"),
+    (lambda: flows.rational_quadratic_spline(torch.tensor([math.nan], dtype=F64), *_spline_params((1,))), ValueError, "x must be finite"),
+    (lambda: flows.rational_quadratic_spline(torch.zeros(2, dtype=F64), *_spline_params((2,)), min_bin=0.2), ValueError, "min_bin"),
+    (lambda: flows.SplineCoupling(3, torch.tensor([True, False, True]), bins=1), ValueError, "bins"),
+    (lambda: flows.SplineCoupling(3, torch.tensor([True, False, True]), bound=-1.0), ValueError, "bound"),
+    (lambda: flows.SplineCoupling(3, torch.tensor([True, True, True])), ValueError, "some coordinates"),
+    (lambda: flows.SplineCoupling(3, torch.tensor([1, 0, 1])), TypeError, "boolean"),
+    (lambda: flows.SplineCoupling(3, torch.tensor([True, False, True]))(torch.zeros(2, 2)), ValueError, r"z must have shape \(batch, 3\)"),
+    (lambda: flows.SplineCoupling(2, torch.tensor([True, False])).inverse(torch.zeros(2, 2, dtype=F64)), TypeError, "double"),
+    (lambda: flows.RealNVP(2, coupling="cubic"), ValueError, "coupling"),
+    (lambda: flows.RealNVP(2, coupling="spline", forward_fn=flows.coupling_forward), ValueError, "coupling='affine'"),
+])
+def test_spline_bad_input(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

@@ -325,6 +325,10 @@ CALLS = {
     "flows.coupling_forward": lambda m: m.coupling_forward(_x(), MASK2, _cond),
     "flows.coupling_inverse": lambda m: m.coupling_inverse(m.coupling_forward(_x(), MASK2, _cond)[0], MASK2, _cond),
     "flows.AffineCoupling": lambda m: m.AffineCoupling(2, MASK2, hidden=8).inverse(m.AffineCoupling(2, MASK2, hidden=8)(_x())[0]),
+    "flows.SplineCoupling": lambda m: m.SplineCoupling(2, MASK2, hidden=8).inverse(m.SplineCoupling(2, MASK2, hidden=8)(_x())[0]),
+    "flows.rational_quadratic_spline": lambda m: m.rational_quadratic_spline(
+        _x(n=40, d=1)[:, 0], _x(n=40, d=6, seed=1).reshape(40, 6), _x(n=40, d=6, seed=2), _x(n=40, d=5, seed=3),
+        inverse=True),
     "flows.LogitTransform": lambda m: m.LogitTransform(64).inverse(m.LogitTransform(64)(torch.rand(4, 64))[0]),
     "flows.alternating_masks": lambda m: m.alternating_masks(64, 4, "checkerboard"),
     "flows.standard_normal_log_prob": lambda m: m.standard_normal_log_prob(_x()),
