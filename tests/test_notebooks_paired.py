@@ -15,12 +15,13 @@ def _cells(nb):
     return [(c.cell_type, c.source.strip()) for c in nb.cells if c.source.strip()]
 
 
-#: The lessons, one per section; each has a worked-solutions notebook except the scoreboard (no exercises).
+#: The lessons, one per section; each has a worked-solutions notebook except those without exercises.
 LESSONS = ("14_1_pearson_crabs", "14_2_maximum_likelihood_is_kl", "14_3_energy_based_models", "14_4_elbo",
            "14_5_variational_autoencoder", "15_1_landscape", "15_2_coupling_flows", "15_3_1_forward_diffusion",
-           "15_3_2_distinguishing_gaussians", "15_3_3_reverse_diffusion_ddpm", "15_3_4_score_matching",
+           "15_3_2_distinguishing_gaussians", "15_3_3_reverse_diffusion_ddpm", "15_3_3b_training_and_sampling_choices",
+           "15_3_4_score_matching",
            "15_3_5_classifier_free_guidance", "15_9_scoreboard")
-WITHOUT_SOLUTIONS = ("15_9_scoreboard",)
+WITHOUT_SOLUTIONS = ("15_9_scoreboard", "15_3_3b_training_and_sampling_choices")
 
 
 def test_the_notebooks_are_the_expected_set():
