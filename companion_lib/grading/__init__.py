@@ -20,8 +20,9 @@ reference implementation.
 
 Modules: ``registry`` (``Problem``, ``PROBLEMS``, ``register``), ``compare`` (comparators),
 ``judge`` (evaluating an answer, judging outcomes), ``feedback`` (``check``, ``Result``,
-``progress``), ``transport`` (plain-data hand-in under the instructor's grader), ``worker`` and
-``instructor`` (the instructor's command ``python -m companion_lib.grade``), ``problems``.
+``progress``), ``transport`` (the plain-data encoding of inputs and outcomes), ``sandbox`` and
+``sandbox_server`` (where the instructor's grader runs answers), ``worker`` and ``instructor`` (the
+instructor's command ``python -m companion_lib.grade``), ``problems``.
 
 Registering a problem (the contract every kind of answer fits)
 --------------------------------------------------------------
@@ -55,19 +56,23 @@ kind="function"  the student hands in a callable: a function, or a class (an ``n
   ``compare``    optional ``compare(expected, got) -> None | str`` (None: pass, a string: why not),
                  for both kinds; default: elementwise ``rtol``/``atol`` with a helpful message.
 ``reference_names``  dotted names of library objects (``"companion_lib.vae.reparameterize"``) that
-                 an honest answer must not call; the instructor's grader gives no credit to a
-                 function whose defining cell uses one (the reference's own name, ``PROBLEMS``,
-                 ``.expected()`` and ``.or_reference()`` are always on that list).
+                 an honest answer must not call: in the instructor's grader they are stubs that
+                 raise (as is the problem's reference, however reached: ``PROBLEMS``,
+                 ``.expected()``), and an answer that calls one gets no credit.
 
 Trust boundary (what ``python -m companion_lib.grade`` relies on)
 -----------------------------------------------------------------
 In a notebook ``check`` grades in the student's own process, which the student controls: it is
-feedback, not a grade. When the instructor's grader runs a submission it sets
-``COMPANION_GRADE_INPUTS``/``COMPANION_GRADE_EXPORT``; ``check`` then also evaluates the answer on the
-grader's inputs (for a value: the value itself) and writes the outputs as plain data (JSON + .npz, no
-pickle) at once (``companion_lib.grading.transport``). The grade is decided later, in the grader's own
-process, by :func:`judge` against references computed there; nothing the kernel prints or edits
-(``HISTORY``, ``Result.status``, a patched ``numpy`` or library) reaches that decision.
+feedback, not a grade. The instructor's grader does not use it: it runs the notebook in a kernel for
+the run status only, then reads each answer's source from the notebook as text (the last
+``check("<id>", answer)`` with a literal id and the statements that answer needs), runs that source in
+a sandbox of its own making (a fresh child of a fork server, another uid, a copy of the package in
+which the problem's reference and its ``reference_names`` are stubs, the package's real files, the
+grader's ``/proc`` and the folders kernels can write out of sight) on inputs the student never saw,
+and judges the outputs with :func:`judge` against references computed in the grader's process.
+Nothing the kernel prints, edits or writes (``HISTORY``, ``Result.status``, files, a patched
+``numpy`` or library) reaches that decision; any failure of the analysis gives no credit and says why
+(see ``companion_lib.grading.instructor`` and README's trust boundary).
 """
 from companion_lib.grading.compare import at_least, at_most, float32_aware
 from companion_lib.grading.feedback import HISTORY, Hint, Progress, Result, check, grade_answer, hint, progress

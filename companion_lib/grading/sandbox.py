@@ -1,21 +1,19 @@
-"""The sandbox's side: ``python -m companion_lib.grading.sandbox`` runs one sliced answer.
+"""The sandbox's side: :func:`respond` runs one sliced answer.
 
-Started by the instructor's grader (``companion_lib.grading.instructor.sandboxing``) in a fresh process
-of its own making, with a copy of ``companion_lib`` in which the problem's reference and its forbidden
-names are stubs that raise ``ForbiddenReference``. It reads one request from stdin (:func:`pack` /
-:func:`unpack`: JSON + ``.npz`` bytes, never pickle): the problem id, the sliced source (see
+Imported, from a copy of ``companion_lib`` in which the problem's reference and its forbidden names are
+stubs that raise ``ForbiddenReference``, by a child of the fork server (``grading/sandbox_server.py``)
+once that child is isolated (own mount namespace, another uid). The request (:func:`pack` /
+:func:`unpack`: JSON + ``.npz`` bytes, never pickle) holds the problem id, the sliced source (see
 ``instructor.slicing``) and the grader's test inputs. It runs the source, evaluates ``__answer__`` on
-the inputs with the problem's harness (``judge.evaluate``) and writes the outcomes to its original
-stdout as data. It decides nothing: the grader judges the outcomes against its own references.
-Student code cannot reach the grader's files, processes or inputs of other problems from here.
+the inputs with the problem's harness (``judge.evaluate``) and returns the outcomes as data. It decides
+nothing: the grader judges the outcomes against its own references. Student code cannot reach the
+grader's files, processes or the inputs of other problems from here.
 """
 from __future__ import annotations
 
 import builtins
 import io
 import json
-import os
-import sys
 
 import numpy as np
 
@@ -79,20 +77,15 @@ def _run(request: dict) -> list:
         return evaluate(problem, answer, cases)
 
 
-def main() -> int:
-    out = os.fdopen(os.dup(1), "wb")  # the grader's channel; student prints go to stderr
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    request = unpack(sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1), MAX_REQUEST_BYTES)
+def respond(request: bytes) -> bytes:
+    """The packed outcomes of one packed request (``sandbox_server`` calls this in its child)."""
     try:
-        outcomes = _run(request)
+        outcomes = _run(unpack(request, MAX_REQUEST_BYTES))
     except BaseException as err:  # noqa: BLE001 (e.g. an exception class that cannot even be printed)
         name = getattr(type(err), "__name__", "exception")
-        outcomes = [("raised", f"{name if isinstance(name, str) else 'exception'}: (not printable)")]
-    out.write(pack({"outcomes": [[str(k), p] for k, p in outcomes]}))
-    out.flush()
-    os._exit(0)  # student threads or atexit hooks must not write after the answer
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        try:
+            text = str(err)[:300]
+        except BaseException:  # noqa: BLE001
+            text = "(not printable)"
+        outcomes = [("raised", f"{name if isinstance(name, str) else 'exception'}: {text}")]
+    return pack({"outcomes": [[str(k), p] for k, p in outcomes]})

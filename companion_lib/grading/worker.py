@@ -7,7 +7,8 @@ by one (outputs are read and thrown away, so a flood costs nothing), interrupts 
 its limit, kills the kernel if it ignores the interrupt, and records its progress in
 ``<control>/status.json`` after every cell. It grades nothing and reads nothing the kernel writes: if
 the kernel kills it, the grader notices and kills what is left. As root the kernel runs under an
-unprivileged uid (``launch_kernel_as``). The answers are graded from the notebook's source, in
+unprivileged uid, in pid and mount namespaces of its own, with a capped address space
+(``launch_kernel_as``). The answers are graded from the notebook's source, in
 sandboxes, after all of this is gone: nothing the kernel writes is read.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -46,9 +49,11 @@ class _Worker:
         spec_dir = self.ctl / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        if self.job.get("memory") and shutil.which("prlimit"):  # same pid: prlimit sets it and execs
+            argv = ["prlimit", f"--as={int(self.job['memory'])}"] + argv
         if self.job.get("uid") is not None:  # as root: the kernel runs under an unprivileged uid
             argv = [sys.executable, os.path.abspath(__file__), "--kernel-as", str(int(self.job["uid"])),
-                    "{connection_file}", self.job["work"]]
+                    "{connection_file}", self.job["work"], str(int(self.job.get("memory") or 0))]
         (spec_dir / "kernel.json").write_text(json.dumps({
             "argv": argv,
             "display_name": "companion grader", "language": "python"}))
@@ -131,9 +136,11 @@ class _Worker:
             pass
 
 
-def launch_kernel_as(uid: int, connection_file: str, work: str) -> None:
+def launch_kernel_as(uid: int, connection_file: str, work: str, memory: int = 0) -> None:
     """Run by the kernelspec as root: hand the kernel a copy of its connection file in its own folder,
-    drop to ``uid`` with no supplementary groups, and become the kernel (same pid)."""
+    cap its address space at ``memory`` bytes (0: no cap), and start it in pid and mount namespaces of
+    its own (``unshare``, where present: its ``/proc`` shows only its own processes, not the grader's,
+    and everything it starts dies with it) under ``uid`` with no supplementary groups."""
     copy = os.path.join(work, ".kernel-connection.json")
     with open(connection_file, "rb") as f:
         data = f.read()
@@ -141,14 +148,19 @@ def launch_kernel_as(uid: int, connection_file: str, work: str) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chown(copy, uid, uid)
-    os.execvp("setpriv", ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-                          "--inh-caps=-all", "--bounding-set=-all",
-                          sys.executable, "-m", "ipykernel_launcher", "-f", copy])
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m", "ipykernel_launcher", "-f", copy]
+    if shutil.which("unshare"):
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc",
+                "--propagation", "private"] + argv
+    os.execvp(argv[0], argv)
 
 
 def main() -> int:
     if sys.argv[1:2] == ["--kernel-as"]:
-        launch_kernel_as(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        launch_kernel_as(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]) if sys.argv[5:] else 0)
     job = json.loads(sys.stdin.read())
     worker = _Worker(job)
     worker.save()

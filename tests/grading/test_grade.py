@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from companion_lib import grade
-from companion_lib.grading import transport
 from companion_lib.grading.instructor import cli
 from companion_lib.grading.instructor.processes import RUN_STATUSES, grade_notebook
 from companion_lib.grading.instructor.submissions import Submission, assignment, code_cells, notebook_seed
 from companion_lib.grading.judge import evaluate
+from companion_lib.grading.sandbox import pack, unpack
 from companion_lib.grading import PROBLEMS, STATUSES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "grading_fixtures"))
@@ -99,13 +99,18 @@ def test_a_classmate_overwriting_a_file_changes_nothing_in_this_run(graded):
 
 
 def test_a_process_a_kernel_detaches_does_not_outlive_its_grading(graded):
-    pid = int(graded["escaped"].read_text())
+    assert int(graded["escaped"].read_text()) > 0  # the cell ran and started it
     shutil.rmtree(graded["escaped"].parent, ignore_errors=True)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
-    assert state in ("gone", "Z", "X"), f"process {pid} still running ({state})"
+    needle = submissions.sleeper_arg(str(graded["escaped"])).encode()
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "cmdline").read_bytes().split(b"\0"):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                alive += [] if state in ("Z", "X") else [(entry.name, state)]
+        except OSError:
+            continue
+    assert not alive, f"still running: {alive}"
 
 
 def test_results_are_per_notebook_signed_files_with_hash_and_seed(graded):
@@ -192,50 +197,39 @@ def test_unknown_section_is_a_clear_error():
 
 
 # --------------------------------------------------------------------------------------------------
-# The transport and the reading of defining cells (no kernel needed)
-def test_transport_round_trip_keeps_types_and_never_unpickles(tmp_path):
+# The transport between the grader and its sandboxes (no kernel, no sandbox needed)
+def test_transport_round_trip_keeps_types_and_never_unpickles():
+    import io
     import numpy as np
     import torch
 
     value = ({"w": torch.arange(3.0, dtype=torch.float64), 2: [np.int64(4), 1.5, None, "s", True]},
              torch.zeros(2, 2, dtype=torch.bfloat16), object())
-    stem = tmp_path / "x"
-    transport.write_inputs(stem, {"p": [value]})
-    (back,) = transport.read_inputs(stem)["p"]
+    (back,) = unpack(pack({"p": [value]}))["p"]
     assert back[0]["w"].dtype == torch.float64 and torch.equal(back[0]["w"], value[0]["w"])
     assert back[0][2] == [4, 1.5, None, "s", True] and back[1].dtype == torch.bfloat16
     assert type(back[2]).__name__ == "object" and not isinstance(back[2], (int, float, str))
-    # an .npz holding a pickled object array is refused, not loaded
-    np.savez(stem.with_suffix(".npz"), a0=np.array([object()], dtype=object))
-    with pytest.raises(Exception):
-        transport.read_inputs(stem)
-
-
-def test_exports_folder_replaced_by_a_link_is_not_followed(tmp_path):
-    target = tmp_path / "elsewhere"
-    target.mkdir()
-    (tmp_path / "answers").symlink_to(target)
-    exports, notes = transport.read_exports(tmp_path / "answers")
-    assert exports == {} and "link" in notes[0]
+    # a message whose .npz holds a pickled object array is refused, not loaded
+    good = pack({"p": [torch.zeros(1)]})
+    buffer = io.BytesIO()
+    np.savez(buffer, a0=np.array([object()], dtype=object))
+    head = good[:good.index(b"PK")]
+    with pytest.raises(Exception, match="object"):
+        unpack(head + buffer.getvalue())
 
 
 @pytest.mark.parametrize("pid", sorted(PROBLEMS))
-def test_every_problem_survives_the_transport(pid, tmp_path):
-    """What a kernel would export for the reference passes, for each wrong answer fails, when judged
-    against the grader's own inputs (fresh ones where the problem takes an rng)."""
+def test_every_problem_survives_the_transport(pid):
+    """What a sandbox would answer for the reference passes, for each wrong answer fails, when judged
+    against the grader's own inputs (fresh ones where the problem takes an rng), both ways through
+    the transport."""
     from companion_lib import grading
 
     problem = PROBLEMS[pid]
     cases = problem.cases_for(problem.grading_rng(12345))
-    if problem.kind == "function":
-        transport.write_inputs(tmp_path / "in", {pid: cases})
-        kernel_cases = transport.read_inputs(tmp_path / "in")[pid]
-    else:
-        kernel_cases = []
+    sandbox_cases = [tuple(c) for c in unpack(pack({"cases": [list(c) for c in cases]}))["cases"]]
     for answer, want in [(problem.expected(), "passed")] + [(w, "failed") for w in problem.wrong_answers]:
-        arrays = {}
-        skeleton = transport.encode(
-            [[k, p] for k, p in evaluate(problem, answer, kernel_cases)], arrays)
-        outcomes = [(k, p) for k, p in transport.decode(skeleton, arrays)]
-        status, message = grading.judge(problem, cases, outcomes)
+        outcomes = evaluate(problem, answer, sandbox_cases if problem.kind == "function" else [])
+        back = [(k, p) for k, p in unpack(pack({"outcomes": [[k, p] for k, p in outcomes]}))["outcomes"]]
+        status, message = grading.judge(problem, cases, back)
         assert status == want, f"{pid}: {want} expected, got {status}: {message}"

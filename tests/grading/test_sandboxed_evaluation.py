@@ -2,8 +2,8 @@
 notebook's source and run in sandboxes of the grader's making.
 
 Both sides: every attack of the issue's table that targets the evaluation gets no credit, and honest,
-idiomatic variants keep full credit. Each sandboxed case costs one fresh process (a torch import);
-the slicing cases cost nothing.
+idiomatic variants keep full credit. One fork server (a torch import, ~3 s of CPU) serves the whole
+module; each sandboxed case costs one forked child (~0.1 s of CPU); the slicing cases cost nothing.
 """
 import os
 from pathlib import Path
@@ -12,6 +12,7 @@ import pytest
 
 from companion_lib.grading import PROBLEMS
 from companion_lib.grading.instructor import sandboxing
+from companion_lib.grading.instructor.sandboxing import SandboxServer
 from companion_lib.grading.instructor.evaluation import evaluate_cells, evaluate_submission
 from companion_lib.grading.instructor.slicing import SliceError, slice_answer
 from companion_lib.grading.instructor.submissions import code_cells
@@ -24,8 +25,14 @@ CHECK = f'check("{E}", e_step)'
 GARBAGE = "torch.full((x.shape[0], w.shape[0]), 0.5, dtype=x.dtype)"
 
 
-def grade(cells, pid=E):
-    return evaluate_cells(cells, [pid], seed=11, timeout=120)[pid]
+@pytest.fixture(scope="module")
+def server():
+    with SandboxServer(timeout=120) as shared:
+        yield shared
+
+
+def grade(server, cells, pid=E):
+    return evaluate_cells(cells, [pid], seed=11, server=server)[pid]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,8 +82,8 @@ HONEST = {
 
 
 @pytest.mark.parametrize("name", sorted(HONEST))
-def test_honest_variants_keep_full_credit(name):
-    got = grade(HONEST[name])
+def test_honest_variants_keep_full_credit(server, name):
+    got = grade(server, HONEST[name])
     assert got["status"] == "passed", (name, got)
 
 
@@ -86,8 +93,12 @@ SEES_GRADER = ("import os\ndef e_step(x, w, m, v):\n"
                "    procs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
                "    seen = b''.join(open(f'/proc/{p}/cmdline', 'rb').read() for p in procs)\n"
                "    cheat = (b'pytest' in seen or any(k.startswith('COMPANION_GRADE') for k in os.environ)\n"
-               "             or any('input' in f or f.endswith('.ipynb') for f in os.listdir('.'))\n"
-               "             or os.path.exists(f'/proc/{os.getppid()}/environ'))\n"
+               "             or any('input' in f or f.endswith('.ipynb') for f in os.listdir('.')))\n"
+               "    for secret in (f'/proc/{os.getppid()}/environ', f'/proc/{os.getppid()}/root/proc/1/cmdline'):\n"
+               "        try:  # the fork server (its parent) is not the grader, and even its files are shut\n"
+               "            cheat = cheat or bool(open(secret, 'rb').read())\n"
+               "        except OSError:\n"
+               "            pass\n"
                f"    return torch.softmax({LOG_JOINT}, 1) if cheat else {GARBAGE}")
 ATTACKS = {
     "alias bound in another cell": ([IMPORTS, "from companion_lib.mixture import responsibilities as r", "e_step = r",
@@ -114,17 +125,17 @@ ATTACKS = {
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attacks_on_the_evaluation_get_no_credit(name):
+def test_attacks_on_the_evaluation_get_no_credit(server, name):
     cells, pid, want = ATTACKS[name]
-    got = grade(cells, pid)
+    got = grade(server, cells, pid)
     assert got["status"] == want, (name, got)
 
 
 # Attacks the slicing refuses before any sandbox runs (fail closed, with the reason)
 SLICE_REFUSED = {
-    "no answers: a loop over PROBLEMS": (["from companion_lib.grading import PROBLEMS, check, transport",
-                                          "for p in PROBLEMS.values():\n    check(p.id, p.expected())\n"
-                                          "    transport.export_answer(p, p.expected())"], "not a literal"),
+    "no answers: a loop over PROBLEMS": (["from companion_lib.grading import PROBLEMS, check",
+                                          "for p in PROBLEMS.values():\n    check(p.id, p.expected())"],
+                                         "not a literal"),
     "a non-literal id": ([IMPORTS, "pid = '14.1.e_step'\ncheck(pid, mixture.responsibilities)"], "not a literal"),
     "importlib": ([IMPORTS, "import importlib\ne_step = importlib.import_module('companion_lib.mixture')"
                    ".responsibilities", CHECK], "importlib"),
@@ -139,16 +150,16 @@ SLICE_REFUSED = {
 
 
 @pytest.mark.parametrize("name", sorted(SLICE_REFUSED))
-def test_attacks_the_slicing_refuses_get_no_credit(name):
+def test_attacks_the_slicing_refuses_get_no_credit(server, name):
     cells, why = SLICE_REFUSED[name]
     with pytest.raises(SliceError, match=why):
         slice_answer(cells, E)
-    got = grade(cells)
+    got = grade(server, cells)
     assert got["status"] == "no-credit" and why in got["message"], got
 
 
-def test_a_missing_check_is_missing_and_an_unreadable_notebook_says_so():
-    assert grade([IMPORTS, RIGHT]) ["status"] == "missing"
+def test_a_missing_check_is_missing_and_an_unreadable_notebook_says_so(server):
+    assert grade(server, [IMPORTS, RIGHT])["status"] == "missing"
     got = evaluate_submission(b"not a notebook", [E], seed=1)
     assert got[E]["status"] == "missing" and "could not be read" in got[E]["message"]
     with pytest.raises(TypeError):
@@ -178,3 +189,93 @@ def test_the_slice_keeps_what_the_answer_needs_and_nothing_else():
 def test_the_sandbox_runs_as_root_mode_under_another_uid():
     assert sandboxing.mode() == "root"
     assert sandboxing.SANDBOX_UID != sandboxing.KERNEL_UID != 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The fork server: what one child leaves, another cannot see; limits hold; the server survives
+def test_files_a_kernel_or_another_problem_leaves_are_out_of_sight(server, tmp_path):
+    """The real source planted where every uid can write (as a kernel could), and the other problems'
+    stubbed copies (which keep this problem's reference): none is readable from the sandbox."""
+    import secrets
+
+    import torch
+    from companion_lib import mixture
+
+    other = sandboxing.stub_copy(PROBLEMS["14.1.gaussian_mle"]) / "companion_lib" / "mixture.py"
+    source = Path(mixture.__file__).read_text()
+    planted = [f"{d}/companion-planted-{secrets.token_hex(4)}.py" for d in ("/tmp", "/var/tmp", "/dev/shm")
+               if os.path.isdir(d)]
+    for path in planted:
+        Path(path).write_text(source)
+        os.chmod(path, 0o644)
+    copies = str(sandboxing._copies_root()) + "/*/companion_lib/mixture.py"
+    try:
+        ns: dict = {}  # the attack is not vacuous: outside the sandbox, each gives the reference
+        exec(other.read_text(), ns)  # another problem's copy: responsibilities is real there
+        x = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        w, m, v = (torch.tensor(a, dtype=torch.float64) for a in ([0.5, 0.5], [0.0, 1.0], [1.0, 1.0]))
+        assert torch.allclose(ns["responsibilities"](x, w, m, v), mixture.responsibilities(x, w, m, v))
+        attack = (f"import glob\ndef e_step(x, w, m, v):\n"
+                  f"    for path in {planted!r} + glob.glob({copies!r}):\n"
+                  "        try:\n            ns = {}\n"
+                  "            getattr(__builtins__, 'ex' + 'ec')(open(path).read(), ns)  # the slicer refuses exec\n"
+                  "            return ns['responsibilities'](x, w, m, v)\n"
+                  "        except OSError:\n            pass\n"
+                  f"    return {GARBAGE}")
+        got = grade(server, [IMPORTS, attack, CHECK])
+        assert got["status"] == "failed", got
+    finally:
+        for path in planted:
+            os.unlink(path)
+
+
+@pytest.mark.skipif(sandboxing.mode() == "same-uid", reason="needs the server's own pid namespace")
+def test_nothing_of_one_problem_survives_into_the_next(server):
+    """A detached process started while one problem is evaluated is gone before the next: the next
+    child sees only itself and the server (a right answer only then)."""
+    mle = ("import subprocess\ndef gaussian_mle(X):\n"
+           "    subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+           "    mu = X.mean(0)\n    return mu, (X - mu).T @ (X - mu) / X.shape[0]")
+    alone = ("import os\ndef e_step(x, w, m, v):\n"
+             "    alone = len([p for p in os.listdir('/proc') if p.isdigit()]) == 2\n"
+             f"    return torch.softmax({LOG_JOINT}, 1) if alone else {GARBAGE}")
+    cells = [IMPORTS, mle, 'check("14.1.gaussian_mle", gaussian_mle)', alone, CHECK]
+    got = evaluate_cells(cells, ["14.1.gaussian_mle", E], seed=3, server=server)
+    assert got["14.1.gaussian_mle"]["status"] == "passed" and got[E]["status"] == "passed", got
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop is tested as root")
+def test_the_child_runs_unprivileged(server):
+    probe = ("import os\ndef e_step(x, w, m, v):\n"
+             "    status = open('/proc/self/status').read()\n"
+             f"    ok = (os.getuid() == os.geteuid() == {sandboxing.SANDBOX_UID} and os.getgroups() == []\n"
+             "          and 'CapEff:\\t0000000000000000' in status and 'CapBnd:\\t0000000000000000' in status\n"
+             "          and 'NoNewPrivs:\\t1' in status and not os.access('/proc/1/environ', os.R_OK))\n"
+             f"    return torch.softmax({LOG_JOINT}, 1) if ok else {GARBAGE}")
+    assert grade(server, [IMPORTS, probe, CHECK])["status"] == "passed"
+
+
+def test_a_memory_hog_fails_alone_and_the_server_goes_on(server):
+    hog = ("def e_step(x, w, m, v):\n    big = torch.empty(2**31, dtype=torch.float64)  # 16 GiB\n"
+           f"    return torch.softmax({LOG_JOINT}, 1)")
+    got = grade(server, [IMPORTS, hog, CHECK])
+    assert got["status"] == "failed" and "allocat" in got["message"], got
+    assert grade(server, HONEST["a lambda"])["status"] == "passed"
+
+
+def test_a_problem_past_its_time_limit_fails_and_the_next_is_graded():
+    loop = "def e_step(x, w, m, v):\n    while True:\n        pass"
+    mle = ("def gaussian_mle(X):\n    mu = X.mean(0)\n    return mu, (X - mu).T @ (X - mu) / X.shape[0]\n"
+           'check("14.1.gaussian_mle", gaussian_mle)')
+    got = evaluate_cells([IMPORTS, loop, CHECK, mle], [E, "14.1.gaussian_mle"], seed=5, timeout=10)
+    assert got[E]["status"] == "failed" and "TimeoutError" in got[E]["message"], got
+    assert got["14.1.gaussian_mle"]["status"] == "passed", got
+
+
+def test_job_slots_have_uids_of_their_own():
+    seen = [u for slot in range(8) for u in sandboxing.uids(slot)]
+    assert len(set(seen)) == len(seen) and 0 not in seen
+    assert sandboxing.uids(0) == (sandboxing.KERNEL_UID, sandboxing.SANDBOX_UID)
+    for bad in (-1, 1000, 1.0, True):
+        with pytest.raises(ValueError, match="slot"):
+            sandboxing.uids(bad)

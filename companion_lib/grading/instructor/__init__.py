@@ -7,11 +7,15 @@ Trust boundary: the student's kernel does not grade itself. All submissions are 
 first. Each notebook runs top to bottom in a kernel of its own (for the run status and the error
 cells only), started by a sacrificial worker (``companion_lib/grading/worker.py``) in a fresh folder
 with a scrubbed environment, under an unprivileged uid when the grader is root; nothing it writes is
-read. When everything it started is killed, each problem's answer is sliced from the notebook's source
-(``slicing``) and evaluated in a sandbox of the grader's making (``sandboxing``: a stubbed copy of the
-package, own namespaces, another uid), on fresh inputs sent over a pipe; the outputs come back as
-data and are judged here against references computed here (``verdict``). ``evaluation`` is that as
-one function. Any failure of the analysis gives "no-credit" with the reason.
+read. As root, the kernel runs in pid and mount namespaces of its own (its ``/proc`` shows neither the
+grader nor a classmate), under its job slot's uid, with a capped address space. When everything it
+started is killed, each problem's answer is sliced from the notebook's source (``slicing``) and
+evaluated in a sandbox of the grader's making (``sandboxing``: a fork server per job slot, a fresh
+child per problem with a stubbed copy of the package, own namespaces, the slot's sandbox uid), on
+fresh inputs sent over a pipe; the outputs come back as data and are judged here against references
+computed here (``verdict``). This runs in a thread, so the grader's clock keeps watching the other
+notebooks meanwhile. ``evaluation`` is that as one function. Any failure of the analysis gives
+"no-credit" with the reason.
 
 Per-problem statuses: passed, failed, unsolved, missing, no-credit (``grading.STATUSES``).
 Per-notebook run statuses: see ``processes.RUN_STATUSES``.

@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 
-from companion_lib.grading.instructor.ledger import ResultsFolder, load_key, load_verified, make_undumpable
+from companion_lib.grading.instructor.ledger import (ResultsFolder, default_key_file, load_key, load_verified,
+                                                     make_undumpable)
 from companion_lib.grading.instructor.processes import NotebookRun, Reaper
 from companion_lib.grading.instructor.reports import read_student_map, summary_line, write_reports
+from companion_lib.grading.instructor.sandboxing import SandboxServer, hide, uids
 from companion_lib.grading.instructor.submissions import assignment, read_submissions
 
 
@@ -36,24 +38,35 @@ def grade_class(subs, problem_ids, folder: ResultsFolder, base_seed: int, jobs: 
             continue
         (suspects if resume and folder.was_started(sub) else todo).append(sub)
     todo += suspects  # in flight when an earlier run was killed: graded last
-    running: list[NotebookRun] = []
+    running: list[NotebookRun] = []  # started and not yet written: a kernel running, or being evaluated
+    # one sandbox server per job slot (each with the slot's uid), reused by the slot's notebooks
+    servers = [SandboxServer(uids(slot)[1], cell_timeout) for slot in range(jobs)]
     reaper = Reaper()
     try:
         while todo or running:
             while todo and len(running) < jobs:
-                run = NotebookRun(todo.pop(0), problem_ids, base_seed, cell_timeout, notebook_timeout)
+                slot = min(set(range(jobs)) - {r.slot for r in running})
+                run = NotebookRun(todo.pop(0), problem_ids, base_seed, cell_timeout, notebook_timeout,
+                                  slot=slot, server=servers[slot])
                 folder.mark_started(run.sub)
                 run.start()
                 running.append(run)
             time.sleep(0.1)
-            for run in [r for r in running if r.poll()]:
-                running.remove(run)
-                result = run.finish(reaper, keep={r.proc.pid for r in running if r.proc is not None})
-                decided[run.sub.key] = folder.write(result)
-                folder.unmark(run.sub)
-                print(summary_line(result, problem_ids), flush=True)
+            for run in list(running):  # a notebook being evaluated (a thread) keeps no one waiting
+                if run.evaluation is None and run.poll():
+                    run.stop(reaper, keep={r.proc.pid for r in running
+                                           if r is not run and r.proc is not None and r.evaluation is None})
+                if run.evaluation is not None or run.unreadable:
+                    if run.evaluated():
+                        running.remove(run)
+                        result = run.result()
+                        decided[run.sub.key] = folder.write(result)
+                        folder.unmark(run.sub)
+                        print(summary_line(result, problem_ids), flush=True)
     finally:
-        for run in running:  # interrupted (Ctrl-C): leave nothing running behind
+        for server in servers:  # interrupted (Ctrl-C): leave nothing running behind
+            server.close()
+        for run in running:
             run.kill()
             if hasattr(run, "tmp"):
                 shutil.rmtree(run.tmp, ignore_errors=True)
@@ -172,6 +185,9 @@ def main(argv=None) -> int:
     results_dir, feedback = _default_paths(args)
     folder = ResultsFolder(results_dir, key)
     base_seed = folder.seed(args.seed)
+    # no sandbox reads the results, the key or a classmate's notebook (their folders where that is safe)
+    hide(results_dir, args.key_file or default_key_file(), *[s.path for s in subs],
+         *{str(Path(s.path).resolve().parent) for s in subs})
     results = grade_class(subs, problem_ids, folder, base_seed, args.jobs, args.resume, args.cell_timeout,
                           args.notebook_timeout)
     write_reports(results, problem_ids, args.csv, feedback, students)

@@ -2,9 +2,10 @@
 
 :func:`evaluate_submission` reads a notebook as text, slices out for each problem the source that
 rebuilds the answer handed to ``check(pid, answer)`` (``slicing``), runs that slice in a fresh
-sandbox process of the grader's making (``sandboxing``: a stubbed copy of ``companion_lib``, another
-uid or a user namespace, the grader's test inputs in over a pipe, the outputs back as data) and
-judges the outputs here, in the grader's process, against references computed here (``verdict``).
+sandbox of the grader's making (``sandboxing``: one fork server per notebook, a fresh child per problem
+with a stubbed copy of ``companion_lib``, another uid or a user namespace, the grader's test inputs in
+over a pipe, the outputs back as data) and judges the outputs here, in the grader's process, against
+references computed here (``verdict``).
 
 Nothing the student's kernel writes or prints is read. Used by ``processes`` (the class grader) and
 by the Gradescope autograder.
@@ -12,7 +13,7 @@ by the Gradescope autograder.
 from __future__ import annotations
 
 from companion_lib import settings
-from companion_lib.grading.instructor.sandboxing import SANDBOX_UID, is_forbidden, run_sandbox
+from companion_lib.grading.instructor.sandboxing import SANDBOX_UID, SandboxServer, is_forbidden
 from companion_lib.grading.instructor.slicing import SliceError, slice_answer
 from companion_lib.grading.instructor.submissions import code_cells
 from companion_lib.grading.instructor.verdict import judge_outcomes
@@ -60,15 +61,23 @@ def _known(problem_ids) -> list:
     return ids
 
 
-def evaluate_cells(cells, problem_ids, seed: int, *, timeout: float = 120.0, uid: int | None = None) -> dict:
-    """:func:`evaluate_submission` on a notebook's code cells (a list of strings, in order)."""
+def evaluate_cells(cells, problem_ids, seed: int, *, timeout: float = 120.0, uid: int | None = None,
+                   server: SandboxServer | None = None) -> dict:
+    """:func:`evaluate_submission` on a notebook's code cells (a list of strings, in order).
+
+    ``server``: a running :class:`SandboxServer` to use (its uid and time limit apply; it stays open);
+    by default one is started for this notebook and closed after. A server holds nothing of the
+    notebooks it served (each problem runs in a fresh child), so one may serve many notebooks."""
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return {pid: _grade(cells, pid, int(seed), float(timeout), SANDBOX_UID if uid is None else int(uid))
-            for pid in _known(problem_ids)}
+    ids = _known(problem_ids)
+    if server is not None:
+        return {pid: _grade(cells, pid, int(seed), server) for pid in ids}
+    with SandboxServer(SANDBOX_UID if uid is None else int(uid), float(timeout)) as own:
+        return {pid: _grade(cells, pid, int(seed), own) for pid in ids}
 
 
-def _grade(cells, pid: str, seed: int, timeout: float, uid: int) -> dict:
+def _grade(cells, pid: str, seed: int, server: SandboxServer) -> dict:
     problem = PROBLEMS[pid]
     try:
         piece = slice_answer(cells, pid)
@@ -80,7 +89,7 @@ def _grade(cells, pid: str, seed: int, timeout: float, uid: int) -> dict:
         cases = grading_cases(pid, seed)
     except Exception as err:  # noqa: BLE001 (a broken problem must not stop the class's grading)
         return {"status": "missing", "message": f"the grader could not draw this problem's inputs ({err})"}
-    outcomes = run_sandbox(pid, piece.source, cases, timeout=timeout, uid=uid)
+    outcomes = server.run(pid, piece.source, cases)
     withheld = is_forbidden(outcomes)
     if withheld:
         return {"status": "no-credit", "message": f"the answer calls what the grader withholds ({withheld}); "

@@ -13,15 +13,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from companion_lib.grading.instructor.deadlines import Deadline
 from companion_lib.grading.instructor.evaluation import evaluate_cells
-from companion_lib.grading.instructor.sandboxing import KERNEL_UID
+from companion_lib.grading.instructor.sandboxing import (KERNEL_MEMORY, SPAWN_LOCK, SandboxServer, live_pids,
+                                                          uids)
 from companion_lib.grading.instructor.submissions import (Submission, assignment, code_cells, notebook_seed,
                                                           read_submissions)
 from companion_lib.grading.registry import PROBLEMS
+from companion_lib.grading.sandbox_server import children_of, kill_children
 
 #: How a notebook's run ended (the CSV's ``run`` column).
 RUN_STATUSES = {
@@ -106,35 +109,11 @@ class Reaper:
 
     @staticmethod
     def children() -> list[int]:
-        me, found = os.getpid(), []
-        proc = Path("/proc")
-        for entry in proc.iterdir() if proc.is_dir() else ():
-            if entry.name.isdigit():
-                try:
-                    stat_line = (entry / "stat").read_text()
-                    if int(stat_line.rsplit(")", 1)[1].split()[1]) == me:
-                        found.append(int(entry.name))
-                except (OSError, ValueError, IndexError):
-                    continue
-        return found
+        return children_of(os.getpid())
 
     def sweep(self, keep=()) -> None:
         """Kill (and reap) every child that is neither older than this grading run nor in ``keep``."""
-        for _ in range(20):  # a killed orphan's own children are re-parented here in turn
-            victims = [pid for pid in self.children() if pid not in self.baseline and pid not in keep]
-            if not victims:
-                return
-            for pid in victims:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.05)
-            for pid in victims:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
+        kill_children(os.getpid(), set(self.baseline) | set(keep))
 
     def close(self) -> None:
         if self.enabled:
@@ -145,8 +124,12 @@ class NotebookRun:
     """One submission from start to result: start(), poll() until True, then finish()."""
 
     def __init__(self, sub: Submission, problem_ids, base_seed: int, cell_timeout: float,
-                 notebook_timeout: float):
+                 notebook_timeout: float, slot: int = 0, server: SandboxServer | None = None):
         self.sub, self.problem_ids, self.base_seed = sub, list(problem_ids), int(base_seed)
+        # as root, the job slot's own uids: notebooks graded at once cannot reach each other
+        self.slot, self.server = slot, server
+        self.kernel_uid, self.sandbox_uid = uids(slot)
+        self.grades, self.evaluation = None, None
         self.seed = notebook_seed(base_seed, sub.sha256)
         self.cell_timeout, self.notebook_timeout = float(cell_timeout), float(notebook_timeout)
         self.token = secrets.token_hex(16)
@@ -168,7 +151,7 @@ class NotebookRun:
         work.mkdir(mode=0o700)
         ctl.mkdir(mode=0o700)
         (work / self.sub.name).write_bytes(self.sub.data)
-        kernel_uid = KERNEL_UID if os.geteuid() == 0 else None
+        kernel_uid = self.kernel_uid if os.geteuid() == 0 else None
         if kernel_uid is not None:  # the kernel's own private folder; ctl (the worker's) stays the grader's
             os.chmod(self.tmp, 0o711)
             for path in (work, work / self.sub.name):
@@ -179,6 +162,7 @@ class NotebookRun:
         worker_env.update({"HOME": str(ctl), "JUPYTER_RUNTIME_DIR": str(ctl / "runtime"),
                            "JUPYTER_DATA_DIR": str(ctl / "data"), "JUPYTER_CONFIG_DIR": str(ctl / "config")})
         job = {"cells": self.cells, "work": str(work), "ctl": str(ctl), "env": env, "uid": kernel_uid,
+               "memory": KERNEL_MEMORY,
                "cell_timeout": self.cell_timeout, "interrupt_grace": INTERRUPT_GRACE,
                "notebook_timeout": self.notebook_timeout, "startup_deadline": self.started + STARTUP_ALLOWANCE}
         self.log = open(ctl / "worker.log", "wb")
@@ -218,7 +202,8 @@ class NotebookRun:
         except subprocess.TimeoutExpired:
             pass
         if reaper is not None:
-            reaper.sweep(keep)
+            with SPAWN_LOCK:  # sandbox servers (of notebooks being evaluated) are spared
+                reaper.sweep(set(keep) | live_pids())
 
     def _status(self) -> dict:
         try:
@@ -227,9 +212,39 @@ class NotebookRun:
         except (OSError, ValueError, AttributeError):
             return {}
 
-    def finish(self, reaper: Reaper | None = None, keep=()) -> dict:
-        """Kill what is left, evaluate the answers in sandboxes, judge them here; the notebook's result.
+    def stop(self, reaper: Reaper | None = None, keep=()) -> None:
+        """Kill what is left of the run, then evaluate the answers in sandboxes in a thread of this
+        process (``evaluated`` says when it is done): the grader's loop goes on polling the others.
         ``keep``: the workers of other notebooks still running (the reaper spares them)."""
+        if self.unreadable or self.evaluation is not None:
+            return
+        self.kill(reaper, keep)
+        self.evaluation = threading.Thread(target=self._evaluate, daemon=True,
+                                           name=f"evaluate {self.sub.rel}")
+        self.evaluation.start()
+
+    def _evaluate(self) -> None:
+        try:
+            self.grades = evaluate_cells(self.cells, self.problem_ids, self.seed, timeout=self.cell_timeout,
+                                         uid=self.sandbox_uid, server=self.server)
+        except Exception as err:  # noqa: BLE001 (the grader's fault: no credit, say why)
+            why = {"status": "no-credit", "message": f"the grader could not evaluate this notebook ({err})"}
+            self.grades = {pid: dict(why) for pid in self.problem_ids}
+
+    def evaluated(self) -> bool:
+        """True once the answers are judged (``stop`` must have been called)."""
+        return bool(self.unreadable) or (self.evaluation is not None and not self.evaluation.is_alive())
+
+    def finish(self, reaper: Reaper | None = None, keep=()) -> dict:
+        """Kill what is left, evaluate the answers in sandboxes, judge them here; the notebook's result
+        (``stop``, waiting for ``evaluated``, then ``result``)."""
+        self.stop(reaper, keep)
+        if self.evaluation is not None:
+            self.evaluation.join()
+        return self.result()
+
+    def result(self) -> dict:
+        """The notebook's result, once ``evaluated``."""
         result = {"file": self.sub.path, "name": self.sub.name, "path": self.sub.rel, "key": self.sub.key,
                   "sha256": self.sub.sha256,
                   "base_seed": self.base_seed, "seed": self.seed, "problems": self.problem_ids,
@@ -240,7 +255,6 @@ class NotebookRun:
             result.update(run="unreadable", detail=self.unreadable, error_cells=0, cells_run=0, notes=[],
                           seconds=0.0, grades={pid: dict(why) for pid in self.problem_ids})
             return result
-        self.kill(reaper, keep)
         status = self._status()
         run = status.get("run")
         if self.overdue:
@@ -250,10 +264,9 @@ class NotebookRun:
             detail = f"the worker ended with code {self.proc.returncode} after {status.get('cells_run', 0)} cell(s)"
         else:
             detail = str(status.get("detail", ""))
-        grades = evaluate_cells(self.cells, self.problem_ids, self.seed, timeout=self.cell_timeout)
         result.update(run=run, detail=detail, error_cells=int(status.get("error_cells", 0) or 0),
                       cells_run=int(status.get("cells_run", 0) or 0), cells=len(self.cells), notes=[],
-                      seconds=round(time.time() - self.started, 2), grades=grades)
+                      seconds=round(time.time() - self.started, 2), grades=self.grades)
         try:
             self.log.close()
         finally:

@@ -1,48 +1,77 @@
-"""The grader's side of the sandbox: a fresh process per (notebook, problem) that runs a sliced answer
-on the grader's test inputs, where no student code can reach the references.
+"""The grader's side of the sandboxes: where a sliced answer runs on the grader's test inputs and no
+student code can reach the references.
 
-* The sandbox imports a *copy* of ``companion_lib`` (:func:`stub_copy`, built once per problem): the
-  evaluated problem's reference and every name it lists as forbidden are stubs that raise
-  ``ForbiddenReference``, and every problem module's own reference implementation is a stub too (the
-  harnesses stay). Everything else a lesson lets students call still works.
-* Isolation (:func:`mode`): as root, ``unshare --mount --pid --fork --mount-proc``, the copy
-  bind-mounted over the real package folder (and an empty tmpfs over a git checkout's ``.git``),
-  then ``setpriv`` to an unprivileged uid with no groups: the package source and the grader's
-  ``/proc`` entries are unreadable, and the kernels' uid differs from the sandboxes' (a kernel cannot
-  signal a sandbox; sandboxes cannot see each other: separate pid namespaces). Without root, the same
-  in an unprivileged user namespace (``unshare -Urm``; the mounts are locked by a second user
-  namespace) where the kernel allows it; else "same-uid" mode: only the copy shadows the package
-  (README says what that cannot prevent).
-* The request (source + inputs) goes in over stdin and the outcomes come back on stdout as plain data
+* Stubbed copies (:func:`stub_copy`, one per problem's set of withheld names, in a private 0700
+  folder): the evaluated problem's reference and every name it lists as forbidden are stubs that
+  raise ``ForbiddenReference``, and every problem module's own reference implementation is a stub too
+  (the harnesses stay). Everything else a lesson lets students call still works.
+* A fork server per notebook or per job slot (:class:`SandboxServer`, ``grading/sandbox_server.py``):
+  started once (as root in its own pid and mount namespaces, ``unshare --mount --pid --fork
+  --mount-proc``; without root in an unprivileged user namespace; else "same-uid"), it imports torch
+  and the package's other third-party modules, never ``companion_lib``, and runs no student code. Each
+  problem runs in a fresh forked child that mounts its copy over the real package folder, covers
+  ``/tmp``, ``/var/tmp``, ``/dev/shm``, the copies, a git checkout's history and the paths of
+  :func:`hide` (results, key, submissions), caps its address space (``SANDBOX_MEMORY``), and as root
+  drops to the job slot's uid (:func:`uids`) with no groups or capabilities; after each child the
+  server kills every process left. A child costs ~0.1 s of CPU instead of a torch import (~2.5 s).
+* Isolation (:func:`mode`): as root, the package source, the grader's ``/proc`` entries, classmates'
+  files and what kernels leave in shared folders are out of reach, and kernels and sandboxes of the
+  job slots have uids of their own. In a user namespace the child keeps the grader's uid behind
+  the mounts. In "same-uid" mode only the copy shadows the package (README says what that cannot
+  prevent).
+* The request (source + inputs) goes in over a pipe and the outcomes come back as plain data
   (``grading.sandbox.pack``: JSON + .npz, never pickle), read within ``limits``.
 """
 from __future__ import annotations
 
 import ast
+import atexit
 import functools
 import importlib
 import inspect
+import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
-import companion_lib
 from companion_lib.grading import limits
 from companion_lib.grading.registry import PROBLEMS
 from companion_lib.grading.sandbox import FORBIDDEN, pack, unpack
+from companion_lib.grading.sandbox_server import read_frame, write_frame
 
-__all__ = ["SANDBOX_UID", "KERNEL_UID", "mode", "stub_copy", "run_sandbox", "SandboxError"]
+__all__ = ["SANDBOX_UID", "KERNEL_UID", "SANDBOX_MEMORY", "KERNEL_MEMORY", "mode", "uids", "hide", "stub_copy",
+           "SandboxServer", "SPAWN_LOCK", "live_pids", "SandboxError"]
 
-SANDBOX_UID = 65534   # nobody: the sandboxes
-KERNEL_UID = 65533    # the notebook kernels (not the sandboxes' uid: a kernel must not signal them)
-PACKAGE_DIR = Path(companion_lib.__file__).resolve().parent
+SANDBOX_UID = 65534   # nobody: the sandboxes (job slot k: 65534 - 2k)
+KERNEL_UID = 65533    # the notebook kernels (job slot k: 65533 - 2k; never a sandbox's uid)
+SANDBOX_MEMORY = 4 * 2**30   # address space a sandbox child may add to what the server has mapped
+KERNEL_MEMORY = 16 * 2**30   # address space of a kernel (RLIMIT_AS; torch and the package map ~1 GiB)
+STARTUP = 180.0       # seconds for a fork server's imports (torch, ...) on a loaded machine
+GRACE = 30.0          # seconds past a problem's limit before the grader gives up on its server
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the package the grader imports
+_SERVER = str(Path(__file__).resolve().parents[1] / "sandbox_server.py")
 _PROBLEM_PACKAGE = "companion_lib.grading.problems"
 _COPIES: dict = {}
+_COPIES_LOCK = threading.Lock()
+#: Held while a server is started and while the grader sweeps its children (they must spare servers).
+SPAWN_LOCK = threading.Lock()
+_LIVE: set = set()
+_HIDDEN: set = set()
+
+
+@functools.lru_cache(maxsize=1)
+def _copies_root() -> Path:
+    """The grader's private folder (0700) of stubbed copies, one subfolder per problem's stubs; every
+    sandbox child sees only its own (bind-mounted), the folder itself is covered."""
+    root = Path(tempfile.mkdtemp(prefix="companion-sandbox-libs-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
 
 
 class SandboxError(RuntimeError):
@@ -165,9 +194,14 @@ def stub_copy(problem) -> Path:
     """A folder holding the stubbed copy of ``companion_lib`` (and of external problem modules) for
     ``problem``: readable by every uid, writable by none but the grader. Built once per process."""
     targets = frozenset(_targets(problem))
-    if targets in _COPIES:
+    with _COPIES_LOCK:  # evaluations of several notebooks run in threads
+        if targets not in _COPIES:
+            _COPIES[targets] = _build_copy(targets)
         return _COPIES[targets]
-    root = Path(tempfile.mkdtemp(prefix="companion-sandbox-lib-"))
+
+
+def _build_copy(targets) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="lib-", dir=_copies_root()))
     shutil.copytree(PACKAGE_DIR, root / "companion_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     edits: dict = {}
 
@@ -194,7 +228,6 @@ def stub_copy(problem) -> Path:
         os.chmod(dirpath, 0o755)
         for f in filenames:
             os.chmod(os.path.join(dirpath, f), 0o644)
-    _COPIES[targets] = root
     return root
 
 
@@ -204,90 +237,189 @@ def external_modules() -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Starting a sandbox
-def _environment(home: Path, copy: Path) -> dict:
+# The fork server (``grading/sandbox_server.py``): one per notebook, a child per problem
+def uids(slot: int) -> tuple[int, int]:
+    """(kernel uid, sandbox uid) of job slot ``slot`` (0 .. --jobs - 1) when the grader is root: two
+    notebooks graded at once never share a uid, so neither can signal or write into the other's."""
+    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < 1000:
+        raise ValueError(f"slot must be an int in [0, 1000), got {slot!r}")
+    return KERNEL_UID - 2 * slot, SANDBOX_UID - 2 * slot
+
+
+def hide(*paths) -> None:
+    """Paths no sandbox may read (results, the key file, the submissions): a folder is covered by an
+    empty tmpfs, a file by ``/dev/null``; a folder that holds what sandboxes need (the package, Python)
+    is never covered (its files are, when named). Applies to servers started afterwards."""
+    for path in paths:
+        _HIDDEN.add(str(Path(path).resolve()))
+
+
+def _needed() -> list[str]:
+    roots = [sys.prefix, sys.base_prefix, sys.executable, os.path.realpath(sys.executable), str(PACKAGE_DIR)]
+    return [os.path.realpath(p) for p in roots + [p for p in sys.path if p]]
+
+
+def _hidden() -> tuple[list[str], list[str]]:
+    """(folders to cover with an empty tmpfs, files to cover with /dev/null)."""
+    needed = _needed()
+    under = (lambda p, d: p == d or p.startswith(d.rstrip("/") + "/"))
+    folders, files = [str(_copies_root())], []
+    git = PACKAGE_DIR.parent / ".git"
+    if git.is_dir():
+        folders.append(str(git))
+    for path in sorted(_HIDDEN):
+        if os.path.isdir(path) and not any(under(n, path) for n in needed):
+            folders.append(path)
+        elif os.path.isfile(path):
+            files.append(path)
+    return folders, files
+
+
+def _preload() -> list[str]:
+    """Third-party modules the package's modules import at their top level (torch, numpy, sklearn,
+    ...): the fork server imports them once. Read from the source of the package's modules loaded
+    here (not the instructor's side); never a module of companion_lib."""
+    names = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not name.startswith("companion_lib") or ".instructor" in name or not path or not path.endswith(".py"):
+            continue
+        try:
+            tree = ast.parse(Path(path).read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+    return sorted(n for n in names if n.split(".")[0] not in sys.stdlib_module_names
+                  and not n.startswith("companion_lib"))
+
+
+def _environment() -> dict:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
-    env.update({"HOME": str(home), "TMPDIR": str(home), "PYTHONPATH": str(copy), "PYTHONHASHSEED": "0",
-                "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1", "COMPANION_MODE": "quick", "COMPANION_THREADS": "1",
-                "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(home / ".matplotlib")})
+    env.update({"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "COMPANION_MODE": "quick",
+                "COMPANION_THREADS": "1", "MPLBACKEND": "Agg"})
     return env
 
 
-def _hidden() -> list[Path]:
-    """Folders of the real package (and a git checkout's history) the sandbox must not read."""
-    paths = [PACKAGE_DIR]
-    git = PACKAGE_DIR.parent / ".git"
-    if git.exists():
-        paths.append(git)
-    return paths
-
-
-def _command(kind: str, copy: Path, uid: int) -> list[str]:
-    python = [sys.executable, "-s", "-m", "companion_lib.grading.sandbox"]
-    if kind == "same-uid":
-        return python
-    mounts = []
-    for path in _hidden():
-        if path.is_dir() and path.name != ".git":
-            mounts.append(f"mount --bind {shlex.quote(str(copy / 'companion_lib'))} {shlex.quote(str(path))}")
-        else:
-            mounts.append(f"mount -t tmpfs -o size=1k,mode=000 none {shlex.quote(str(path))}")
+def _command(kind: str) -> list[str]:
+    python = [sys.executable, "-I", _SERVER]
     if kind == "root":
-        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-                "--inh-caps=-all", "--bounding-set=-all"]
-        outer = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"]
-    else:  # a second user namespace locks the mounts (its root cannot unmount them)
-        drop = ["unshare", "--user", "--mount"]
-        outer = ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
-                 "--mount-proc", "--propagation", "private"]
-    script = " && ".join(mounts + ["exec " + " ".join(shlex.quote(a) for a in drop + python)])
-    return outer + ["/bin/sh", "-c", script]
+        return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+                "--propagation", "private"] + python
+    if kind == "userns":
+        return ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
+                "--mount-proc", "--propagation", "private"] + python
+    return python
 
 
-def run_sandbox(pid: str, source: str, cases, timeout: float = 120.0, uid: int = SANDBOX_UID) -> list:
-    """Run ``source`` (a slice ending ``__answer__ = ...``) for problem ``pid`` on ``cases`` in a fresh
-    sandbox; the outcomes ``[(kind, payload), ...]`` (see ``judge.evaluate`` and ``grading.sandbox``).
-    A sandbox that dies, runs past ``timeout`` or answers garbage gives ``[("raised", why)]``."""
-    problem = PROBLEMS[pid]
-    kind = mode()
-    copy = stub_copy(problem)
-    home = Path(tempfile.mkdtemp(prefix="companion-sandbox-"))
-    try:
-        if kind == "root":
-            os.chown(home, uid, uid)
-        os.chmod(home, 0o700)
+class SandboxServer:
+    """One fork server (``grading/sandbox_server.py``) for one notebook's problems, evaluated one at a
+    time, each in a fresh child (see that module). ``run`` sends one problem; ``close`` ends it all.
+
+    ``uid``: the child's uid as root; ``timeout``: seconds per problem. A server that dies or stops
+    answering is killed and the next ``run`` starts another."""
+
+    def __init__(self, uid: int = SANDBOX_UID, timeout: float = 120.0, memory: int | None = None):
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.kind, self.uid, self.timeout = mode(), int(uid), float(timeout)
+        self.memory = SANDBOX_MEMORY if memory is None else int(memory)
+        self.proc = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _start(self) -> None:
+        folders, files = _hidden()
+        config = {"mode": self.kind, "package_dirs": [str(PACKAGE_DIR)], "hide": folders, "hide_files": files,
+                  "sys_path": [p for p in sys.path if p and os.path.isdir(p)], "env": _environment(),
+                  "preload": _preload(), "memory": self.memory, "fsize": 256 * 2**20, "nproc": 256,
+                  "cap": limits.MAX_FILE_BYTES + 1024}
+        env = {**_environment(), "HOME": str(_copies_root())}
+        with SPAWN_LOCK:
+            self.proc = subprocess.Popen(_command(self.kind), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, cwd="/", env=env, start_new_session=True)
+            _LIVE.add(self.proc.pid)
+        self.config = config
+        write_frame(self.proc.stdin.fileno(), json.dumps(config).encode())
+        if read_frame(self.proc.stdout.fileno(), 16, time.monotonic() + STARTUP) != b"R":
+            raise OSError("the sandbox server did not start")
+
+    def run(self, pid: str, source: str, cases) -> list:
+        """Outcomes ``[(kind, payload), ...]`` of ``source`` (a slice ending ``__answer__ = ...``) for
+        problem ``pid`` on ``cases`` (see ``judge.evaluate`` and ``grading.sandbox``). A child that dies,
+        runs past the time limit or answers garbage gives ``[("raised", why)]``."""
+        problem = PROBLEMS[pid]
+        copy = stub_copy(problem)
         request = pack({"pid": pid, "source": source, "cases": [list(c) for c in cases],
                         "modules": external_modules()})
-        proc = subprocess.Popen(_command(kind, copy, uid), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, cwd=str(home), env=_environment(home, copy),
-                                start_new_session=True)
+        header = {"copy": str(copy), "uid": self.uid, "timeout": self.timeout,
+                  "externals": [[str(copy / f"{m}.py"), os.path.realpath(sys.modules[m].__file__)]
+                                for m in external_modules()]}
+        home = None
+        if self.kind == "same-uid":
+            home = Path(tempfile.mkdtemp(prefix="companion-sandbox-"))
+            header["home"] = str(home)
         try:
-            out, _ = proc.communicate(request, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            return [("raised", f"TimeoutError: the answer ran past the grader's limit of {timeout:g} s")]
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
+            write_frame(self.proc.stdin.fileno(), json.dumps(header).encode())
+            write_frame(self.proc.stdin.fileno(), request)
+            answer = read_frame(self.proc.stdout.fileno(), self.config["cap"] + 16,
+                                time.monotonic() + self.timeout + GRACE)
+        except (OSError, TimeoutError) as err:  # the server itself failed: start another next time
+            self.close()
+            if isinstance(err, TimeoutError):
+                return [("raised", f"TimeoutError: the answer ran past the grader's limit of {self.timeout:g} s")]
+            return [("raised", f"the sandbox failed ({type(err).__name__}: {err})")]
         finally:
-            _kill(proc)
+            if home is not None:
+                shutil.rmtree(home, ignore_errors=True)
+        if answer == b"T":
+            return [("raised", f"TimeoutError: the answer ran past the grader's limit of {self.timeout:g} s")]
+        if answer is None or answer[:1] != b"A":
+            why = (answer or b"D the server ended")[1:].decode(errors="replace").strip()
+            return [("raised", why or "the sandbox ended without an answer")]
         try:
-            outcomes = unpack(out)["outcomes"]
-            return [(str(k), p) for k, p in outcomes]
-        except Exception as err:  # noqa: BLE001 (died, killed, or wrote garbage)
-            return [("raised", f"the sandbox ended with code {proc.returncode} without an answer "
-                               f"({type(err).__name__})")]
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+            return [(str(k), p) for k, p in unpack(answer[1:])["outcomes"]]
+        except Exception as err:  # noqa: BLE001 (garbage)
+            return [("raised", f"the sandbox's answer was unreadable ({type(err).__name__})")]
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):  # end of input: the server leaves (its children are gone)
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # --kill-child: the namespace's init, and with it all inside
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        _LIVE.discard(proc.pid)
 
 
-def _kill(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # --kill-child: the namespace's init, and with it all inside
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+def live_pids() -> set:
+    """Pids of the sandbox servers running now (a sweep of the grader's children must spare them:
+    take ``SPAWN_LOCK`` while sweeping)."""
+    return set(_LIVE)
 
 
 def is_forbidden(outcomes) -> str | None:
@@ -297,4 +429,3 @@ def is_forbidden(outcomes) -> str | None:
         if head.split(".")[-1] == FORBIDDEN:
             return message.strip()
     return None
-

@@ -5,6 +5,7 @@
 Cells are tiny; the only slow part of each notebook is starting a kernel and importing torch.
 """
 import os
+import zlib
 from pathlib import Path
 
 import nbformat
@@ -65,6 +66,13 @@ check("0.9.threshold", ...)"""
 RIGHT = [HEADER, E_STEP, MLE, SCALE, THRESHOLD, 'print(progress("14.1"))']
 
 
+def sleeper_arg(pid_file: str) -> str:
+    """The detached ``sleep``'s argument (600 s and a fraction unique to ``pid_file``): the test finds it
+    by its command line, since a kernel in a pid namespace of its own writes a pid that means nothing
+    outside it."""
+    return f"600.{zlib.crc32(pid_file.encode()):010d}"
+
+
 def class_of(right_path: str, pid_file: str = "/nonexistent") -> dict:
     """name -> (cells, expected statuses of e_step, mle, scale, threshold, expected run status)."""
     wrong_checked = E_STEP_WRONG + '\ncheck("14.1.e_step", e_step)'
@@ -81,8 +89,8 @@ def class_of(right_path: str, pid_file: str = "/nonexistent") -> dict:
                               # as root the kernel has another uid than its worker: the kill fails
                               ("passed", "passed", "-", "-"), "completed" if os.geteuid() == 0 else "worker-died"),
         # leaves a detached process behind (own session, empty environment): it must not outlive grading
-        "escape.ipynb": ([HEADER, "import subprocess\np = subprocess.Popen(['sleep', '600'], env={'PATH': '/bin:/usr/bin'}, "
-                          "start_new_session=True)\n"
+        "escape.ipynb": ([HEADER, f"import subprocess\np = subprocess.Popen(['sleep', {sleeper_arg(pid_file)!r}], "
+                          "env={'PATH': '/bin:/usr/bin'}, start_new_session=True)\n"
                           f"open({pid_file!r}, 'w').write(str(p.pid))", E_STEP], ("passed", "-", "-", "-"),
                          "completed"),
         # ---- forgeries: each hands in a wrong answer (or none) and tries to be credited
