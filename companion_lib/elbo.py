@@ -15,7 +15,7 @@ Two models make this checkable to float64 precision:
 
 And EM (§14.1) as coordinate ascent on the ELBO over a data set: :func:`em_elbo_trace`.
 
-Floor 2: torch only (no plotting, no grading). Device-agnostic: results live on the input's device.
+Torch only (no plotting, no grading). Device-agnostic: results live on the input's device.
 """
 from __future__ import annotations
 

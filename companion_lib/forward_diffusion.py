@@ -21,7 +21,7 @@ synchronisation per call (one per training or sampling step), so there the finit
 device-side assertion that stops the run with the same message without waiting for the device.
 Shapes, dtypes and devices are checked everywhere (they cost nothing).
 
-Floor 3: torch only, no plotting, no grading.
+Torch only, no plotting, no grading (imports: ``companion_lib._layers``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Gaussian, written once: log-density, KL divergence, entropy (floor 2: a building block, no
+"""The Gaussian, written once: log-density, KL divergence, entropy (a building block, no
 section's mathematics; every section that meets a Gaussian calls these).
 
 * ``LOG_2PI``          log 2π

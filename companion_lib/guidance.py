@@ -6,27 +6,36 @@
 * ``null_labels``   the training-time label dropout: each label replaced by ∅ with probability p
 
 w = 0 is the unconditional model, w = 1 the plain conditional one, w > 1 extrapolates past it.
-Floor 3: uses ``diffusion``'s conventions (steps t ∈ 1..T); torch only, no plotting, no grading.
+Uses ``forward_diffusion``'s conventions (steps t ∈ 1..T); torch only, no plotting, no grading.
 """
 from __future__ import annotations
 
 import torch
 
-from companion_lib._checks import check_float, check_generator, check_int
+from companion_lib._checks import (check_batch, check_finite_on_cpu, check_float, check_generator, check_int,
+                                   check_steps)
 
 __all__ = ["cfg_combine", "guided_eps", "null_labels"]
 
 
 def _check_pair(eps_cond, eps_uncond):
     for name, e in (("eps_cond", eps_cond), ("eps_uncond", eps_uncond)):
-        if not isinstance(e, torch.Tensor) or not e.is_floating_point():
-            raise TypeError(f"{name} must be a floating torch.Tensor, got "
-                            f"{e.dtype if isinstance(e, torch.Tensor) else type(e).__name__}")
+        check_batch(e, name, any_batch_shape=True)          # finite only on the CPU: no host sync per step
     if eps_cond.shape != eps_uncond.shape:
         raise ValueError(f"eps_cond and eps_uncond must have one shape, got {tuple(eps_cond.shape)} "
                          f"and {tuple(eps_uncond.shape)}")
     if eps_cond.device != eps_uncond.device:
         raise ValueError(f"eps_cond is on {eps_cond.device} but eps_uncond on {eps_uncond.device}")
+
+
+def _check_w(w):
+    """The guidance scale: a finite number, or a floating tensor (finite where checking costs no host
+    synchronisation, ``_checks.check_finite_on_cpu``)."""
+    if isinstance(w, torch.Tensor):
+        if not w.is_floating_point():
+            raise TypeError(f"w must be a number or a floating tensor, got dtype {w.dtype}")
+        return check_finite_on_cpu(w, "w")
+    return check_float(w, "w")
 
 
 def cfg_combine(eps_cond, eps_uncond, w) -> torch.Tensor:
@@ -36,12 +45,9 @@ def cfg_combine(eps_cond, eps_uncond, w) -> torch.Tensor:
     that broadcasts against them (one w per row: shape (batch, 1, ...)). Returns (batch, ...).
     """
     _check_pair(eps_cond, eps_uncond)
+    w = _check_w(w)
     if isinstance(w, torch.Tensor):
-        if not torch.isfinite(w).all():
-            raise ValueError("w must be finite")
         w = w.to(device=eps_cond.device, dtype=eps_cond.dtype)
-    else:
-        w = check_float(w, "w")
     return eps_uncond + w * (eps_cond - eps_uncond)                     # (15.12)
 
 
@@ -56,8 +62,9 @@ def guided_eps(model, labels, w, null_label: int, combine=None):
     combine = cfg_combine if combine is None else combine
     if not callable(model) or not callable(combine):
         raise TypeError("model must be callable as model(x_t, t, c), combine as combine(eps_cond, eps_uncond, w)")
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
-        raise ValueError("labels must be a (batch,) integer tensor")
+    labels = check_steps(labels, "labels", 0, None, "labels must be >= 0 (class labels 0, 1, ...)",
+                         what="integer class labels", nonempty=True)
+    w = _check_w(w)
     null_label = check_int(null_label, "null_label", low=0)
     null = torch.full_like(labels, null_label)
 
@@ -74,8 +81,8 @@ def guided_eps(model, labels, w, null_label: int, combine=None):
 def null_labels(labels, null_label: int, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Classifier-free guidance's training trick: each label replaced by ``null_label`` (∅) with
     probability ``p`` (the text: 10–20% of the time). labels (batch,) long → (batch,) long."""
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.is_floating_point():
-        raise ValueError("labels must be a (batch,) integer tensor")
+    labels = check_steps(labels, "labels", 0, None, "labels must be >= 0 (class labels 0, 1, ...)",
+                         what="integer class labels", nonempty=True)
     null_label = check_int(null_label, "null_label", low=0)
     p = check_float(p, "p", low=0.0, high=1.0)
     generator = check_generator(generator)

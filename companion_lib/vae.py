@@ -28,7 +28,7 @@
                         batch; bits/dim of the dequantised data.
 
 Shapes: n = data dimension (64 for the digits), d = latent dimension, b = batch, s / k = samples.
-Floor 2: torch only, no plotting, no grading. Device-agnostic: tensors follow the model / input.
+Torch only, no plotting, no grading. Device-agnostic: tensors follow the model / input.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ import math
 import torch
 from torch import nn
 
-from companion_lib._checks import as_tensor, check_batch, check_choice, check_float, check_int
+from companion_lib._checks import (as_tensor, check_batch, check_choice, check_float, check_int,
+                                   check_model_input)
 from companion_lib.data import DIGIT_LEVELS, dequantize, dequantized_bits_per_dim
 from companion_lib.gaussian import LOG_2PI, log_normal_diag
 from companion_lib.nets import mlp
@@ -95,7 +96,8 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor):
         """x (..., n) → μ_φ(x) (..., d) and σ_φ(x) (...,) > 0."""
-        out = self.encoder(x)
+        out = self.encoder(check_model_input(self, check_batch(x, "x", self.n_dims, any_batch_shape=True),
+                                             "x", "the VAE"))
         return out[..., :-1], self._sigma(out[..., -1])
 
     def decode(self, z: torch.Tensor):
@@ -106,7 +108,8 @@ class VAE(nn.Module):
         * ``"categorical"``: the mean E[y|z] (..., n) (bin centres weighted by their probabilities)
           and the logits (..., n, levels).
         """
-        out = self.decoder(z)
+        out = self.decoder(check_model_input(self, check_batch(z, "z", self.latent_dims, any_batch_shape=True),
+                                             "z", "the VAE"))
         n = self.n_dims
         if self.decoder_type == "gaussian":
             return torch.sigmoid(out[..., :-1]), self._sigma(out[..., -1])
@@ -224,10 +227,6 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
     log-density is ``gaussian.log_normal_diag(x, mu, var)`` with the **variance** var = σ²; this is
     ``gaussian.log_normal_diag(x, mu, sigma ** 2)`` (with ``sigma[..., None] ** 2`` for one σ per row).
     """
-    var = sigma**2
-    if var.ndim < len(shape):
-        var = var[..., None]                                        # one σ per row: σ² I
-    return log_normal_diag(x, mu, var, check=False)
     x, mu, sigma = (as_tensor(v, n, dtype=None) for v, n in ((x, "x"), (mu, "mu"), (sigma, "sigma")))
     try:
         shape = torch.broadcast_shapes(x.shape, mu.shape)
@@ -237,6 +236,10 @@ def log_normal(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.
                          "broadcast: x, mu (..., D), sigma (...) or (..., D)") from err
     if (sigma <= 0).any():
         raise ValueError("sigma (the standard deviation σ) must be > 0")
+    var = sigma**2
+    if var.ndim < len(shape):
+        var = var[..., None]                                        # one σ per row: σ² I
+    return log_normal_diag(x, mu, var, check=False)
 
 
 def elbo_constant(n_dims: int) -> float:
@@ -258,15 +261,15 @@ def elbo_term(x, mu_dec, sigma_dec, z, mu_enc, sigma_enc) -> torch.Tensor:
 
     Adding ``elbo_constant(n)`` gives log p(x|z) + log p(z) − log q(z|x) exactly.
     """
-    x = as_tensor(x, "x", ndim=2, dtype=None)
+    x = as_tensor(x, "x", ndim=2, dtype=None, min_rows=1)
     b, n = x.shape
     kw = dict(dtype=x.dtype, device=x.device)
-    mu_dec = as_tensor(mu_dec, "mu_dec", shape=(b, n), **kw)
+    mu_dec = as_tensor(mu_dec, "mu_dec", shape=(b, n), shape_of="x", **kw)
     z = as_tensor(z, "z", ndim=2, **kw)
     if z.shape[0] != b:
         raise ValueError(f"z must have shape ({b}, d) to match x, got {tuple(z.shape)}")
     d = z.shape[1]
-    mu_enc = as_tensor(mu_enc, "mu_enc", shape=(b, d), **kw)
+    mu_enc = as_tensor(mu_enc, "mu_enc", shape=(b, d), shape_of="z", **kw)
     s_dec = _sigma_column(as_tensor(sigma_dec, "sigma_dec", ndim=(1, 2), **kw), b, "sigma_dec")[:, 0]
     s_enc = _sigma_column(as_tensor(sigma_enc, "sigma_enc", ndim=(1, 2), **kw), b, "sigma_enc")[:, 0]
     return -0.5 * (((x - mu_dec) ** 2).sum(-1) / s_dec**2 + n * torch.log(s_dec**2)   # eq. 14.13
@@ -488,7 +491,15 @@ def negative_elbo(model: nn.Module, y, eps) -> torch.Tensor:
     z = μ_φ(y) + σ_φ(y)·ε it returns (b,) values −[log p(y|z) + log p(z) − log q(z|y)] − (n/2)·log 2π
     (``elbo_term`` negated); adding ``−elbo_constant(n)`` gives the exact one-sample negative ELBO.
     """
+    if not isinstance(model, nn.Module) or not all(callable(getattr(model, m, None)) for m in ("encode", "decode")):
+        raise TypeError(f"model must be a torch.nn.Module with encode(y) and decode(z) (e.g. a "
+                        f"companion_lib.vae.VAE), got a {type(model).__name__}")
+    y = check_batch(y, "y", getattr(model, "n_dims", None))
     mu_e, sig_e = model.encode(y)                                   # eq. 14.10
+    eps = check_batch(eps, "eps")
+    if eps.shape != mu_e.shape:
+        raise ValueError(f"eps must have shape {tuple(mu_e.shape)} (batch, latent dims) to match y and the "
+                         f"encoder, got {tuple(eps.shape)}")
     z = reparameterize(mu_e, sig_e, eps)                            # §14.5.1
     mu_d, sig_d = model.decode(z)                                   # eq. 14.11
     return -elbo_term(y, mu_d, sig_d, z, mu_e, sig_e)               # eq. 14.13

@@ -71,7 +71,7 @@ def test_null_labels_rate_and_errors():
     assert torch.equal(dropped[kept], labels[kept])
     with pytest.raises(ValueError, match="p must"):
         guidance.null_labels(labels, 10, 1.5)
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match="labels must hold integer"):
         guidance.null_labels(labels.float(), 10, 0.1)
 
 
