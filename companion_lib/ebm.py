@@ -286,15 +286,15 @@ def region_masses(energy_fn: Callable, region_fn: Callable, n_regions: int, lim:
                   device=None) -> torch.Tensor:
     """The mass P(region r) of P = exp(−E)/Z (eq. 14.3, Z on the k×k grid over [−lim, lim]²) for each
     region r = 0..n_regions−1: the grid probabilities summed over the cells whose centre
-    ``region_fn`` assigns to r (region_fn: (m, 2) points → (m,) integer labels). Returns
+    ``region_fn`` assigns to r (region_fn: (m, 2) float64 points on the CPU → (m,) integer labels). Returns
     (n_regions,) float64 on the CPU, summing to 1 (the box holds all the mass the grid sees)."""
     check_callable(region_fn, "region_fn", "points (m, 2) to integer region labels (m,)")
     n_regions = check_int(n_regions, "n_regions", low=1)
     log_p, c, _ = grid_log_density(energy_fn, lim, k, device=device)
     pts, _, area = grid_2d(lim, k)                          # the same cells, on the CPU in float64
-    labels = check_labels(region_fn(pts), "region_fn(points)", n=pts.shape[0], n_classes=n_regions,
-                          device="cpu")
     with cpu_float64():
+        labels = check_labels(region_fn(pts), "region_fn(points)", n=pts.shape[0], n_classes=n_regions,
+                              device="cpu")
         p = log_p.reshape(-1).exp() * area
         return torch.zeros(n_regions, dtype=torch.float64).index_add_(0, labels, p)
 

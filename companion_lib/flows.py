@@ -41,6 +41,7 @@ from companion_lib._checks import (check_batch, check_bool, check_callable, chec
 from companion_lib.gaussian import log_normal_diag
 from companion_lib.nets import mlp
 from companion_lib._moved import moved_getattr
+from companion_lib.settings import cpu_float64
 
 __all__ = ["coupling_forward", "coupling_inverse", "AffineCoupling", "rational_quadratic_spline",
            "SplineCoupling", "LogitTransform", "RealNVP",
@@ -493,15 +494,18 @@ class InvertibleConv1x1(nn.Module):
         g = torch.Generator().manual_seed(0) if generator is None else generator
         if not isinstance(g, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=g, dtype=torch.float64))
-        p, lower, upper = torch.linalg.lu(q)
-        s = torch.diagonal(upper)
-        self.register_buffer("perm", p.float())
-        self.register_buffer("sign_s", torch.sign(s).float())
+        with cpu_float64():                          # the start (a random rotation) exactly, on the CPU
+            q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=g, dtype=torch.float64))
+            p, lower, upper = torch.linalg.lu(q)
+            s = torch.diagonal(upper)
+            p, sign_s, lower = p.float(), torch.sign(s).float(), lower.float()
+            upper, log_s = torch.triu(upper, 1).float(), torch.log(s.abs()).float()
+        self.register_buffer("perm", p)
+        self.register_buffer("sign_s", sign_s)
         self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
-        self.lower = nn.Parameter(lower.float())
-        self.upper = nn.Parameter(torch.triu(upper, 1).float())
-        self.log_s = nn.Parameter(torch.log(s.abs()).float())
+        self.lower = nn.Parameter(lower)
+        self.upper = nn.Parameter(upper)
+        self.log_s = nn.Parameter(log_s)
 
     def weight(self) -> torch.Tensor:
         """W = P L (U + diag(sign_s exp(log_s))): (c, c)."""

@@ -23,7 +23,7 @@ from companion_lib import settings
 MODULES = ["data", "mixture", "moments", "divergences", "ebm", "elbo", "vae", "metrics", "training",
            "nets", "plots", "widgets", "scores", "gaussian",
            "gaussian_mixture", "flows", "distinguish", "two_sample", "forward_diffusion", "ddpm", "diffusion",
-           "denoisers", "guidance", "recipes", "bench"]
+           "denoisers", "guidance", "recipes", "bench", "autoregressive"]
 g = torch.Generator
 
 
@@ -373,12 +373,43 @@ CALLS = {
     "forward_diffusion.noisy_mixture": lambda m: m.noisy_mixture(0.5, W2, M2, V2),
     "recipes.fit_ddpm_digits": lambda m: m.fit_ddpm_digits(steps=2, T=20, hidden=8, blocks=1, batch_size=16, warmup=1,
                                                    eval_every=1, progress=False),
+    "recipes.ddpm_weight": lambda m: [m.ddpm_weight(_schedule(), _t(), _x(), w) for w in m.WEIGHTINGS],
+    "ddpm.eps_from_prediction": lambda m: [m.eps_from_prediction(_schedule(), _x(seed=1), _x(), _t(), p)
+                                           for p in m.PREDICTIONS],
+    "ddpm.EpsilonFrom": lambda m: m.EpsilonFrom(_denoiser(), _schedule(), "v")(_x(), _t()).sum().backward(),
+    "ddpm.min_snr_weight": lambda m: (m.min_snr_weight(_schedule(), _t(), 5.0), m.min_snr_weight(_schedule(), _t(), like=_x())),
+    "ddpm.ddim_step": lambda m: m.ddim_step(_schedule(), _x(seed=1), _x(), _t(), _t() - 1),
+    "ddpm.ddim_sample": lambda m: m.ddim_sample(_schedule(), _denoiser(), (8, 2), 5, generator=g().manual_seed(0)),
     # denoisers, guidance (eq. 15.12)
     "denoisers.ResidualDenoiser": lambda m: _residual_denoiser(),
     "guidance.cfg_combine": lambda m: (m.cfg_combine(_x(), _x(seed=1), 3.0),
                                        m.cfg_combine(_x(), _x(seed=1), torch.full((40, 1), 2.0))),
     "guidance.guided_eps": lambda m: _guided_sample(),
     "guidance.null_labels": lambda m: m.null_labels(torch.arange(40) % 3, 3, 0.2, g().manual_seed(0)),
+    # issue 18/19/22 additions
+    "data.nearest_moon": lambda m: m.nearest_moon(_x()),
+    "ebm.ml_grid_loss": lambda m: m.ml_grid_loss(m.EnergyMLP(2, 16, 2), _x(), k=8, generator=g().manual_seed(0)).backward(),
+    "ebm.cd_loss": lambda m: m.cd_loss(m.EnergyMLP(2, 16, 2), _x(), _x(seed=1)).backward(),
+    "ebm.energy_penalty": lambda m: m.energy_penalty(_energy, _x(), _x(seed=1)),
+    "ebm.region_masses": lambda m: m.region_masses(_energy, lambda x: (x[:, 0] > 0).long(), 2, k=10),
+    "ebm.PersistentChains": lambda m: m.PersistentChains(8, 2, steps=2, generator=g().manual_seed(0)).advance(_energy),
+    "vae.kl_to_prior": lambda m: m.kl_to_prior(torch.zeros(3, 2), torch.ones(3)),
+    "vae.sample_log_weights": lambda m: m.sample_log_weights(_vae(), torch.rand(3, 64), 3),
+    "vae.iwae_bounds": lambda m: m.iwae_bounds(torch.randn(6, 3), [1, 2]),
+    "vae.rate_distortion": lambda m: m.rate_distortion(_vae(), torch.rand(3, 64), 2),
+    "vae.fit_posterior": lambda m: m.fit_posterior(_vae(), torch.rand(3, 64), steps=2, lr=0.05, s=2),
+    "vae.wrap_networks": lambda m: m.wrap_networks(_vae(), 64, 2),
+    "flows.squeeze": lambda m: m.squeeze(torch.rand(3, 64), 8),
+    "flows.unsqueeze": lambda m: m.unsqueeze(torch.rand(3, 4, 4, 4)),
+    "flows.InvertibleConv1x1": lambda m: m.InvertibleConv1x1(4)(torch.rand(3, 4, 4, 4)),
+    "recipes.fit_made_digits": lambda m: m.fit_made_digits(hidden=(64,), steps=2, batch_size=16, eval_every=1,
+                                                           progress=False),
+    "autoregressive.made_mask": lambda m: m.made_mask(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 1, 2])),
+    "autoregressive.made_degrees": lambda m: m.made_degrees(3, (4,)),
+    "autoregressive.MaskedLinear": lambda m: m.MaskedLinear(3, 4, torch.ones(4, 3))(torch.rand(2, 3)),
+    "autoregressive.MADE": lambda m: m.MADE(4, 3, (8,)).log_prob(torch.rand(2, 4)),
+    "autoregressive.nll_bits_per_dim": lambda m: m.nll_bits_per_dim(m.MADE(4, 3, (8,)), torch.tensor([[0, 1, 2, 0]])),
+    "autoregressive.sample": lambda m: m.sample(m.MADE(4, 3, (8,)), 2, g().manual_seed(0)),
     # bench (lesson 15_9)
     "bench.budgets": lambda m: m.budgets(flow_steps=5),
     "bench.scoreboard": _scoreboard,
@@ -400,6 +431,9 @@ NOT_CALLED = {
     "bench.render_table": "called by bench.scoreboard's entry above",
     "bench.bar_chart": "called by bench.scoreboard's entry above",
     "bench.read_json": "called by bench.write_json's entry above",
+    "bench.ddpm_curve": "trains the digits DDPM and samples 1000 steps (the GPU script); tests/test_bench.py runs it small",
+    "bench.write_curve": "writes ddpm_curve's JSON (tests/test_bench.py)",
+    "bench.read_curve": "reads ddpm_curve's JSON (tests/test_bench.py)",
     "bench.peers": "the instructor's peer benchmarks (python -m companion_lib.bench peers), not a notebook's",
     "bench.main": "the command line (python -m companion_lib.bench)",
 }
