@@ -100,6 +100,8 @@ def test_a_classmate_overwriting_a_file_changes_nothing_in_this_run(graded):
 
 def test_a_process_a_kernel_detaches_does_not_outlive_its_grading(graded):
     assert int(graded["escaped"].read_text()) > 0  # the cell ran and started it
+    # its last cell: no /proc entry of the grader (as root) and the memory cap; else an error cell
+    assert graded["rows"]["escape.ipynb"]["error_cells"] == "0"
     shutil.rmtree(graded["escaped"].parent, ignore_errors=True)
     needle = submissions.sleeper_arg(str(graded["escaped"])).encode()
     alive = []

@@ -263,11 +263,26 @@ def test_a_memory_hog_fails_alone_and_the_server_goes_on(server):
     assert grade(server, HONEST["a lambda"])["status"] == "passed"
 
 
-def test_a_problem_past_its_time_limit_fails_and_the_next_is_graded():
+def test_evaluation_runs_in_the_background_and_a_problem_past_its_limit_fails_alone():
+    """The class grader's loop is not held up while a notebook is evaluated (a thread: with --jobs 2
+    the other notebook's clock keeps running); a problem past the limit fails, the next is graded."""
+    import time
+
+    from companion_lib.grading.instructor.processes import NotebookRun
+    from companion_lib.grading.instructor.submissions import Submission
+
     loop = "def e_step(x, w, m, v):\n    while True:\n        pass"
     mle = ("def gaussian_mle(X):\n    mu = X.mean(0)\n    return mu, (X - mu).T @ (X - mu) / X.shape[0]\n"
            'check("14.1.gaussian_mle", gaussian_mle)')
-    got = evaluate_cells([IMPORTS, loop, CHECK, mle], [E, "14.1.gaussian_mle"], seed=5, timeout=10)
+    run = NotebookRun(Submission("n.ipynb", b"", "0" * 64), [E, "14.1.gaussian_mle"], 5, cell_timeout=10,
+                      notebook_timeout=60)
+    run.cells = [IMPORTS, loop, CHECK, mle]  # its kernel has run (none here): evaluate
+    started = time.monotonic()
+    run.stop()
+    assert time.monotonic() - started < 2 and not run.evaluated()
+    run.evaluation.join(300)
+    got = run.grades
+    assert run.evaluated() and time.monotonic() - started >= 10
     assert got[E]["status"] == "failed" and "TimeoutError" in got[E]["message"], got
     assert got["14.1.gaussian_mle"]["status"] == "passed", got
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import nbformat
 
+from companion_lib.grading.instructor.sandboxing import KERNEL_MEMORY
+
 FIXTURES = str(Path(__file__).resolve().parent)
 
 HEADER = f"""import sys, os, time
@@ -91,8 +93,12 @@ def class_of(right_path: str, pid_file: str = "/nonexistent") -> dict:
         # leaves a detached process behind (own session, empty environment): it must not outlive grading
         "escape.ipynb": ([HEADER, f"import subprocess\np = subprocess.Popen(['sleep', {sleeper_arg(pid_file)!r}], "
                           "env={'PATH': '/bin:/usr/bin'}, start_new_session=True)\n"
-                          f"open({pid_file!r}, 'w').write(str(p.pid))", E_STEP], ("passed", "-", "-", "-"),
-                         "completed"),
+                          f"open({pid_file!r}, 'w').write(str(p.pid))", E_STEP,
+                          # what it may see: as root, not the grader's /proc entry (a pid namespace of
+                          # its own); always, the grader's cap on its address space. An error cell if not
+                          f"assert {os.geteuid()} != 0 or not os.path.exists('/proc/{os.getpid()}/cmdline')\n"
+                          f"import resource\nassert resource.getrlimit(resource.RLIMIT_AS)[0] == {KERNEL_MEMORY}"],
+                         ("passed", "-", "-", "-"), "completed"),
         # ---- forgeries: each hands in a wrong answer (or none) and tries to be credited
         "forge_patch_grader.ipynb": ([HEADER, E_STEP_WRONG,
                                       "ok = lambda pid, a: Result(pid, 'passed', 'ok')\n"
