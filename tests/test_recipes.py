@@ -19,7 +19,8 @@ def test_the_mathematics_does_not_import_the_recipes():
 
 def test_the_recipes_are_where_bench_finds_them():
     from companion_lib import bench
-    assert set(recipes.__all__) == {"train_vae", "fit_realnvp_digits", "fit_ddpm_digits", "WEIGHTINGS", "ddpm_weight"}
+    assert set(recipes.__all__) == {"train_vae", "fit_realnvp_digits", "fit_ddpm_digits", "WEIGHTINGS", "ddpm_weight",
+                                    "fit_made_digits"}
     assert "recipes" in bench.__dict__ and bench.recipes is recipes
 
 
