@@ -191,7 +191,8 @@ def _realnvp(key: str, ctx) -> dict:
 
 def _ddpm(key: str, ctx) -> dict:
     b, n, dev = ctx["budgets"], ctx["budgets"]["n_samples"], ctx["device"]
-    schedule, fit = recipes.fit_ddpm_digits(steps=b["ddpm_steps"], device=dev, progress=ctx["progress"])
+    schedule, fit = recipes.fit_ddpm_digits(steps=b["ddpm_steps"], dequantize=True, device=dev,
+                                            progress=ctx["progress"])
     eps_model = fit.ema.model.eval()
     g = torch.Generator().manual_seed(6)
 
@@ -320,7 +321,7 @@ _CURVE_KEYS = ("steps", "confident_ratio", "min_class_share", "nearest_train_rat
 def ddpm_curve(lengths=(2000, 4000, 8000, 16_000, 32_000, 80_000), *, n_samples: int = 256, device=None,
                progress: bool = False) -> dict:
     """Fidelity against memorisation over training length: for each number of steps in ``lengths``,
-    ``recipes.fit_ddpm_digits(steps=...)`` afresh (seed 0), 1000 ancestral steps (x̂_0 clipped, noise seed 3)
+    ``recipes.fit_ddpm_digits(steps=..., dequantize=True)`` afresh (lesson 15_3_3's recipe, seed 0), 1000 ancestral steps (x̂_0 clipped, noise seed 3)
     for ``n_samples`` samples, read by the judge (confident share ÷ that of real held-out digits, smallest
     class share) and the copy check (nearest-training ratio). Returns ``{"device", "date", "rows"}``, rows
     with the keys ``_CURVE_KEYS``: what ``write_curve`` stores and lesson 15_3_3 draws."""
@@ -335,7 +336,8 @@ def ddpm_curve(lengths=(2000, 4000, 8000, 16_000, 32_000, 80_000), *, n_samples:
     ref = float(metrics.heldout_nearest_train_distance().mean())
     rows = []
     for n in lengths:
-        schedule, fit = recipes.fit_ddpm_digits(steps=n, device=dev, progress=progress, desc=f"{n} steps")
+        schedule, fit = recipes.fit_ddpm_digits(steps=n, dequantize=True, device=dev, progress=progress,
+                                                desc=f"{n} steps")
         x = ddpm.sample(schedule, fit.ema.model.eval(), (n_samples, 64), device=dev, clip_x0=True,
                         generator=torch.Generator().manual_seed(3))
         y = data.signed_to_unit(x.clamp(-1, 1)).cpu()
