@@ -13,7 +13,7 @@ hold here: steps t ∈ {1, …, T}, index t − 1 of a schedule's tensors holds 
 cast to the data's dtype and device, and no host synchronisation on an accelerator (data unchecked for
 NaN there, steps range-checked on the device).
 
-Floor 3: torch only, no plotting, no grading.
+Torch only, no plotting, no grading (imports: ``companion_lib._layers``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training recipes of the lessons and the scoreboard (floor 4: above the mathematics they train).
+"""The training recipes of the lessons and the scoreboard (above the mathematics they train).
 
 * ``train_vae``           §14.5: a ``vae.VAE`` on the digits, ELBO in bits/dim, early stopping
 * ``fit_realnvp_digits``  §15.2: the companion's RealNVP on the digits (was ``flows.fit_digits``)
@@ -134,6 +134,11 @@ def ddpm_weight(schedule, t, like, weighting: str = "min_snr", gamma: float = 5.
     loss keeps the scale of (15.10) (a constant factor: the same optimum, the same bound up to scale)."""
     from companion_lib import ddpm
     check_choice(weighting, "weighting", WEIGHTINGS)
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    t = schedule._steps(t)
+    ddpm._check_template(like, t)
+    gamma = check_float(gamma, "gamma", low=0.0, low_open=True)
     if weighting == "none":
         return torch.ones_like(schedule.at("betas", t, like))
     if weighting == "min_snr":
