@@ -452,14 +452,14 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
 LONG = run.budget(quick=3000, full=5000)
 N_LONG = run.budget(quick=500, full=2000)
 with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype rule)
-    data_share = data.nearest_moon(X_test).bincount(minlength=2).double() / len(X_test)
-    mass_dsm = ebm.region_masses(energy_net, data.nearest_moon, 2, lim=3.0, k=200, device=run.device)
+    data_share = (data.nearest_moon(X_test).bincount(minlength=2).double() / len(X_test)).tolist()
+    mass_dsm = ebm.region_masses(energy_net, data.nearest_moon, 2, lim=3.0, k=200, device=run.device).tolist()
 
 
 def moon_share(x):
     """Share of the points x (n, 2) nearer each moon: (upper, lower)."""
     with settings.cpu_float64():
-        return data.nearest_moon(x.cpu()).bincount(minlength=2).double() / len(x)
+        return (data.nearest_moon(x.cpu()).bincount(minlength=2).double() / len(x)).tolist()
 
 
 g = torch.Generator().manual_seed(5)
@@ -596,7 +596,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     for name, net, f in (("denoising score matching", energy_net, fit), ("exact maximum likelihood", ml_net, fit_ml),
                          ("persistent CD", cd_net, fit_cd)):
         nll = -float(ebm.grid_log_likelihood(net, X_test, lim=3.0, k=300).mean())
-        mass = ebm.region_masses(net, data.nearest_moon, 2, lim=3.0, k=200, device=run.device)
+        mass = ebm.region_masses(net, data.nearest_moon, 2, lim=3.0, k=200, device=run.device).tolist()
         compared.append((name, nll, mass, f))
 print(f"{'':26}{'held-out NLL':>13}{'upper':>8}{'lower':>8}{'steps':>7}{'best at':>9}{'seconds':>9}")
 print(f"{'held-out data':26}{'':>13}{data_share[0]:8.3f}{data_share[1]:8.3f}")

@@ -348,9 +348,9 @@ with settings.cpu_float64(), torch.no_grad():
     two = torch.zeros(2, 6, dtype=torch.float64)
     two[1, 0] = 1.0                              # differ only in coordinate 1, the first of B
     out_two, ld_two = coupling_forward(two, mask6, zero_scale_conditioner)
-print(f"two different inputs, h = 0 there: same output {torch.equal(out_two[0], out_two[1])}, "
-      f"log|det| = {ld_two[0].item()}")
-assert torch.equal(out_two[0], out_two[1]) and ld_two[0].item() == -math.inf
+    same_output, log_det_two = bool(torch.equal(out_two[0], out_two[1])), ld_two[0].item()
+print(f"two different inputs, h = 0 there: same output {same_output}, log|det| = {log_det_two}")
+assert same_output and log_det_two == -math.inf
 
 # %% [markdown]
 # **GLOW's 1×1 convolution, built.** `flows.squeeze` rearranges each 8×8 digit into 4 channels of
@@ -385,10 +385,12 @@ assert abs(slog - 16 * slog_W) < 1e-9 and abs(slog - ld_conv[0].item()) < 1e-9
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-for ax, Jm, title in ((axes[0], J_conv, "pixel order (row-major 8×8)"),
-                      (axes[1], J_blocks, "ordered by position: 16 blocks W (4×4)")):
-    vmax = Jm.abs().max().item()
-    ax.imshow(Jm.numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+with settings.cpu_float64():                       # the float64 Jacobians, as arrays for the picture
+    J_pictures = (J_conv.numpy(), J_blocks.numpy())
+for ax, Jm, title in ((axes[0], J_pictures[0], "pixel order (row-major 8×8)"),
+                      (axes[1], J_pictures[1], "ordered by position: 16 blocks W (4×4)")):
+    vmax = float(np.abs(Jm).max())
+    ax.imshow(Jm, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
     ax.set_title(f"squeeze + 1×1 conv: ∂y/∂x, {title}", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -503,10 +505,11 @@ def mode_shares(x):
 
 
 def true_nll_8g(x):                              # −log of the exact mixture density, nats per point
-    x = x.cpu().double()
-    log_comp = (-((x[:, None] - centres_8g.double()) ** 2).sum(-1) / (2 * sigma_8g**2)
-                - math.log(2 * math.pi * sigma_8g**2))
-    return -(torch.logsumexp(log_comp, 1) - math.log(8)).mean().item()
+    with settings.cpu_float64():                 # exact, in float64 on the CPU
+        x = x.detach().cpu().double()
+        log_comp = (-((x[:, None] - centres_8g.double()) ** 2).sum(-1) / (2 * sigma_8g**2)
+                    - math.log(2 * math.pi * sigma_8g**2))
+        return -(torch.logsumexp(log_comp, 1) - math.log(8)).mean().item()
 
 
 def describe_modes(name, shares, nll_value):
@@ -563,19 +566,21 @@ with settings.cpu_float64():
     bumps = ((dens_out[1:-1] > dens_out[:-2]) & (dens_out[1:-1] > dens_out[2:])).nonzero().flatten() + 1
     mass_out = torch.trapezoid(dens_out, g_1d).item()
     increasing = bool((g_1d[1:] > g_1d[:-1]).all())
-print(f"N(0, 1) through the spline: {len(bumps)} bumps, at g = {', '.join(f'{v:+.2f}' for v in g_1d[bumps].tolist())}; "
+    u_np, g_np, p_in_np, p_out_np = (t.numpy() for t in (u_1d, g_1d, normal_pdf(u_1d), dens_out))
+    bump_at = g_1d[bumps].tolist()
+print(f"N(0, 1) through the spline: {len(bumps)} bumps, at g = {', '.join(f'{v:+.2f}' for v in bump_at)}; "
       f"∫ p_out = {mass_out:.4f}; g increasing: {increasing}")
 print("through any affine map h·u + s (h > 0): N(s, h²), one bump")
 assert len(bumps) == 2 and abs(mass_out - 1) < 1e-3 and increasing
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-axes[0].plot(u_1d, g_1d, color="C0", label="spline g")
-axes[0].plot(u_1d, u_1d, color="0.6", ls=":", label="identity (g's tails, outside [−3, 3])")
+axes[0].plot(u_np, g_np, color="C0", label="spline g")
+axes[0].plot(u_np, u_np, color="0.6", ls=":", label="identity (g's tails, outside [−3, 3])")
 axes[0].set(xlabel="u", ylabel="g(u)", title="a monotone rational-quadratic spline")
 axes[0].legend(fontsize=8)
-axes[1].plot(u_1d, normal_pdf(u_1d), color="0.5", label="N(0, 1), the input")
-axes[1].plot(g_1d, dens_out, color="C3", label="density of g(u)")
+axes[1].plot(u_np, p_in_np, color="0.5", label="N(0, 1), the input")
+axes[1].plot(g_np, p_out_np, color="C3", label="density of g(u)")
 axes[1].set(xlabel="value", ylabel="density", xlim=(-4, 4), title="one layer: one bump in, two out")
 axes[1].legend(fontsize=8)
 fig.tight_layout()

@@ -98,8 +98,10 @@ assert gap_v < 1e-8 and gap_x0 < 1e-6
 tt = torch.arange(1, T + 1)
 like = torch.zeros(T, 1)
 weights = {name: recipes.ddpm_weight(schedule, tt, like, name).squeeze(1) for name in recipes.WEIGHTINGS}
-snr_t = (schedule.alpha_bars / schedule.one_minus_alpha_bars).float()
-weights["plain v-loss (1/ᾱ_t)"] = 1 / schedule.alpha_bars.float()
+with settings.cpu_float64():                         # the schedule's float64 tables, on the CPU
+    snr_t = (schedule.alpha_bars / schedule.one_minus_alpha_bars).float()
+    alpha_bars32 = schedule.alpha_bars.float()
+weights["plain v-loss (1/ᾱ_t)"] = 1 / alpha_bars32
 weights["plain x̂0-loss (1/SNR_t)"] = 1 / snr_t
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for name, w in weights.items():

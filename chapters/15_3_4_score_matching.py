@@ -325,13 +325,15 @@ for (t, name), med in by_density.items():
 # %%
 pts, _, area = ebm.grid_2d(LIM, 250)                               # float64 on the CPU
 for t in (1, 10, 100, 300, 700):
-    w, m, v = forward_diffusion.noisy_mixture(alpha_bar(t), WEIGHTS.double(), MEANS.double(), VARS.double())
-    log10_p = -ebm.gmm_energy(pts, w, m, v) / math.log(10)
-    empty = log10_p < -8
-    mass = (10 ** log10_p[empty]).sum().item() * area
-    print(f"t = {t:>3}: smallest log10 p(x_t) on the square {log10_p.min().item():4.0f}; p(x_t) < 1e-8 on "
-          f"{empty.double().mean().item():4.0%} of its area"
-          + (f", which one draw of x_t in {1 / mass:.0e} reaches" if empty.any() else ""))
+    with settings.cpu_float64():                                   # exact, in float64 on the CPU
+        w, m, v = forward_diffusion.noisy_mixture(alpha_bar(t), WEIGHTS.double(), MEANS.double(), VARS.double())
+        log10_p = -ebm.gmm_energy(pts, w, m, v) / math.log(10)
+        empty = log10_p < -8
+        mass = (10 ** log10_p[empty]).sum().item() * area
+        lowest, empty_share, any_empty = log10_p.min().item(), empty.double().mean().item(), bool(empty.any())
+    print(f"t = {t:>3}: smallest log10 p(x_t) on the square {lowest:4.0f}; p(x_t) < 1e-8 on "
+          f"{empty_share:4.0%} of its area"
+          + (f", which one draw of x_t in {1 / mass:.0e} reaches" if any_empty else ""))
 print(f"each network's training drew {STEPS * 256:,} points x_t in all, spread over the {T} steps")
 
 # %% [markdown]
