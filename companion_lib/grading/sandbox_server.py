@@ -10,8 +10,10 @@ it forks a child, which
 1. enters a mount namespace of its own, bind-mounts the problem's stubbed copy of the package over the
    real package folder (and each external problem module's copy over its file), read-only, and mounts
    fresh, empty tmpfs over the folders every uid can write (``/tmp``, ``/var/tmp``, ``/dev/shm``,
-   ``/run/lock``: nothing a kernel or an earlier problem left there is visible) and over the grader's
-   folder of copies, a git checkout's history and whatever else the grader names;
+   ``/run/lock``: nothing a kernel or an earlier problem left there is visible; what the child needs
+   inside them -- a checkout or a virtual environment under ``/tmp`` -- is put back, read-only, with the
+   stubbed package in it) and over the grader's folder of copies, a checkout's history and worked
+   solutions, and whatever else the grader names;
 2. limits its address space, file sizes and (as root) processes; as root drops to the problem's uid
    with no groups, no capabilities and no new privileges; in a user namespace enters a second one,
    which locks the mounts;
@@ -112,15 +114,19 @@ def _isolate(config: dict, header: dict) -> str:
         _mount(source, target, None, MS_BIND)  # before the copies' folder is covered below
         _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     hidden = []
-    for path in list(WRITABLE) + config["hide"]:
-        if os.path.isdir(path) and not any(path == h or path.startswith(h.rstrip("/") + "/") for h in hidden):
-            writable = path in WRITABLE
-            _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV,
-                   "size=256m,mode=1777" if writable else "size=4k,mode=000")
+    for path in config["hide"]:                 # the grader's folders first: what is kept below carries them covered
+        if os.path.isdir(path) and not any(_under(path, h) for h in hidden):
+            _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=000")
             hidden.append(path)
     for path in config["hide_files"]:
         if os.path.isfile(path):
             _mount("/dev/null", path, None, MS_BIND)
+    writable = [w for w in WRITABLE if os.path.isdir(w)]
+    keep = [t for _, t in header.get("externals", [])] + config["package_dirs"] + config["sys_path"]
+    staged = _stage([k for k in keep if os.path.exists(k) and any(_under(k, w) for w in writable)])
+    for path in writable:                       # nothing a kernel or an earlier problem left there is visible
+        _mount("none", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=256m,mode=1777")
+    _restore(staged)
     uid = int(header["uid"])
     if mode == "root":
         _bring_into_reach(config["sys_path"], uid)
@@ -129,6 +135,44 @@ def _isolate(config: dict, header: dict) -> str:
     if mode == "root":
         os.chown(home, uid, uid)
     return home
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+#: Where paths that must stay visible inside a writable folder wait while that folder is covered (a
+#: checkout or a virtual environment under /tmp: the stubbed package, Python's own folders).
+STAGE_ROOTS = ("/mnt", "/media", "/srv", "/opt")
+
+
+def _stage(paths) -> list:
+    """Bind each outermost path of ``paths`` (with what is mounted inside it: the stubbed package, the
+    covered folders) to a private staging folder; returns [(stage, path)] for ``_restore``."""
+    outer = [p for p in sorted(set(paths)) if not any(q != p and _under(p, q) for q in paths)]
+    root = next((r for r in STAGE_ROOTS if os.path.isdir(r)), None)
+    if not outer or root is None:
+        return []
+    _mount("none", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=700")
+    staged = []
+    for i, path in enumerate(outer):
+        stage = os.path.join(root, f"keep-{i}")
+        os.mkdir(stage, 0o700)
+        _mount(path, stage, None, MS_BIND | MS_REC)
+        staged.append((stage, path))
+    return staged
+
+
+def _restore(staged) -> None:
+    """Put the staged paths back at their own places, read-only, and drop the staging folder."""
+    if not staged:
+        return
+    for stage, path in staged:
+        os.makedirs(path, 0o755, exist_ok=True)
+        _mount(stage, path, None, MS_BIND | MS_REC)
+        _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        _check(_libc.umount2(stage.encode(), 2), f"umount {stage}")  # MNT_DETACH
+    _check(_libc.umount2(os.path.dirname(staged[0][0]).encode(), 2), "umount the staging folder")
 
 
 def _searchable(path: str, uid: int, bit: int = 0o001) -> bool:

@@ -264,9 +264,9 @@ def _hidden() -> tuple[list[str], list[str]]:
     needed = _needed()
     under = (lambda p, d: p == d or p.startswith(d.rstrip("/") + "/"))
     folders, files = [str(_copies_root())], []
-    git = PACKAGE_DIR.parent / ".git"
-    if git.is_dir():
-        folders.append(str(git))
+    for extra in (".git", "solutions"):         # a checkout's history and its worked solutions
+        if (PACKAGE_DIR.parent / extra).is_dir():
+            folders.append(str(PACKAGE_DIR.parent / extra))
     for path in sorted(_HIDDEN):
         if os.path.isdir(path) and not any(under(n, path) for n in needed):
             folders.append(path)
