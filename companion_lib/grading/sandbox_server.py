@@ -129,7 +129,7 @@ def _isolate(config: dict, header: dict) -> str:
     _restore(staged)
     uid = int(header["uid"])
     if mode == "root":
-        _bring_into_reach(config["sys_path"], uid)
+        _bring_into_reach(config["sys_path"] + config["package_dirs"], uid)
     home = "/tmp/home"
     os.mkdir(home, 0o700)
     if mode == "root":
@@ -199,12 +199,12 @@ def _bring_into_reach(paths, uid: int) -> None:
         for i, path in enumerate(kept):
             stage = f"/tmp/.reach-{n}-{i}"
             os.mkdir(stage, 0o755)
-            _mount(path, stage, None, MS_BIND)
+            _mount(path, stage, None, MS_BIND | MS_REC)     # with what is mounted inside (the stubbed package)
             staged.append((stage, path))
         _mount("none", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
         for stage, path in staged:
             os.makedirs(path, 0o755, exist_ok=True)
-            _mount(stage, path, None, MS_BIND)
+            _mount(stage, path, None, MS_BIND | MS_REC)
             _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
             _check(_libc.umount2(stage.encode(), 2), f"umount {stage}")  # MNT_DETACH
             os.rmdir(stage)
