@@ -44,6 +44,7 @@ from companion_lib.grading import limits
 from companion_lib.grading.registry import PROBLEMS
 from companion_lib.grading.sandbox import FORBIDDEN, pack, unpack
 from companion_lib.grading.sandbox_server import read_frame, write_frame
+from companion_lib.grading.instructor.slicing import AST_LOCK
 
 __all__ = ["SANDBOX_UID", "KERNEL_UID", "SANDBOX_MEMORY", "KERNEL_MEMORY", "mode", "uids", "hide", "stub_copy",
            "SandboxServer", "SPAWN_LOCK", "live_pids", "SandboxError"]
@@ -193,8 +194,8 @@ def _stub_problem_module(tree) -> None:
 def stub_copy(problem) -> Path:
     """A folder holding the stubbed copy of ``companion_lib`` (and of external problem modules) for
     ``problem``: readable by every uid, writable by none but the grader. Built once per process."""
-    targets = frozenset(_targets(problem))
-    with _COPIES_LOCK:  # evaluations of several notebooks run in threads
+    with _COPIES_LOCK, AST_LOCK:  # evaluations of several notebooks run in threads
+        targets = frozenset(_targets(problem))
         if targets not in _COPIES:
             _COPIES[targets] = _build_copy(targets)
         return _COPIES[targets]
@@ -285,7 +286,8 @@ def _preload() -> list[str]:
         if not name.startswith("companion_lib") or ".instructor" in name or not path or not path.endswith(".py"):
             continue
         try:
-            tree = ast.parse(Path(path).read_text())
+            with AST_LOCK:
+                tree = ast.parse(Path(path).read_text())
         except (OSError, SyntaxError, ValueError):
             continue
         for node in tree.body:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import threading
 from dataclasses import dataclass
 
 __all__ = ["SliceError", "AnswerSlice", "slice_answer", "find_check"]
@@ -274,13 +275,20 @@ def _facts(node) -> _Stmt:
                  _is_or_reference(node))
 
 
+#: Held around every use of ``ast`` in the grader's process. Notebooks are evaluated in threads, and
+#: CPython 3.11 keeps the AST constructor's recursion counter per interpreter, not per thread: two
+#: threads parsing at once fail with "SystemError: AST constructor recursion depth mismatch".
+AST_LOCK = threading.RLock()
+
+
 def slice_answer(cells, pid: str) -> AnswerSlice | None:
     """The slice rebuilding ``pid``'s answer from ``cells`` (the notebook's code cells, in order), or
     None when no ``check`` call for ``pid`` exists. Raises :class:`SliceError` (fail closed)."""
     if not isinstance(pid, str):
         raise TypeError(f"pid must be a problem id string, got {type(pid).__name__}")
     try:
-        return _slice(_parse(cells), pid)
+        with AST_LOCK:
+            return _slice(_parse(cells), pid)
     except (SliceError, TypeError):
         raise
     except RecursionError:
