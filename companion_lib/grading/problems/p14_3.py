@@ -136,6 +136,21 @@ _LANGEVIN_STEP = Problem(
 )
 
 
+def _energy_weights(seed: int, hidden: int, depth: int) -> dict:
+    """The state dict of a float64 2-D ``EnergyMLP`` initialised from ``seed`` (the caller's RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _energy_net(hidden: int, depth: int, state: dict):
+    """The network of ``_energy_weights``, rebuilt from its state dict."""
+    net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
+    net.load_state_dict(state)
+    return net
+
+
 # --------------------------------------------------------------------------------------------------
 # The student's denoising score-matching loss (the lesson trains the energy network with it)
 def _dsm_cases(rng=None):
@@ -143,10 +158,7 @@ def _dsm_cases(rng=None):
     g = torch.Generator().manual_seed(seed)
     cases = []
     for hidden, depth, n, sigma in ((16, 2, 32, 0.1), (8, 3, 10, 0.5)):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + hidden)
-            net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
-        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state = _energy_weights(seed + hidden, hidden, depth)
         cases.append((hidden, depth, state, torch.randn(n, 2, generator=g, dtype=torch.float64), sigma, seed + n))
     return cases
 
@@ -154,8 +166,7 @@ def _dsm_cases(rng=None):
 def _dsm_harness(fn, hidden, depth, state, x, sigma, seed):
     """Run ``fn(energy_net, x, sigma, generator)`` on an ``EnergyMLP`` with fixed weights; return the loss
     and its gradient with respect to every weight (what training uses)."""
-    net = ebm.EnergyMLP(dim=x.shape[1], hidden=hidden, depth=depth).double()
-    net.load_state_dict(state)
+    net = _energy_net(hidden, depth, state)
     loss = fn(net, x, sigma, torch.Generator().manual_seed(seed))
     return loss_and_gradient(loss, net.parameters(), scalar=True)
 
@@ -236,10 +247,7 @@ def _cd_cases(rng=None):
     g = torch.Generator().manual_seed(seed)
     cases = []
     for hidden, depth, n, m in ((16, 2, 32, 20), (8, 3, 10, 25)):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + hidden)
-            net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
-        state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        state = _energy_weights(seed + hidden, hidden, depth)
         cases.append((hidden, depth, state, torch.randn(n, 2, generator=g, dtype=torch.float64),
                       torch.randn(m, 2, generator=g, dtype=torch.float64) * 1.5,
                       torch.randn(m, 2, generator=g, dtype=torch.float64)))
@@ -250,8 +258,7 @@ def _cd_harness(fn, hidden, depth, state, x_data, x_start, xi):
     """Run ``fn(energy_net, x_data, x_model)`` on an ``EnergyMLP`` with fixed weights. The model samples
     come from one Langevin step on that network kept in the graph (as a sampler's output can be), so a
     loss that lets the gradient flow back through them is caught. Returns the loss and its gradient."""
-    net = ebm.EnergyMLP(dim=2, hidden=hidden, depth=depth).double()
-    net.load_state_dict(state)
+    net = _energy_net(hidden, depth, state)
     x_model = ebm.langevin_step(x_start, ebm.score(net, x_start, create_graph=True), 0.2, xi)
     loss = fn(net, x_data, x_model)
     return loss_and_gradient(loss, net.parameters(), scalar=True)
