@@ -5,7 +5,7 @@ circle). Nothing here is imported at run time; the test is the only reader.
 
 ``LAYERS`` lists the layers bottom to top. A module may import any module on a lower layer; on its
 own layer only along an edge listed in ``SAME_LAYER``; never upward. A package named here (``grading``,
-``viz``) is one node to the rest of the package: what its submodules import counts as the package's
+``viz``, ``peers``) is one node to the rest of the package: what its submodules import counts as the package's
 import, imports among them are its own business (but the test checks they have no circle either).
 
 A new module: add it to the lowest layer whose modules it needs (and any same-layer edge it needs to
@@ -15,15 +15,16 @@ A new module: add it to the lowest layer whose modules it needs (and any same-la
 #: Layers, bottom to top: (name, modules). ``companion_lib`` is the package's own ``__init__``.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground: run settings, input validation, shipped files",
-     ("settings", "_checks", "datasets", "_layers", "_moved")),
+     ("settings", "_checks", "datasets", "_layers", "_moved", "colab")),
     ("building blocks that several sections share, no section's mathematics",
      ("gaussian", "gaussian_mixture", "nets", "data", "training", "scores", "two_sample", "moments",
       "guidance")),
     ("one section's mathematics per module",
      ("mixture", "divergences", "ebm", "elbo", "vae", "flows", "denoisers", "forward_diffusion", "ddpm",
       "diffusion", "distinguish", "autoregressive")),
-    ("looking at results, and the training recipes lessons and the scoreboard share",
-     ("metrics", "recipes", "viz")),
+    ("looking at results, the training recipes lessons and the scoreboard share, and the peer comparisons "
+     "the bench times (``peers``: the sections' modules against scikit-learn, diffusers, zuko)",
+     ("metrics", "recipes", "viz", "peers")),
     ("faces of the package: the scoreboard, the autograder, the old names kept for notebooks",
      ("bench", "grading", "grade", "plots", "widgets", "companion_lib")),
 )

@@ -1,7 +1,8 @@
 """The distribution-learning scoreboard and peer benchmarks (a face of the package).
 
     python -m companion_lib.bench scoreboard [--json FILE] [--full] [--models a,b,...]
-    python -m companion_lib.bench peers
+    python -m companion_lib.bench peers [--device cpu|cuda] [--repeats 5] [--em-n 100000] [--json FILE]
+                                        [--quick] [--only gmm,sampling,flows] [--threads 1]
     python -m companion_lib.bench ddpm-curve [--json FILE] [--lengths 2000,4000,...]   (on a GPU)
 
 **Scoreboard.** Every model learns the 8×8 digits from the same 1149 fitting images (``X_fit`` of
@@ -22,9 +23,12 @@ Rows (``scoreboard(...)`` returns them, ``--json`` writes them): dicts with exac
 table ``_BUILDERS`` (model id → builder); budgets are in steps
 (``budgets``), quick or full, never in seconds.
 
-**Peers** (bench-only extras, never needed by a student; a missing one is skipped with a message):
-``mixture.GaussianMixture`` against scikit-learn's, ``ddpm.ddpm_step`` / ``ddpm.sample``
-against diffusers' ``DDPMScheduler``, ``flows.RealNVP`` against zuko's RealNVP.
+**Peers** (``peers``; the comparisons live in ``companion_lib.peers``, whose docstring gives the timing
+rule): ``mixture.GaussianMixture`` against scikit-learn's, ``ddpm.sample``'s loops against diffusers'
+schedulers, ``flows.RealNVP`` against zuko's RealNVP. The peer libraries are bench-only extras
+(``pip install companion-lib[bench]``), never needed by a student; a missing one gives a row "skipped".
+``--json`` writes ``{"header": conditions, "rows": [...]}`` (rows with the keys ``peers.ROW_KEYS``),
+from which ``tools/readme_table.py`` renders README's peer table.
 """
 from __future__ import annotations
 
@@ -40,9 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from companion_lib import (autoregressive, data, ddpm, divergences, flows, forward_diffusion, metrics, mixture,
-                           recipes, settings, training, vae)
-from companion_lib._checks import check_bool, check_choice
+from companion_lib import autoregressive, data, ddpm, divergences, metrics, mixture, recipes, settings, vae
+from companion_lib._checks import check_bool, check_choice, check_int
 
 __all__ = ["KEYS", "MODELS", "LABELS", "budgets", "scoreboard", "write_json", "read_json", "render_table",
            "bar_chart", "peers", "DDPM_CURVE_FILE", "ddpm_curve", "write_curve", "read_curve"]
@@ -373,156 +376,200 @@ def read_curve(path=None) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------ peers
-def _timed(fn, repeats: int = 1):
-    best, out = float("inf"), None
-    for _ in range(repeats):
+#: The peer groups of ``peers``, in order: group → (module under ``companion_lib.peers``, the libraries it
+#: needs (a missing one skips the group's row), the row label used when it is skipped).
+_PEER_GROUPS = {
+    "gmm": (("sklearn", "threadpoolctl"), "EM, every covariance type and the crabs", "scikit-learn"),
+    "sampling": (("diffusers",), "DDPM sampling loops (ancestral, respaced, DDIM)", "diffusers"),
+    "flows": (("zuko",), "RealNVP, held-out bits/dim at equal steps", "zuko"),
+}
+#: Keys of the header of a peers run (``peers(...)["header"]``): the conditions the times were taken in.
+_PEER_HEADER_KEYS = ("torch", "device", "device_name", "cpu_threads", "cpu_count", "repeats", "quick", "em_n",
+                     "date", "load_before", "load_after")
+
+
+def _peer_sizes(group: str, quick: bool, em_n: int) -> dict:
+    """The keyword arguments of ``companion_lib.peers.<group>.comparisons`` (``quick``: tiny, seconds)."""
+    if group == "gmm":
+        return (dict(n=400, d=3, k=2, n_iter=3, covariance_types=("full", "diag", "tied", "spherical"), crabs=True)
+                if quick else dict(n=em_n, d=16, k=8, n_iter=50,
+                                   covariance_types=("full", "diag", "tied", "spherical"), crabs=True))
+    if group == "sampling":
+        return (dict(steps=50, respaced_steps=10, batch=8, dim=4) if quick
+                else dict(steps=1000, respaced_steps=100, batch=256, dim=64))
+    return dict(steps=3, hidden=8, batch=16) if quick else dict(steps=300, hidden=128, batch=128)
+
+
+def _peer_comparisons(group: str, device: str, sizes: dict) -> list:
+    if group == "gmm":
+        from companion_lib.peers import gmm as module
+    elif group == "sampling":
+        from companion_lib.peers import sampling as module
+    else:
+        from companion_lib.peers import flows as module
+    return module.comparisons(device, **sizes)
+
+
+def _peer_row(group: str, device: str, repeats: int, why: str) -> dict:
+    """The row of a group that did not run: ``identical`` None, no times, ``agreement`` says why."""
+    from companion_lib.peers import ROW_KEYS
+    _, label, peer = _PEER_GROUPS[group]
+    row = dict.fromkeys(ROW_KEYS)
+    row.update(name=label, size="–", peer=peer, device=device, repeats=repeats, agreement=why)
+    return row
+
+
+def _peer_group(group: str, device: str, repeats: int, sizes: dict, verbose: bool) -> list[dict]:
+    """The measured rows of one group; one "skipped" row if its library is missing, "failed" rows for errors."""
+    from companion_lib.peers import measure
+    try:
+        comps = _peer_comparisons(group, device, sizes)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] in _PEER_GROUPS[group][0]:
+            return [_peer_row(group, device, repeats,
+                              f"skipped: {e.name} is not installed (pip install companion-lib[bench])")]
+        return [_peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")]
+    except Exception as e:  # a peer's failure is reported, the other groups still run
+        return [_peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")]
+    rows = []
+    for comp in comps:
         start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return out, best
-
-
-def _peer_gmm(devices) -> list[str]:
-    try:
-        from sklearn.mixture import GaussianMixture as SkGMM
-        from threadpoolctl import threadpool_limits
-    except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
-        return [f"GaussianMixture vs scikit-learn: skipped ({e})"]
-    out = []
-    crabs = data.load_leptograpsus_crabs(log=True).data
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 0.5, (8, 16))       # overlapping components: EM needs many iterations
-    synth = centres[rng.integers(0, 8, 100_000)] + rng.normal(0, 1, (100_000, 16))
-    for name, X, K in (("crabs (200 × 5, K = 4)", crabs, 4), ("synthetic (N = 100 000, d = 16, K = 8)", synth, 8)):
-        with threadpool_limits(1):
-            sk, t_sk = _timed(lambda: SkGMM(K, random_state=0, max_iter=200).fit(X))
-            for dev in devices:
-                with settings.cpu_float64() if dev == "cpu" else contextlib.nullcontext():
-                    Xd = X if dev == "cpu" else torch.as_tensor(X, dtype=torch.float32, device=dev)
-                    ours, t_ours = _timed(lambda: mixture.GaussianMixture(K, random_state=0, max_iter=200).fit(Xd))
-                    ll = ours.score(Xd)
-                out.append(f"GaussianMixture {name} on {dev}: mean log-likelihood {ll:.6f} vs scikit-learn "
-                           f"{sk.score(X):.6f} (difference {ll - sk.score(X):+.1e}); iterations {ours.n_iter_} vs "
-                           f"{sk.n_iter_}; time {t_ours:.2f} s vs {t_sk:.2f} s: ratio {t_ours / t_sk:.2f}× "
-                           f"(> 1: companion_lib slower)")
-    return out
-
-
-def _peer_diffusers(device) -> list[str]:
-    try:
-        from diffusers import DDPMScheduler
-    except ImportError as e:
-        return [f"DDPM vs diffusers: skipped (diffusers not installed: {e})"]
-    T, shape = 1000, (256, 64)
-    sched = DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                          variance_type="fixed_small", clip_sample=True)
-    sched.set_timesteps(T)
-    ours = forward_diffusion.NoiseSchedule.linear(T, 1e-4, 0.02)
-    worst = {}
-    for dtype in (torch.float64, torch.float32):
-        # diffusers computes its schedule in float32; for the float64 comparison it gets the same
-        # schedule in float64 (its own formula, linspace then cumprod), so both sides differ only by rounding
-        ctx = settings.cpu_float64() if dtype == torch.float64 else contextlib.nullcontext()
-        with ctx:
-            ref_sched = DDPMScheduler.from_config(sched.config)
-            ref_sched.set_timesteps(T)
-            if dtype == torch.float64:
-                ref_sched.betas = torch.linspace(1e-4, 0.02, T, dtype=dtype)
-                ref_sched.alphas = 1.0 - ref_sched.betas
-                ref_sched.alphas_cumprod = torch.cumprod(ref_sched.alphas, 0)
-                ref_sched.one = torch.tensor(1.0, dtype=dtype)
-            g = torch.Generator().manual_seed(0)
-            worst[dtype] = 0.0
-            for t in (1000, 700, 300, 50, 2, 1):      # one step: same model output, same x_t, same noise
-                eps, xt = (torch.randn(shape, generator=g, dtype=dtype) for _ in range(2))
-                ref = ref_sched.step(eps, t - 1, xt, generator=torch.Generator().manual_seed(t)).prev_sample
-                z = torch.randn(shape, generator=torch.Generator().manual_seed(t), dtype=dtype)
-                mine = ddpm.ddpm_step(ours, eps, xt, torch.full((shape[0],), t), z, clip_x0=True)
-                worst[dtype] = max(worst[dtype], (mine - ref).abs().max().item())
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.SiLU(), torch.nn.Linear(256, 64)).to(device)
-
-    def eps_fn(x, t):
-        return net(x)
-
-    def loop_ours():
-        return ddpm.sample(ours, eps_fn, shape, device=device, clip_x0=True,
-                                generator=torch.Generator(device=device).manual_seed(1))
-
-    def loop_diffusers():
-        gen = torch.Generator(device=device).manual_seed(1)
-        x = torch.randn(shape, generator=gen, device=device)
-        for t in sched.timesteps:
-            x = sched.step(eps_fn(x, t + 1), t, x, generator=gen).prev_sample
-        return x
-
-    with torch.no_grad():
-        a, t_ours = _timed(loop_ours, 3)
-        b, t_diff = _timed(loop_diffusers, 3)
-    return [f"DDPM step vs diffusers DDPMScheduler (linear β, σ_t² = β̃_t, x̂_0 clipped): largest |difference| "
-            f"{worst[torch.float64]:.1e} over 6 steps of a (256, 64) batch in float64 on the CPU; "
-            f"{worst[torch.float32]:.1e} in float32 (diffusers forms 1 − ᾱ_t in float32, which loses digits "
-            f"at small t; companion_lib forms its schedule in float64, then rounds)",
-            f"DDPM sampling loop, 1000 steps, (256, 64), a 64-256-64 MLP as ε_θ, on {device}: final samples differ "
-            f"by at most {(a - b).abs().max().item():.1e}; time {t_ours:.2f} s vs {t_diff:.2f} s: ratio "
-            f"{t_ours / t_diff:.2f}× (> 1: companion_lib slower)"]
-
-
-def _peer_zuko(device, steps: int = 300) -> list[str]:
-    try:
-        import zuko
-    except ImportError:
-        return ["RealNVP vs zuko: skipped (zuko is not installed; it is a bench-only extra: pip install zuko)"]
-    split = data.load_digits_split()
-    X_fit = torch.as_tensor(split.X_fit, dtype=torch.float32, device=device)
-    logit = flows.LogitTransform(64, alpha=0.05).to(device)
-    held = data.heldout_digits().to(device)
-
-    def run(model, log_prob):
-        g_deq = torch.Generator().manual_seed(0)
-
-        def loss(m, levels):
-            return data.dequantized_bits_per_dim(log_prob(data.dequantize(levels, g_deq)), 64).mean()
-
-        fit = training.train(model, loss, X_fit, steps=steps, lr=1e-3, generator=torch.Generator().manual_seed(0),
-                             progress=False)
-        with torch.no_grad():
-            return data.dequantized_bits_per_dim(log_prob(held), 64).mean().item(), fit.seconds / steps
-
-    torch.manual_seed(0)
-    ours = flows.RealNVP(64, n_layers=8, hidden=128, masks="checkerboard", logit_alpha=0.05).to(device)
-    bpd_ours, t_ours = run(ours, ours.log_prob)
-    torch.manual_seed(0)
-    theirs = zuko.flows.RealNVP(64, transforms=8, hidden_features=(128, 128)).to(device)
-
-    def zuko_log_prob(y):
-        u, ld = logit(y)
-        return theirs().log_prob(u) + ld
-
-    bpd_zuko, t_zuko = run(theirs, zuko_log_prob)
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_zuko = sum(p.numel() for p in theirs.parameters())
-    return [f"RealNVP vs zuko {zuko.__version__} RealNVP (8 couplings, hidden 128×2, same logit transform, "
-            f"{steps} steps, batch 128, Adam 1e-3, no early stopping) on {device}: held-out {bpd_ours:.3f} vs "
-            f"{bpd_zuko:.3f} bits/dim; {1e3 * t_ours:.1f} vs {1e3 * t_zuko:.1f} ms per training step: ratio "
-            f"{t_ours / t_zuko:.2f}× (> 1: companion_lib slower); parameters {n_ours:,} vs {n_zuko:,}"]
-
-
-def peers(zuko_steps: int = 300) -> list[str]:
-    """Run the peer comparisons (one thread on the CPU; CUDA too where present); return the lines."""
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    lines = []
-    for name, fn in (("GaussianMixture", lambda: _peer_gmm(devices)),
-                     ("diffusers", lambda: [l for d in devices for l in _peer_diffusers(d)]),
-                     ("zuko", lambda: [l for d in devices for l in _peer_zuko(d, zuko_steps)])):
         try:
-            part = fn()
-        except Exception as e:  # a peer's own failure is reported, the others still run
-            part = [f"{name}: failed ({type(e).__name__}: {e})"]
-        for line in part:
-            print(line, flush=True)
-        lines += part
-    return lines
+            row = measure(comp, repeats)
+        except Exception as e:
+            row = _peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")
+            row.update(name=comp.name, size=comp.size, peer=comp.peer)
+        rows.append(row)
+        if verbose:
+            print(f"{row['name']} ({row['size']}): {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def peers(device: str = "cpu", *, repeats: int = 5, em_n: int = 100_000, quick: bool = False, only=None,
+          threads: int = 1, verbose: bool = False) -> dict:
+    """Run the peer comparisons (``companion_lib.peers``; its docstring gives the timing rule).
+
+    ``device``: ``"cpu"`` or ``"cuda"`` (companion_lib's side; scikit-learn always runs on the CPU).
+    ``repeats``: interleaved rounds per comparison. ``em_n``: N of the synthetic EM data (d = 16, K = 8,
+    50 iterations). ``quick``: tiny sizes (seconds: the tests and the GPU script's dry run).
+    ``only``: a subset of ``"gmm"``, ``"sampling"``, ``"flows"`` (default all). ``threads``: CPU threads
+    for torch and, through threadpoolctl, NumPy's BLAS.
+
+    Returns ``{"header": ..., "rows": [...]}``: the header with the keys ``_PEER_HEADER_KEYS`` (torch
+    version, device name, threads, date, load average before and after), rows with exactly the keys
+    ``peers.ROW_KEYS``. A group whose peer library is not installed gives one row with ``identical``
+    None and ``agreement`` "skipped: ..."; one that raises gives such a row with "failed: ..." (the
+    others still run; ``python -m companion_lib.bench peers`` then exits 1).
+    """
+    import datetime
+    import os
+
+    device = check_choice(device, "device", ("cpu", "cuda"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA GPU")
+    repeats = check_int(repeats, "repeats", low=1)
+    em_n = check_int(em_n, "em_n", low=16)
+    threads = check_int(threads, "threads", low=1)
+    quick = check_bool(quick, "quick")
+    if only is None:
+        groups = list(_PEER_GROUPS)
+    else:
+        if isinstance(only, str) or not only:
+            raise ValueError(f"only must be a non-empty list of {tuple(_PEER_GROUPS)}, got {only!r}")
+        chosen = {check_choice(g, "only", tuple(_PEER_GROUPS)) for g in only}
+        groups = [g for g in _PEER_GROUPS if g in chosen]
+    try:
+        from threadpoolctl import threadpool_limits
+        blas = threadpool_limits(threads)
+    except ModuleNotFoundError:                         # pragma: no cover - scikit-learn brings it
+        blas = contextlib.nullcontext()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    header = {"torch": torch.__version__, "device": device,
+              "device_name": torch.cuda.get_device_name() if device == "cuda" else _cpu_name(),
+              "cpu_threads": threads, "cpu_count": os.cpu_count(), "repeats": repeats, "quick": quick,
+              "em_n": None if quick else em_n,
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "load_before": round(os.getloadavg()[0], 2), "load_after": None}
+    rows = []
+    try:
+        with blas:
+            for group in groups:
+                rows += _peer_group(group, device, repeats, _peer_sizes(group, quick, em_n), verbose)
+    finally:
+        torch.set_num_threads(old_threads)
+    header["load_after"] = round(os.getloadavg()[0], 2)
+    return {"header": header, "rows": rows}
+
+
+def _check_peers(result) -> dict:
+    from companion_lib.peers import ROW_KEYS
+    if not isinstance(result, dict) or set(result) != {"header", "rows"}:
+        raise ValueError("a peers result must be a dict with the keys header and rows")
+    if not isinstance(result["header"], dict) or set(result["header"]) != set(_PEER_HEADER_KEYS):
+        raise ValueError(f"a peers header must have exactly the keys {_PEER_HEADER_KEYS}, got {result['header']!r}")
+    if not isinstance(result["rows"], list) or not result["rows"]:
+        raise ValueError("a peers result needs a non-empty list of rows")
+    for r in result["rows"]:
+        if not isinstance(r, dict) or set(r) != set(ROW_KEYS):
+            raise ValueError(f"a peers row must have exactly the keys {ROW_KEYS}, got {r!r}")
+    return result
+
+
+def _write_peers(result: dict, path) -> Path:
+    """Write ``peers``' result as JSON (header, then the rows with the keys ``peers.ROW_KEYS`` in order)."""
+    from companion_lib.peers import ROW_KEYS
+    _check_peers(result)
+    out = {"header": {k: result["header"][k] for k in _PEER_HEADER_KEYS},
+           "rows": [{k: r[k] for k in ROW_KEYS} for r in result["rows"]]}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def _read_peers(path) -> dict:
+    """The peers result written by ``_write_peers`` (checked)."""
+    return _check_peers(json.loads(Path(path).read_text()))
+
+
+def _peers_failed(result: dict) -> list[dict]:
+    return [r for r in result["rows"] if str(r["agreement"]).startswith("failed")]
+
+
+def _peers_table(result: dict) -> str:
+    """Markdown table of a peers result (what ``bench peers`` prints and README's peer table shows)."""
+    _check_peers(result)
+
+    def secs(v):
+        return "–" if v is None else f"{v:.3g}"
+
+    lines = ["| comparison | size | peer | device | ours (s) | theirs (s) | ratio [min–max] | identical | "
+             "agreement |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        ratio = "–" if r["ratio"] is None else f"**{r['ratio']:.2f}** [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]"
+        same = {True: "yes", False: "no", None: "–"}[r["identical"]]
+        lines.append(f"| {r['name']} | {r['size']} | {r['peer']} | {r['device']} | {secs(r['ours_s'])} | "
+                     f"{secs(r['theirs_s'])} | {ratio} | {same} | {r['agreement']} |")
+    return "\n".join(lines)
+
+
+def _peers_conditions(result: dict) -> str:
+    """One line saying where and how the times of a peers result were taken."""
+    h = _check_peers(result)["header"]
+    return (f"{h['device_name']} ({h['device']}), {h['cpu_threads']} CPU thread(s) of {h['cpu_count']}, "
+            f"torch {h['torch']}, median of {h['repeats']} interleaved rounds after a warm-up, "
+            f"{'quick sizes, ' if h['quick'] else ''}{h['date']}; load average {h['load_before']} before, "
+            f"{h['load_after']} after")
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -537,13 +584,25 @@ def main(argv=None) -> int:
     cu = sub.add_parser("ddpm-curve", help="the DDPM's fidelity vs memorisation over training length (a GPU run)")
     cu.add_argument("--json", type=Path, default=None, help=f"where to write it (default {DDPM_CURVE_FILE})")
     cu.add_argument("--lengths", default=None, help="comma-separated step counts")
-    pe = sub.add_parser("peers", help="companion_lib against scikit-learn, diffusers and zuko")
-    pe.add_argument("--zuko-steps", type=int, default=300)
+    pe = sub.add_parser("peers", help="companion_lib against scikit-learn, diffusers and zuko (timed side by side)")
+    pe.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="companion_lib's device (default cpu)")
+    pe.add_argument("--repeats", type=int, default=5, help="interleaved rounds per comparison (default 5)")
+    pe.add_argument("--em-n", type=int, default=100_000, help="N of the synthetic EM data (default 100000)")
+    pe.add_argument("--json", type=Path, help="write the header and rows to this JSON file")
+    pe.add_argument("--quick", action="store_true", help="tiny sizes (seconds): tests and the GPU script's dry run")
+    pe.add_argument("--only", help=f"comma-separated subset of {','.join(_PEER_GROUPS)}")
+    pe.add_argument("--threads", type=int, default=1, help="CPU threads for torch and BLAS (default 1)")
     args = parser.parse_args(argv)
-    settings.set_threads(None if getattr(args, "full", False) else 1)
     if args.command == "peers":
-        peers(args.zuko_steps)
-        return 0
+        result = peers(args.device, repeats=args.repeats, em_n=args.em_n, quick=args.quick,
+                       only=args.only.split(",") if args.only else None, threads=args.threads, verbose=True)
+        print(_peers_table(result))
+        print(f"\n{_peers_conditions(result)}")
+        if args.json:
+            print(f"written to {_write_peers(result, args.json)}")
+        failed = _peers_failed(result)
+        return 1 if failed else 0
+    settings.set_threads(None if getattr(args, "full", False) else 1)
     if args.command == "ddpm-curve":
         kw = {"lengths": [int(n) for n in args.lengths.split(",")]} if args.lengths else {}
         curve = ddpm_curve(progress=True, **kw)
