@@ -26,7 +26,8 @@ table ``_BUILDERS`` (model id → builder); budgets are in steps
 **Peers** (``peers``; the comparisons live in ``companion_lib.peers``, whose docstring gives the timing
 rule): ``mixture.GaussianMixture`` against scikit-learn's, ``ddpm.sample``'s loops against diffusers'
 schedulers, ``flows.RealNVP`` against zuko's RealNVP. The peer libraries are bench-only extras
-(``pip install companion-lib[bench]``), never needed by a student; a missing one gives a row "skipped".
+(``pip install -e ".[bench]"`` in a checkout), never needed by a student; a missing one gives a row
+"skipped".
 ``--json`` writes ``{"header": conditions, "rows": [...]}`` (rows with the keys ``peers.ROW_KEYS``),
 from which ``tools/readme_table.py`` renders README's peer table.
 """
@@ -426,8 +427,8 @@ def _peer_group(group: str, device: str, repeats: int, sizes: dict, verbose: boo
         comps = _peer_comparisons(group, device, sizes)
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] in _PEER_GROUPS[group][0]:
-            return [_peer_row(group, device, repeats,
-                              f"skipped: {e.name} is not installed (pip install companion-lib[bench])")]
+            how = "" if "pip install" in str(e) else "; pip install -e '.[bench]' in a checkout"
+            return [_peer_row(group, device, repeats, f"skipped: {e.name} is not installed ({e}{how})")]
         return [_peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")]
     except Exception as e:  # a peer's failure is reported, the other groups still run
         return [_peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")]

@@ -133,7 +133,8 @@ def test_missing_peer_library_is_a_skipped_row_and_the_others_run(monkeypatch):
     result = bench.peers("cpu", repeats=1, quick=True, only=["flows", "sampling"])
     skipped = [r for r in result["rows"] if r["ours_s"] is None]
     assert len(skipped) == 1 and skipped[0]["peer"] == "zuko" and skipped[0]["identical"] is None
-    assert skipped[0]["agreement"].startswith("skipped: zuko is not installed")
+    why = skipped[0]["agreement"]
+    assert why.startswith("skipped: zuko is not installed") and "pip install" in why
     assert all(r["identical"] is True for r in result["rows"] if r is not skipped[0])
     assert len(result["rows"]) > 1 and bench._peers_failed(result) == []
     assert "| – | – | – | – | skipped: zuko" in bench._peers_table(result)
@@ -144,7 +145,8 @@ def _fake_groups(monkeypatch, broken: str):
     companion_lib is a failure, not a skip)."""
     def fake(group, device, sizes):
         if group == broken:
-            raise ModuleNotFoundError("No module named 'companion_lib.peers.nothing'", name="companion_lib.peers.nothing")
+            raise ModuleNotFoundError("No module named 'companion_lib.peers.nothing'",
+                                      name="companion_lib.peers.nothing")
         return [Comparison(f"{group} row", "tiny", "peer", device, lambda: 1, lambda: 1, lambda a, b: (a == b, "same"))]
     monkeypatch.setattr(bench, "_peer_comparisons", fake)
 

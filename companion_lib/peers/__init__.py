@@ -1,7 +1,7 @@
 """Peers: companion_lib side by side with the libraries a student would otherwise use (issue 21).
 
 ``python -m companion_lib.bench peers`` runs them (``bench.peers``); nothing here is a student's API,
-and the peer libraries are bench-only extras (``pip install companion-lib[bench]``; the test
+and the peer libraries are bench-only extras (``pip install -e ".[bench]"`` in a checkout; the test
 requirements pin them too). One module per comparison, each with ``comparisons(device, ...) ->
 list[Comparison]``:
 
