@@ -127,22 +127,44 @@ def _precisions(prec_chol: torch.Tensor, covariance_type: str) -> torch.Tensor:
 
 
 def _log_gaussian_prec(X, means, prec_chol, covariance_type):
-    """log N(x_i; μ_k, Σ_k) from the precision factors: (n, K)."""
-    d = X.shape[1]
+    """log N(x_i; μ_k, Σ_k) for every point and component from the precision factors: (n, K).
+
+    With Σ_k⁻¹ = U_k U_kᵀ (``_precision_cholesky``),
+
+        log N(x; μ_k, Σ_k) = −½ [d log 2π + ‖U_kᵀ(x − μ_k)‖²] + Σ_j log (U_k)_jj,
+
+    since log det Σ_k^{-1/2} = log det U_k. Rewritten for speed (the same numbers to round-off),
+    never as an (n, K, d) tensor:
+
+    * full: one BLAS product per component, y = X U_k − μ_kᵀ U_k (n, d) (an ``addmm``), then ‖y‖²
+      (scikit-learn's arrangement);
+    * tied, diag, spherical: the square expanded, ‖a − b‖² = ‖a‖² − 2 a·b + ‖b‖², so that one
+      product serves all K components (scikit-learn expands diag and spherical so): tied with
+      a = Uᵀx, b = Uᵀμ_k (U shared by all components); diag as
+      ‖x‖²·p − 2 x·(μp) + ‖μ‖²·p with p_k = 1/σ_k² per coordinate (two products, X² pᵀ and X (μp)ᵀ);
+      spherical as ‖x‖² p_k − 2 x·μ_k p_k + ‖μ_k‖² p_k. X and the means are first shifted by the
+      means' average c (‖x − μ‖ does not change), so the expansion does not cancel digits when the
+      data sit far from the origin.
+    """
+    n, d = X.shape
     if covariance_type == "full":
-        # y_ik = U_kᵀ (x_i - μ_k), so (x-μ)ᵀ Σ⁻¹ (x-μ) = |y|²;  log det Σ_k^{-1/2} = Σ log diag U_k
-        y = torch.einsum("nd,kde->nke", X, prec_chol) - torch.einsum("kd,kde->ke", means, prec_chol)
-        maha = (y ** 2).sum(-1)
         half_logdet = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
-    elif covariance_type == "tied":
-        y = (X @ prec_chol)[:, None, :] - (means @ prec_chol)[None]      # one U for every component
-        maha = (y ** 2).sum(-1)
+        maha = torch.stack([torch.addmm((mu @ U)[None], X, U, beta=-1).square_().sum(1)   # ‖Uᵀ(x − μ)‖²
+                            for mu, U in zip(means, prec_chol)], 1)
+        return -0.5 * (d * LOG_2PI + maha) + half_logdet
+    c = means.mean(0)
+    Xc, mc = X - c, means - c
+    if covariance_type == "tied":
+        y, m = Xc @ prec_chol, mc @ prec_chol                             # a = Uᵀ(x − c), b = Uᵀ(μ_k − c)
+        maha = torch.addmm((m * m).sum(1)[None] + (y * y).sum(1, keepdim=True), y, m.T, alpha=-2)
         half_logdet = torch.log(torch.diagonal(prec_chol)).sum()
     elif covariance_type == "diag":
-        maha = (((X[:, None, :] - means[None]) * prec_chol[None]) ** 2).sum(-1)
+        p = prec_chol ** 2                                                # (K, d) precisions 1/σ²
+        maha = torch.addmm(torch.addmm((mc * mc * p).sum(1)[None], Xc * Xc, p.T), Xc, (mc * p).T, alpha=-2)
         half_logdet = torch.log(prec_chol).sum(-1)
     else:
-        maha = ((X[:, None, :] - means[None]) ** 2).sum(-1) * prec_chol[None] ** 2
+        p = prec_chol ** 2                                                # (K,) precisions 1/σ²
+        maha = torch.addmm((mc * mc).sum(1)[None] + (Xc * Xc).sum(1, keepdim=True), Xc, mc.T, alpha=-2) * p
         half_logdet = d * torch.log(prec_chol)
     return -0.5 * (d * LOG_2PI + maha) + half_logdet
 
@@ -206,9 +228,14 @@ def responsibilities(x, weights, means, variances):
 
 
 def _scatter(X, resp, means, nk):
-    """Σ_k^ML = Σ_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ / N_k for every component: (K, d, d)."""
-    diff = X[None] - means[:, None]                                       # (K, n, d)
-    return torch.einsum("nk,knd,kne->kde", resp, diff, diff) / nk[:, None, None]
+    """Σ_k^ML = Σ_i r_ik (x_i − μ_k)(x_i − μ_k)ᵀ / N_k for every component: (K, d, d).
+
+    One BLAS product per component, (r_k ⊙ (X − μ_k))ᵀ (X − μ_k) (scikit-learn's arrangement), never
+    an (n, K, d) tensor."""
+    def weighted_scatter(diff, r):                                       # diff = X − μ_k, r = r_·k
+        return diff.T * r @ diff
+
+    return torch.stack([weighted_scatter(X - mu, r) for mu, r in zip(means, resp.T)]) / nk[:, None, None]
 
 
 def m_step(X, resp, covariance_type: str = "full", reg_covar: float = 0.0):
@@ -228,17 +255,24 @@ def m_step(X, resp, covariance_type: str = "full", reg_covar: float = 0.0):
 
 
 def _maximise(X, resp, covariance_type: str, reg_covar: float):
-    """``m_step`` on checked input (the fitting loop's hot path)."""
+    """``m_step`` on checked input (the fitting loop's hot path).
+
+    Rewritten for speed, the same estimates to round-off: full, one BLAS product per component
+    (``_scatter``); tied, the pooled Σ_k N_k Σ_k / Σ_k N_k as two products in all; diag and spherical,
+    Σ_i r_ik x_i² / N_k − μ_k² per coordinate (one product, as scikit-learn)."""
     nk = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps                  # N_k
     means = resp.T @ X / nk[:, None]                                      # μ_k
-    if covariance_type in ("full", "tied"):
-        cov = _scatter(X, resp, means, nk)
-        if covariance_type == "tied":
-            cov = (nk[:, None, None] * cov).sum(0) / nk.sum()             # pooled over components
-        cov = cov + reg_covar * torch.eye(X.shape[1], dtype=X.dtype, device=X.device)
+    eye = torch.eye(X.shape[1], dtype=X.dtype, device=X.device)
+    if covariance_type == "full":
+        cov = _scatter(X, resp, means, nk) + reg_covar * eye
+    elif covariance_type == "tied":
+        # pooled Σ = Σ_k N_k Σ_k / Σ_k N_k, written as Σ_i s_i (x_i − c)(x_i − c)ᵀ − Σ_k N_k (μ_k − c)(μ_k − c)ᵀ
+        # over Σ_k N_k, s_i = Σ_k r_ik, c the pooled mean: two products in all instead of one per component
+        c = nk @ means / nk.sum()
+        Xc, mc = X - c, means - c
+        cov = ((Xc.T * resp.sum(1)) @ Xc - (mc.T * nk) @ mc) / nk.sum() + reg_covar * eye
     else:
-        avg_x2 = resp.T @ (X * X) / nk[:, None]
-        cov = avg_x2 - 2 * means * (resp.T @ X) / nk[:, None] + means ** 2 + reg_covar
+        cov = resp.T @ (X * X) / nk[:, None] - means ** 2 + reg_covar     # E_r[x²] − μ², per coordinate
         if covariance_type == "spherical":
             cov = cov.mean(1)
     return nk / X.shape[0], means, cov
