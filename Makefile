@@ -17,7 +17,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # One torch thread per notebook kernel and two kernels at a time (one per core): see README.
 JOBS   ?= 2
 
-.PHONY: lab test unit test-variants notebooks sync env clean handout
+.PHONY: lab test unit test-variants notebooks sync env clean handout test-colab test-minimum
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
@@ -56,6 +56,41 @@ VARIANTS := MKL_ENABLE_INSTRUCTIONS=AVX2 MKL_ENABLE_INSTRUCTIONS=SSE4_2 ATEN_CPU
 test-variants: $(TEST_STAMP)
 	set -e; for v in $(VARIANTS); do echo "== $$v"; \
 	  env $$v $(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider -q tests; done
+
+# The environments users have (README, "Versions"), each built from a pip constraints file with its
+# provenance: `make test-colab` (constraints/colab.txt: Colab as it ships; Colab runs Python 3.13: give
+# COLAB_PYTHON=python3.13 where you have it) and `make test-minimum` (constraints/minimum.txt: the lower
+# bounds of pyproject.toml, on MINIMUM_PYTHON, 3.11 by default as requires-python says). Not part of CI
+# (GBs of torch each). .venv-X/.base: the constraints list installed alone, as the user has it.
+# .venv-X/.built: then the companion as README's route installs it (`pip install`, no constraints
+# file), which must change no package already there (pip freeze before/after, constraints/unchanged.py);
+# then its grade and test extras with `-c constraints/X.txt` (adds the test tools, changes no pin).
+# The tests: the unit tests and every notebook of chapters/ and solutions/, quick mode.
+COLAB_PYTHON   ?= $(PYTHON)
+MINIMUM_PYTHON ?= $(PYTHON)
+ENV_PIP = -m pip install --quiet --disable-pip-version-check
+
+.venv-%/.base: constraints/%.txt
+	rm -rf .venv-$*
+	$(if $(filter colab,$*),$(COLAB_PYTHON),$(MINIMUM_PYTHON)) -m venv .venv-$*
+	.venv-$*/bin/python $(ENV_PIP) -r constraints/$*.txt
+	touch $@
+
+.venv-%/.built: .venv-%/.base pyproject.toml constraints/unchanged.py
+	.venv-$*/bin/python -m pip freeze --all --exclude-editable > .venv-$*/freeze-before.txt
+	.venv-$*/bin/python $(ENV_PIP) -e .
+	.venv-$*/bin/python -m pip freeze --all --exclude-editable > .venv-$*/freeze-route.txt
+	.venv-$*/bin/python constraints/unchanged.py .venv-$*/freeze-before.txt .venv-$*/freeze-route.txt
+	.venv-$*/bin/python $(ENV_PIP) -c constraints/$*.txt -e '.[test,grade]'
+	.venv-$*/bin/python -m pip freeze --all --exclude-editable > .venv-$*/freeze-after.txt
+	.venv-$*/bin/python constraints/unchanged.py .venv-$*/freeze-before.txt .venv-$*/freeze-after.txt
+	touch $@
+
+.PRECIOUS: .venv-%/.base .venv-%/.built
+test-colab test-minimum: test-%: .venv-%/.built
+	COMPANION_MODE=quick COMPANION_THREADS=1 \
+	  .venv-$*/bin/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
+	  -p no:cacheprovider tests chapters solutions
 
 # Re-pair every notebook (.py is the source) and re-execute it in quick mode, saving outputs.
 notebooks: $(STAMP)
