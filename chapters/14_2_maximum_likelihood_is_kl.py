@@ -13,6 +13,19 @@
 #     name: python3
 # ---
 
+# %% tags=["colab"]
+# On Colab only (elsewhere this cell does nothing): install companion_lib 0.2.0 without touching
+# Colab's own packages (--no-deps: its torch and widgets stay as they are), then check the import
+# and name any dependency that is missing or too old.
+import importlib as _il, importlib.metadata as _md, os as _os, subprocess as _sp, sys as _sys
+if "google.colab" in _sys.modules:
+    if "0.2.0" not in [_d.version for _d in _md.distributions(name="companion_lib")]:
+        _source = _os.environ.get("COMPANION_COLAB_SOURCE", "companion_lib @ git+https://github.com/OWNER/companion@v0.2.0")
+        _sp.run([_sys.executable, "-m", "pip", "install", "-q", "--no-deps", _source], check=True)
+        _il.invalidate_caches()
+    from companion_lib import colab as _colab
+    _colab.report()
+
 # %% [markdown]
 # # §14.2 Maximum likelihood is minimum KL divergence
 #
@@ -47,7 +60,7 @@ from companion_lib import data, divergences, metrics, mixture, settings
 from companion_lib.viz import common, widgets
 from companion_lib.grading import check
 
-run = settings.setup(seed=0)
+run = settings.setup(seed=0, notebook="14_2_maximum_likelihood_is_kl")
 
 # %% [markdown]
 # ## 1. The likelihood sees the KL divergence, shifted by a constant
@@ -163,6 +176,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
            title="the difference is (nearly) constant in $\\mu$")
     ax.legend(fontsize=8)
     fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # For a Gaussian model the difference is exactly a straight line in $\mu$, with slope
@@ -407,6 +421,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
            title="fitting to the samples: optimistic in-sample, worse in truth")
     ax.legend(fontsize=8)
     fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # The in-sample estimate falls below $\mathrm{KL}^*$ and the fitted model's true KL rises above it, both by
@@ -487,6 +502,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
     common.image_grid(iso_samples, nrow=8, ax=axes[2], title="samples of N(μ, σ²I)", vmin=0, vmax=1)
     fig.suptitle("the isotropic Gaussian generalises perfectly and draws noisy copies of the mean image", fontsize=10)
     fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # > **Note on the text.** (a) Example 14.2.1 gives the objective as $\sum_i |x_i-\mu|^2/\sigma^2$. That is not the
@@ -679,6 +695,7 @@ with settings.cpu_float64():  # exact, in float64 on the CPU (settings' dtype ru
         title = f"samples of {name}: held-out {results[name]:.2f} bits/dim" if name in results else name
         common.image_grid(imgs, nrow=n_show, ax=ax, title=title, vmin=0, vmax=1)
     fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## 3. KL is not symmetric

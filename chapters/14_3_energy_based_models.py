@@ -13,6 +13,19 @@
 #     name: python3
 # ---
 
+# %% tags=["colab"]
+# On Colab only (elsewhere this cell does nothing): install companion_lib 0.2.0 without touching
+# Colab's own packages (--no-deps: its torch and widgets stay as they are), then check the import
+# and name any dependency that is missing or too old.
+import importlib as _il, importlib.metadata as _md, os as _os, subprocess as _sp, sys as _sys
+if "google.colab" in _sys.modules:
+    if "0.2.0" not in [_d.version for _d in _md.distributions(name="companion_lib")]:
+        _source = _os.environ.get("COMPANION_COLAB_SOURCE", "companion_lib @ git+https://github.com/OWNER/companion@v0.2.0")
+        _sp.run([_sys.executable, "-m", "pip", "install", "-q", "--no-deps", _source], check=True)
+        _il.invalidate_caches()
+    from companion_lib import colab as _colab
+    _colab.report()
+
 # %% [markdown]
 # # §14.3 Energy-based models: the landscape, the partition function, and the score
 #
@@ -45,7 +58,7 @@ from companion_lib.viz import ch14, widgets
 from companion_lib.grading import check
 from companion_lib.mixture import GaussianMixture
 
-run = settings.setup(seed=0)
+run = settings.setup(seed=0, notebook="14_3_energy_based_models")
 
 # %% [markdown]
 # ## 1. An energy and its Gibbs distribution

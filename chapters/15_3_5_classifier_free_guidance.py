@@ -13,6 +13,19 @@
 #     name: python3
 # ---
 
+# %% tags=["colab"]
+# On Colab only (elsewhere this cell does nothing): install companion_lib 0.2.0 without touching
+# Colab's own packages (--no-deps: its torch and widgets stay as they are), then check the import
+# and name any dependency that is missing or too old.
+import importlib as _il, importlib.metadata as _md, os as _os, subprocess as _sp, sys as _sys
+if "google.colab" in _sys.modules:
+    if "0.2.0" not in [_d.version for _d in _md.distributions(name="companion_lib")]:
+        _source = _os.environ.get("COMPANION_COLAB_SOURCE", "companion_lib @ git+https://github.com/OWNER/companion@v0.2.0")
+        _sp.run([_sys.executable, "-m", "pip", "install", "-q", "--no-deps", _source], check=True)
+        _il.invalidate_caches()
+    from companion_lib import colab as _colab
+    _colab.report()
+
 # %% [markdown]
 # # §15.3 Conditional generation: classifier-free guidance (eq. 15.12)
 #
@@ -48,7 +61,7 @@ from companion_lib.viz import common, widgets
 from companion_lib.denoisers import ResidualDenoiser
 from companion_lib.grading import check
 
-run = settings.setup(seed=0)
+run = settings.setup(seed=0, notebook="15_3_5_classifier_free_guidance")
 T = 1000
 schedule = forward_diffusion.NoiseSchedule.cosine(T, max_beta=0.2)
 

@@ -3,4 +3,4 @@
 Which module may import which: the table in ``companion_lib._layers`` (``tests/test_architecture.py``
 checks every import against it).
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"

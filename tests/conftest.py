@@ -12,6 +12,8 @@ Tests that run scikit-learn's k-means (OpenMP) or NumPy's BLAS at scale also ask
 ``one_blas_thread`` (``pytestmark = pytest.mark.usefixtures("one_blas_thread")``); it is not
 autouse because ``threadpool_limits`` costs ~2 ms a test.
 """
+from pathlib import Path
+
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
@@ -41,3 +43,13 @@ def _no_float64_stays_off(monkeypatch):
     assert not settings.no_float64_active(), "the no-float64 stand-in was left on by an earlier test"
     yield
     assert not settings.no_float64_active(), "this test left the no-float64 stand-in on"
+
+
+@pytest.fixture(scope="session")
+def companion_wheel(tmp_path_factory) -> Path:
+    """The companion's wheel, built once per session, offline, from a copy of this checkout (the
+    working tree gets no build/ or egg-info folder): the builder the Gradescope autograder packs.
+    Used by test_packaging and test_colab_cell."""
+    from companion_lib.grading.instructor.gradescope import _build_wheel
+
+    return _build_wheel(tmp_path_factory.mktemp("wheel"))

@@ -58,7 +58,35 @@ def test_notebook_name_and_header(path):
     assert "settings.setup(" in text, f"{path.name}: the header cell must call settings.setup(seed=...)"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "chapters").glob("*.ipynb")), ids=lambda p: p.name)
+CHAPTER_NBS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def _first_code_cell(path):
+    return next(c for c in jupytext.read(path).cells if c.cell_type == "code")
+
+
+def test_every_lesson_starts_with_the_same_colab_cell():
+    """The first cell of every chapter notebook is the one tagged ``colab`` (tools/colab.py writes it;
+    tests/test_colab_cell.py runs it), the same text in all of them; solutions have none."""
+    firsts = {p.name: _first_code_cell(p) for p in CHAPTER_NBS}
+    untagged = [n for n, c in firsts.items() if "colab" not in c.metadata.get("tags", [])]
+    assert not untagged, f"first code cell not tagged colab in {untagged}; run python tools/colab.py"
+    sources = {c.source for c in firsts.values()}
+    assert len(sources) == 1, "the colab cell differs between lessons; run python tools/colab.py"
+    tagged = [p.name for p in sorted((ROOT / "solutions").glob("*.ipynb"))
+              if any("colab" in c.metadata.get("tags", []) for c in jupytext.read(p).cells)]
+    assert not tagged, f"solutions notebooks carry a colab cell: {tagged}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "chapters").glob("*.py")), ids=lambda p: p.name)
+def test_each_lesson_names_itself_to_setup(path):
+    """``settings.setup(..., notebook="<its own name>")``: setup prints that lesson's full-mode time."""
+    calls = re.findall(r"settings\.setup\(([^)]*)\)", path.read_text())
+    assert len(calls) == 1 and f'notebook="{path.stem}"' in calls[0], (
+        f"{path.name}: the header cell must call settings.setup(seed=..., notebook=\"{path.stem}\")")
+
+
+@pytest.mark.parametrize("path", CHAPTER_NBS, ids=lambda p: p.name)
 def test_committed_outputs_are_present(path):
     """Students open the .ipynb: it is committed executed (quick mode), with no error outputs."""
     nb = jupytext.read(path)

@@ -2,9 +2,6 @@
 companion_lib/grading/problems/ must not silently stay behind) and every data file of
 companion_lib/datasets/. The wheel is built offline from a copy of the project (the working tree gets
 no build/ or egg-info folder)."""
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -12,24 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "companion_lib"
 
 
-def _build_wheel(tmp_path: Path) -> Path:
-    src, out = tmp_path / "src", tmp_path / "dist"
-    src.mkdir()
-    out.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(LIB, src / "companion_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    code = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
-    done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=src, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
-def test_the_wheel_holds_every_module_and_data_file(tmp_path):
-    wheel = _build_wheel(tmp_path)
+def test_the_wheel_holds_every_module_and_data_file(companion_wheel):
+    wheel = companion_wheel  # tests/conftest.py: built once per session from a copy of the project
     with zipfile.ZipFile(wheel) as zf:
         shipped = set(zf.namelist())
     modules = {p.relative_to(ROOT).as_posix() for p in LIB.rglob("*.py") if "__pycache__" not in p.parts}
