@@ -13,14 +13,21 @@ hold here: steps t ∈ {1, …, T}, index t − 1 of a schedule's tensors holds 
 cast to the data's dtype and device, and no host synchronisation on an accelerator (data unchecked for
 NaN there, steps range-checked on the device).
 
+The steps and the samplers share one unchecked core per step (``_ddpm_update``, ``_ddim_update``): a
+public step checks its input and gathers the schedule's coefficients at its rows' steps; a sampler checks
+once, gathers every visited step's coefficients before its loop, and then only calls the network, draws
+z and updates x_t (no per-step checks, indexing or host synchronisation), bit for bit the same chain.
+
 Torch only, no plotting, no grading (imports: ``companion_lib._layers``).
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from companion_lib import gaussian
-from companion_lib._checks import check_callable, check_choice, check_generator, check_int
+from companion_lib._checks import check_callable, check_choice, check_finite_on_cpu, check_generator, check_int
 from companion_lib.forward_diffusion import NoiseSchedule, _check_data, _check_schedule, q_sample, terminal_kl
 from companion_lib.settings import cpu_float64
 
@@ -64,6 +71,141 @@ def _previous(schedule: NoiseSchedule, name: str, t, like: torch.Tensor, at_zero
     prev = schedule.at(name, (tc - 1).clamp(min=1), like)
     first = (tc == 1).to(like.device).reshape(prev.shape)
     return torch.where(first, torch.full_like(prev, at_zero), prev)
+
+
+# ------------------------------------------------------------------------ the steps' unchecked core
+# Every step below is "gather the schedule's coefficients at t, then combine x_t, ε and z with them". The
+# public steps (``ddpm_step``, ``ddim_step``) check their input, gather at the rows' steps t and call the
+# update; the samplers check once, gather every visited step's coefficients before the loop (as Python
+# floats: no indexing, no host synchronisation per step) and call the same update. Same coefficients,
+# same arithmetic: a sampler's chain equals ``ddpm_step`` called step by step, bit for bit.
+_TABLES: "weakref.WeakKeyDictionary[NoiseSchedule, tuple]" = weakref.WeakKeyDictionary()
+
+
+@cpu_float64()
+def _coefficient_tables(schedule: NoiseSchedule) -> dict:
+    """The steps' coefficients at every step t = 1..T: float64 (T,) on the CPU, index t − 1 holding step t
+    (ᾱ_0 = 1), computed once per schedule (again if one of its tensors was replaced or changed in place):
+
+    * ``eps_coef`` β_t / √(1 − ᾱ_t) and ``sqrt_alphas`` √α_t: the mean of (15.11);
+    * ``x0_coef`` √ᾱ_{t−1} β_t / (1 − ᾱ_t) and ``xt_coef`` √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t): the posterior
+      mean μ̃_t (Problem 15.3.3 (i)), used with a clipped x̂_0;
+    * ``std_posterior`` √β̃_t (β̃_1 = 0) and ``std_beta`` √β_t, but 0 at t = 1: σ_t of (15.11), the chain
+      ending at its mean;
+    * ``sqrt_alpha_bars`` √ᾱ_t and ``sqrt_one_minus_alpha_bars`` √(1 − ᾱ_t): (15.8), read backwards for x̂_0;
+    * ``sqrt_alpha_bars_prev`` √ᾱ_{t−1} and ``sqrt_one_minus_alpha_bars_prev`` √(1 − ᾱ_{t−1}): DDIM's
+      target level (gathered at t_prev + 1 for a jump to t_prev).
+    """
+    tensors = (schedule.betas, schedule.alphas, schedule.alpha_bars, schedule.one_minus_alpha_bars)
+    version = tuple((id(v), v._version) for v in tensors)
+    hit = _TABLES.get(schedule)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    beta, alpha, ab, one_m = tensors
+    ab_prev = torch.cat([torch.ones(1, dtype=ab.dtype), ab[:-1]])                 # ᾱ_{t−1}, ᾱ_0 = 1
+    one_m_prev = torch.cat([torch.zeros(1, dtype=ab.dtype), one_m[:-1]])          # 1 − ᾱ_{t−1}
+    std_beta = beta.sqrt()
+    std_beta[0] = 0.0                                                             # t = 1: no noise
+    tables = {"eps_coef": beta / one_m.sqrt(), "sqrt_alphas": alpha.sqrt(),
+              "x0_coef": ab_prev.sqrt() * beta / one_m, "xt_coef": alpha.sqrt() * one_m_prev / one_m,
+              "std_posterior": (one_m_prev / one_m * beta).sqrt(), "std_beta": std_beta,
+              "sqrt_alpha_bars": ab.sqrt(), "sqrt_one_minus_alpha_bars": one_m.sqrt(),
+              "sqrt_alpha_bars_prev": ab_prev.sqrt(), "sqrt_one_minus_alpha_bars_prev": one_m_prev.sqrt()}
+    _TABLES[schedule] = (version, tables)
+    return tables
+
+
+def _gather(schedule: NoiseSchedule, names, t: torch.Tensor, like: torch.Tensor) -> tuple:
+    """The coefficient tables ``names`` at validated steps t (batch,), shaped (batch, 1, ...) in ``like``'s
+    dtype and on its device (cast once per dtype and device, as ``NoiseSchedule.at``)."""
+    tables = _coefficient_tables(schedule)
+    return tuple(schedule._gather("ddpm." + n, tables[n], t, like) for n in names)
+
+
+_PLAIN = ("eps_coef", "sqrt_alphas")
+_CLIPPED = ("sqrt_one_minus_alpha_bars", "sqrt_alpha_bars", "x0_coef", "xt_coef")
+
+
+def _ddpm_coefficients(schedule: NoiseSchedule, t: torch.Tensor, like: torch.Tensor, sigma: str,
+                       clip_x0: bool) -> tuple:
+    """What ``_ddpm_update`` needs at validated steps t: ``_CLIPPED`` or ``_PLAIN`` coefficients, then σ_t."""
+    return _gather(schedule, (_CLIPPED if clip_x0 else _PLAIN) + ("std_" + sigma,), t, like)
+
+
+def _ddpm_update(xt: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor, coef: tuple, clip_x0: bool):
+    """x_{t−1} from x_t, unchecked: ``coef`` from ``_ddpm_coefficients``, tensors (batch, 1, ...) or floats.
+
+    Without clipping, (15.11): x_{t−1} = (x_t − β_t / √(1 − ᾱ_t) · ε) / √α_t + σ_t z. With clipping, x̂_0 =
+    (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t ((15.8) solved for x_0) clipped to [−1, 1], and the posterior mean
+    μ̃_t(x_t, x̂_0) of Problem 15.3.3 (i) in place of (15.11)'s mean (equal without clipping, (ii)).
+    """
+    if clip_x0:
+        sqrt_one_m_ab, sqrt_ab, x0_coef, xt_coef, std = coef
+        x0_hat = ((xt - sqrt_one_m_ab * eps) / sqrt_ab).clamp(-1.0, 1.0)
+        mean = x0_coef * x0_hat + xt_coef * xt                          # μ̃_t(x_t, x̂_0)
+    else:
+        eps_coef, sqrt_alpha, std = coef
+        mean = (xt - eps_coef * eps) / sqrt_alpha                        # (15.11)
+    return mean + std * noise
+
+
+def _ddim_coefficients(schedule: NoiseSchedule, t: torch.Tensor, t_prev: torch.Tensor, like: torch.Tensor) -> tuple:
+    """√(1 − ᾱ_t), √ᾱ_t at validated steps t and √ᾱ_{t_prev}, √(1 − ᾱ_{t_prev}) at t_prev in 0..t − 1."""
+    return (_gather(schedule, ("sqrt_one_minus_alpha_bars", "sqrt_alpha_bars"), t, like)
+            + _gather(schedule, ("sqrt_alpha_bars_prev", "sqrt_one_minus_alpha_bars_prev"), t_prev + 1, like))
+
+
+def _ddim_update(xt: torch.Tensor, eps: torch.Tensor, coef: tuple) -> torch.Tensor:
+    """The DDIM step (η = 0) x_t → x_{t_prev}, unchecked: x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t, then
+    x_{t_prev} = √ᾱ_{t_prev} x̂_0 + √(1 − ᾱ_{t_prev}) ε (Song et al. 2021, eq. 12). ``coef``: from
+    ``_ddim_coefficients``, tensors (batch, 1, ...) or floats."""
+    sqrt_one_m_ab, sqrt_ab, sqrt_ab_prev, sqrt_one_m_ab_prev = coef
+    x0_hat = (xt - sqrt_one_m_ab * eps) / sqrt_ab
+    return sqrt_ab_prev * x0_hat + sqrt_one_m_ab_prev * eps
+
+
+def _per_step(coefficients: tuple) -> list:
+    """Coefficient tensors (n,) on the CPU → one tuple of Python floats per step (read before a loop)."""
+    return list(zip(*(c.tolist() for c in coefficients)))
+
+
+def _noise_source(generator, shape: tuple, device: torch.device):
+    """Check ``generator`` once; return ``randn()``, a standard normal draw of ``shape`` on ``device``.
+
+    A CPU generator (or none: torch's global one) draws on the CPU, the same numbers on every device; on
+    CUDA into pinned memory, copied without waiting for the GPU (``non_blocking``). A generator on
+    ``device`` itself draws there (no copy; other numbers than the CPU's)."""
+    if isinstance(generator, torch.Generator) and generator.device.type == device.type != "cpu":
+        return lambda: torch.randn(shape, generator=generator, device=device)
+    check_generator(generator)
+    pin = device.type == "cuda"
+    return lambda: torch.randn(shape, generator=generator, pin_memory=pin).to(device, non_blocking=pin)
+
+
+def _chain(x: torch.Tensor, eps_fn, model_steps: list, per_step: list, update, keep: set = frozenset(),
+           progress: bool = False):
+    """The loop every sampler shares: for each visited step i, ε = eps_fn(x, t) with t the (batch,) long
+    tensor of the original step ``model_steps[i]``, then x = update(x, ε, per_step[i]). ε is checked for
+    its type and shape only (nothing that waits for a device); on the CPU the result is checked finite
+    once. Returns x_0 and {t: x_t} for the original steps in ``keep`` (0: x_0)."""
+    b = x.shape[0]
+    kept = {model_steps[0]: x.clone()} if model_steps[0] in keep else {}
+    iterator = range(len(model_steps))
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(iterator, desc="sampling", leave=False, mininterval=0.5)
+    for i in iterator:
+        eps = eps_fn(x, torch.full((b,), model_steps[i], dtype=torch.long, device=x.device))
+        if not isinstance(eps, torch.Tensor):
+            raise TypeError(f"eps_fn must return a torch.Tensor of x_t's shape, got {type(eps).__name__}")
+        if eps.shape != x.shape:
+            raise ValueError(f"eps_fn returned shape {tuple(eps.shape)}, expected x_t's {tuple(x.shape)}")
+        x = update(x, eps.to(x.dtype), per_step[i])
+        t_next = model_steps[i + 1] if i + 1 < len(model_steps) else 0
+        if t_next in keep:
+            kept[t_next] = x.clone()
+    check_finite_on_cpu(x, "the sample (is eps_fn finite?)")
+    return x, kept
 
 
 def posterior_mean_variance(schedule: NoiseSchedule, x0, xt, t):
@@ -141,14 +283,10 @@ def ddpm_step(schedule: NoiseSchedule, eps, xt, t, noise, sigma: str = "posterio
     xt = _check_data(xt, "xt")
     eps = _check_like(eps, "eps", xt)
     noise = _check_like(noise, "noise", xt)
-    if clip_x0:
-        x0_hat = predict_x0(schedule, xt, t, eps).clamp(-1.0, 1.0)
-        mean, _ = posterior_mean_variance(schedule, x0_hat, xt, t)
-    else:
-        mean = reverse_mean(schedule, eps, xt, t)                       # (15.11)
-    std = reverse_variance(schedule, t, xt, sigma).sqrt()
-    last = (schedule._steps(t) == 1).to(xt.device).reshape(std.shape)
-    return mean + torch.where(last, torch.zeros_like(std), std) * noise
+    tc = schedule._steps(t)
+    if tc.shape[0] != xt.shape[0]:
+        raise ValueError(f"t has {tc.shape[0]} steps but xt has shape {tuple(xt.shape)}; expected one step per row")
+    return _ddpm_update(xt, eps, noise, _ddpm_coefficients(schedule, tc, xt, sigma, clip_x0), clip_x0)
 
 
 def ddpm_loss(schedule: NoiseSchedule, eps_model, x0, t, noise, *extra) -> torch.Tensor:
@@ -236,42 +374,43 @@ def sample(schedule: NoiseSchedule, eps_fn, shape, *, device=None, generator: to
     eps_fn(x_t, t) -> ε_θ, with x_t (batch, ...) float32 on ``device`` and t (batch,) long steps of the
     ORIGINAL schedule. ``step_fn(schedule, eps, x_t, t, noise, sigma=...)`` (and ``clip_x0=True`` only when
     asked) has ``ddpm_step``'s contract. ``shape``: (batch, ...). ``n_steps``: visit only that many steps, evenly spaced
-    (``respace``; fewer network calls, a different chain). ``generator``: draws of x_T and z (on its own
-    device, then moved). ``keep``: original steps at which to record x_t (also 0 for the result).
+    (``respace``; fewer network calls, a different chain). ``generator``: draws of x_T, then one z per
+    step, on the CPU (the same on every device) or, a generator on ``device``, there. ``keep``: original
+    steps at which to record x_t (also 0 for the result).
     Returns x_0, or ``(x_0, {t: x_t})`` when ``keep`` is given.
+
+    With ``ddpm_step`` the input is checked once and each visited step's coefficients are gathered
+    before the loop (``_ddpm_update``): no per-step checks, no host synchronisation; the chain equals
+    ``ddpm_step`` called step by step, bit for bit. Another ``step_fn`` is called at every step as given.
     """
     _check_schedule(schedule)
     check_choice(sigma, "sigma", SIGMAS)
+    if not isinstance(clip_x0, bool):
+        raise TypeError(f"clip_x0 must be True or False, got {clip_x0!r}")
     shape = _check_shape(shape)
-    check_generator(generator)
     device = torch.device(device) if device is not None else torch.device("cpu")
+    randn = _noise_source(generator, shape, device)
     step_fn = ddpm_step if step_fn is None else step_fn
     if not callable(eps_fn) or not callable(step_fn):
         raise TypeError("eps_fn and step_fn must be callables")
     original = list(range(schedule.T, 0, -1)) if n_steps is None else timesteps(schedule.T, n_steps)
     chain = schedule if n_steps is None else respace(schedule, original)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-
-    def randn():
-        return torch.randn(shape, generator=generator, device=gen_device).to(device)
-
     x = randn()
-    keep = set(int(k) for k in keep)
-    kept = {schedule.T: x.clone()} if schedule.T in keep else {}
-    iterator = range(len(original))
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc="sampling", leave=False, mininterval=0.5)
-    for i in iterator:
-        t_orig, t_chain = original[i], len(original) - i
-        t_model = torch.full((shape[0],), t_orig, dtype=torch.long, device=device)
-        eps = eps_fn(x, t_model)
-        t_step = torch.full((shape[0],), t_chain, dtype=torch.long, device=device)
+    chain_steps = torch.arange(len(original), 0, -1)                    # the chain's own steps n..1
+    if step_fn is ddpm_step:
+        coef = _per_step(_ddpm_coefficients(chain, chain_steps, torch.empty(len(original), dtype=x.dtype),
+                                            sigma, clip_x0))
+
+        def update(x, eps, c):
+            return _ddpm_update(x, eps, randn(), c, clip_x0)
+    else:
+        coef = chain_steps.tolist()
         options = {"clip_x0": True} if clip_x0 else {}                  # a student's step need not clip
-        x = step_fn(chain, eps, x, t_step, randn(), sigma=sigma, **options)
-        t_next = original[i + 1] if i + 1 < len(original) else 0
-        if t_next in keep:
-            kept[t_next] = x.clone()
+
+        def update(x, eps, t):
+            t = torch.full((shape[0],), t, dtype=torch.long, device=device)
+            return step_fn(chain, eps, x, t, randn(), sigma=sigma, **options)
+    x, kept = _chain(x, eps_fn, original, coef, update, {int(k) for k in keep}, progress)
     return (x, kept) if keep else x
 
 
@@ -434,30 +573,45 @@ def ddim_step(schedule: NoiseSchedule, eps, xt, t, t_prev) -> torch.Tensor:
     t_prev = t_prev.to(tc.device).long()
     if tc.device.type == "cpu" and bool(((t_prev < 0) | (t_prev >= tc)).any()):
         raise ValueError("t_prev must lie in 0..t − 1 row by row (t_prev = 0: the data, ᾱ_0 = 1)")
-    x0_hat = predict_x0(schedule, xt, tc, eps)
-    ab_prev = schedule.at("alpha_bars", t_prev.clamp(min=1), xt)
-    first = (t_prev == 0).to(xt.device).reshape(ab_prev.shape)
-    ab_prev = torch.where(first, torch.ones_like(ab_prev), ab_prev)
-    return ab_prev.sqrt() * x0_hat + (1 - ab_prev).sqrt() * eps
+    if tc.shape[0] != xt.shape[0]:
+        raise ValueError(f"t has {tc.shape[0]} steps but xt has shape {tuple(xt.shape)}; expected one step per row")
+    return _ddim_update(xt, eps, _ddim_coefficients(schedule, tc, t_prev, xt))
 
 
 @torch.no_grad()
-def ddim_sample(schedule: NoiseSchedule, eps_fn, shape, n_steps: int, *, device=None,
+def ddim_sample(schedule: NoiseSchedule, eps_fn, shape, n_steps: int | None = None, *, steps=None, device=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Deterministic DDIM sampling: x_T ~ N(0, I), then ``ddim_step`` along ``timesteps(T, n_steps)`` and
     a last step to t_prev = 0 (x̂_0). One network call per visited step; the draw of x_T is the only
-    randomness. eps_fn(x_t, t) -> ε_θ as for ``sample``; shape (batch, ...). Returns x_0."""
+    randomness. eps_fn(x_t, t) -> ε_θ as for ``sample``; shape (batch, ...). Returns x_0.
+
+    ``steps`` instead of ``n_steps``: the steps to visit, decreasing, in 1..T (e.g. diffusers' default
+    spacing 1 + i · (T // n)). Checked once, coefficients gathered before the loop (``_ddim_update``):
+    equal to ``ddim_step`` called step by step, bit for bit, with no host synchronisation per step.
+    ``generator``: as for ``sample``."""
     _check_schedule(schedule)
     if not callable(eps_fn):
         raise TypeError("eps_fn must be a callable eps_fn(x_t, t)")
     shape = _check_shape(shape)
-    check_generator(generator)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    steps = timesteps(schedule.T, n_steps)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    x = torch.randn(shape, generator=generator, device=gen_device).to(device)
-    for i, t in enumerate(steps):
-        t_prev = steps[i + 1] if i + 1 < len(steps) else 0
-        tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
-        x = ddim_step(schedule, eps_fn(x, tt), x, tt, torch.full_like(tt, t_prev))
+    randn = _noise_source(generator, shape, device)
+    if (n_steps is None) == (steps is None):
+        raise TypeError("give either n_steps (that many evenly spaced steps) or steps (the steps themselves)")
+    visited = timesteps(schedule.T, n_steps) if steps is None else _check_visited(steps, schedule.T)
+    x = randn()
+    like = torch.empty(len(visited), dtype=x.dtype)
+    coef = _per_step(_ddim_coefficients(schedule, torch.tensor(visited), torch.tensor(visited[1:] + [0]), like))
+    x, _ = _chain(x, eps_fn, visited, coef, _ddim_update)
     return x
+
+
+def _check_visited(steps, T: int) -> list:
+    """Steps to visit: a non-empty, strictly decreasing sequence of integers in 1..T."""
+    if isinstance(steps, torch.Tensor):
+        steps = steps.tolist()
+    if not isinstance(steps, (list, tuple, range)) or not steps:
+        raise TypeError(f"steps must be a non-empty list of integer steps in 1..{T}, decreasing; got {steps!r}")
+    visited = [check_int(s, "steps entry", low=1, high=T) for s in steps]
+    if any(b >= a for a, b in zip(visited, visited[1:])):
+        raise ValueError(f"steps must decrease strictly, got {visited}")
+    return visited

@@ -124,6 +124,11 @@ class NoiseSchedule:
         if like.ndim < 1 or like.shape[0] != t.shape[0]:
             raise ValueError(f"t has {t.shape[0]} steps but the data has shape {tuple(like.shape)}; "
                              "expected one step per row")
+        return self._gather(name, values, t, like)
+
+    def _gather(self, name: str, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``values`` (T,) (a schedule tensor or one derived from it, cached as ``name``) at validated
+        steps t (batch,), shaped (batch, 1, …) in ``like``'s dtype and on its device; unchecked."""
         picked = self._table(name, values, like)[t.to(like.device) - 1]     # index t − 1 holds step t
         return picked.reshape(-1, *([1] * (like.ndim - 1)))
 

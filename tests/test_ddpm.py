@@ -371,6 +371,11 @@ def test_the_reverse_process_on_an_accelerator_never_waits_for_it():
     assert loss.device == meta and loss.shape == ()
     x0 = ddpm.sample(s, net, (6, 4), device=meta, n_steps=5, clip_x0=True)
     assert x0.device == meta and x0.shape == (6, 4)
+    x0 = ddpm.sample(s, net, (6, 4), device=meta, sigma="beta", generator=torch.Generator().manual_seed(0))
+    assert x0.device == meta and x0.shape == (6, 4)
+    x0 = ddpm.ddim_sample(s, net, (6, 4), 5, device=meta, generator=torch.Generator().manual_seed(0))
+    assert x0.device == meta and x0.shape == (6, 4)
+    assert ddpm.ddim_step(s, eps, xt, t, torch.zeros_like(t)).device == meta
     cond = ResidualDenoiser(4, hidden=8, blocks=1, emb_dim=8, n_classes=3).to(meta)
     labels = torch.empty(6, dtype=torch.long, device=meta)
     assert ddpm.ddpm_loss(s, cond, xt, t, noise, labels).device == meta
@@ -476,3 +481,188 @@ def test_min_snr_weight_caps_the_low_noise_steps():
             ddpm.min_snr_weight(s, t, bad)
     with pytest.raises(TypeError, match="like"):
         ddpm.min_snr_weight(s, t, 5.0, like=[1.0])
+
+
+# ------------------------------------------------------------------------------ the samplers' loops (issue 21)
+def _mlp(dim=3):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(dim, 16), torch.nn.SiLU(), torch.nn.Linear(16, dim))
+    return lambda x, t: net(x) * 0.5
+
+
+@pytest.mark.parametrize("kw", [{}, {"sigma": "beta"}, {"clip_x0": True}, {"n_steps": 7, "clip_x0": True},
+                                {"n_steps": 5, "sigma": "beta"}])
+def test_sample_is_ddpm_step_called_step_by_step_bit_for_bit_with_the_same_draws(kw):
+    """The loop gathers its coefficients once, yet its chain is ``ddpm_step``'s, bit for bit, with x_T drawn
+    first and then one z per step after the network call (the draw order of the previous release)."""
+    s, eps_fn, shape = forward_diffusion.NoiseSchedule.cosine(40, max_beta=0.2), _mlp(), (16, 3)
+    fast, kept = ddpm.sample(s, eps_fn, shape, generator=torch.Generator().manual_seed(4), keep=(40, 20, 0), **kw)
+    g = torch.Generator().manual_seed(4)
+    n = kw.get("n_steps")
+    original = ddpm.timesteps(40, n) if n else list(range(40, 0, -1))
+    chain = ddpm.respace(s, original) if n else s
+    options = {k: v for k, v in kw.items() if k != "n_steps"}
+    x = torch.randn(shape, generator=g)
+    with torch.no_grad():
+        for i, t in enumerate(original):
+            eps = eps_fn(x, torch.full((16,), t))
+            x = ddpm.ddpm_step(chain, eps, x, torch.full((16,), len(original) - i), torch.randn(shape, generator=g),
+                               **options)
+    assert torch.equal(fast, x) and torch.equal(kept[0], x) and sorted(kept) == [k for k in (0, 20, 40) if k in original + [0]]
+    via_step_fn = ddpm.sample(s, eps_fn, shape, generator=torch.Generator().manual_seed(4),
+                              step_fn=lambda *a, **k: ddpm.ddpm_step(*a, **k), **kw)
+    assert torch.equal(via_step_fn, fast)
+    other = ddpm.sample(s, eps_fn, shape, generator=torch.Generator().manual_seed(5), **kw)
+    assert not torch.allclose(other, fast)                            # the draws matter: the test can fail
+
+
+@pytest.mark.parametrize("n_steps", [40, 6])
+def test_ddim_sample_is_ddim_step_called_step_by_step_bit_for_bit(n_steps):
+    s, eps_fn, shape = forward_diffusion.NoiseSchedule.cosine(40, max_beta=0.2), _mlp(), (16, 3)
+    fast = ddpm.ddim_sample(s, eps_fn, shape, n_steps, generator=torch.Generator().manual_seed(2))
+    steps = ddpm.timesteps(40, n_steps)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for t, t_prev in zip(steps, steps[1:] + [0]):
+            x = ddpm.ddim_step(s, eps_fn(x, torch.full((16,), t)), x, torch.full((16,), t), torch.full((16,), t_prev))
+    assert torch.equal(fast, x)
+    assert torch.equal(ddpm.ddim_sample(s, eps_fn, shape, steps=steps, generator=torch.Generator().manual_seed(2)), x)
+    leading = [1 + i * (40 // n_steps) for i in range(n_steps)][::-1]  # diffusers' default spacing
+    other = ddpm.ddim_sample(s, eps_fn, shape, steps=leading, generator=torch.Generator().manual_seed(2))
+    assert (leading == steps) == torch.equal(other, x)
+
+
+def test_the_loops_check_once_not_per_step(monkeypatch):
+    """No per-step validation (each reads values back to the host): the number of checks of data and steps
+    does not grow with the number of steps, unless a step function of one's own is called per step."""
+    counts = {"data": 0, "steps": 0}
+    check_data, steps = ddpm._check_data, forward_diffusion.NoiseSchedule._steps
+
+    def counting_data(*a, **k):
+        counts["data"] += 1
+        return check_data(*a, **k)
+
+    def counting_steps(self, *a, **k):
+        counts["steps"] += 1
+        return steps(self, *a, **k)
+    monkeypatch.setattr(ddpm, "_check_data", counting_data)
+    monkeypatch.setattr(forward_diffusion.NoiseSchedule, "_steps", counting_steps)
+
+    def checks(T, **kw):
+        counts.update(data=0, steps=0)
+        s = forward_diffusion.NoiseSchedule.linear(T, beta_end=0.2)
+        if kw.pop("ddim", False):
+            ddpm.ddim_sample(s, _mlp(), (4, 3), T)
+        else:
+            ddpm.sample(s, _mlp(), (4, 3), **kw)
+        return dict(counts)
+    for kw in ({}, {"clip_x0": True, "n_steps": 5}, {"ddim": True}):
+        assert checks(10, **kw) == checks(30, **kw), kw
+    own = {"step_fn": lambda *a, **k: ddpm.ddpm_step(*a, **k)}
+    assert checks(30, **own)["steps"] > checks(10, **own)["steps"] >= 10
+
+
+def test_the_loops_reject_bad_input_once():
+    s = forward_diffusion.NoiseSchedule.linear(20)
+    with pytest.raises(ValueError, match="eps_fn returned shape"):
+        ddpm.sample(s, lambda x, t: x[:, :1], (4, 3))
+    with pytest.raises(TypeError, match="eps_fn must return"):
+        ddpm.ddim_sample(s, lambda x, t: x.numpy(), (4, 3), 5)
+    with pytest.raises(ValueError, match="finite"):
+        ddpm.sample(s, lambda x, t: x * float("nan"), (4, 3), n_steps=3)
+    with pytest.raises(TypeError, match="clip_x0"):
+        ddpm.sample(s, lambda x, t: x, (4, 3), clip_x0=1)
+    with pytest.raises(TypeError, match="Generator"):
+        ddpm.sample(s, lambda x, t: x, (4, 3), generator=0)
+    with pytest.raises(TypeError, match="either n_steps"):
+        ddpm.ddim_sample(s, lambda x, t: x, (4, 3), 5, steps=[20, 1])
+    with pytest.raises(TypeError, match="either n_steps"):
+        ddpm.ddim_sample(s, lambda x, t: x, (4, 3))
+    for bad, err in (([20, 20, 1], ValueError), ([1, 20], ValueError), ([21, 1], ValueError), ([0], ValueError),
+                     ([], TypeError), ("20", TypeError), ([20.5, 1], ValueError)):
+        with pytest.raises(err, match="steps"):
+            ddpm.ddim_sample(s, lambda x, t: x, (4, 3), steps=bad)
+    assert ddpm.ddim_sample(s, lambda x, t: 0 * x, (4, 3), steps=torch.tensor([20, 7])).shape == (4, 3)
+
+
+def test_ddpm_step_equals_diffusers_in_float64_to_round_off():
+    """diffusers' schedule formed in float64 too (its own formula: linspace, then cumprod): one clipped step
+    with σ_t² = β̃_t at six t, the same ε, x_t and z, differs only by rounding (diffusers' float32
+    schedule loses digits of 1 − ᾱ_t at small t: the float32 test above needs 1e-3)."""
+    diffusers = pytest.importorskip("diffusers")
+    T, shape = 1000, (32, 64)
+    sched = diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                                    variance_type="fixed_small", clip_sample=True)
+    ours = forward_diffusion.NoiseSchedule.linear(T, 1e-4, 0.02)
+    with settings.cpu_float64():
+        ref = diffusers.DDPMScheduler.from_config(sched.config)
+        ref.set_timesteps(T)
+        ref.betas = torch.linspace(1e-4, 0.02, T, dtype=F64)
+        ref.alphas = 1.0 - ref.betas
+        ref.alphas_cumprod = torch.cumprod(ref.alphas, 0)
+        ref.one = torch.tensor(1.0, dtype=F64)
+        g = torch.Generator().manual_seed(0)
+        worst = {"posterior": 0.0, "beta": 0.0}
+        for t in (1000, 700, 300, 50, 2, 1):
+            eps, xt = (2 * torch.randn(shape, generator=g, dtype=F64) for _ in range(2))
+            want = ref.step(eps, t - 1, xt, generator=torch.Generator().manual_seed(t)).prev_sample
+            z = torch.randn(shape, generator=torch.Generator().manual_seed(t), dtype=F64)
+            for sigma in worst:
+                got = ddpm.ddpm_step(ours, eps, xt, torch.full((shape[0],), t), z, sigma=sigma, clip_x0=True)
+                worst[sigma] = max(worst[sigma], float((got - want).abs().max()))
+    assert worst["posterior"] < 1e-12, worst
+    assert worst["beta"] > 1e-3                                        # σ_t² = β_t is diffusers' other variance
+
+
+def test_the_sampling_loops_equal_loops_over_diffusers_schedulers():
+    """companion_lib.peers.sampling at a small size: ancestral, respaced and DDIM samples of ddpm equal those
+    of diffusers' DDPMScheduler / DDIMScheduler loops to round-off; a different chain does not."""
+    pytest.importorskip("diffusers")
+    from companion_lib.peers import sampling
+    rows = sampling.comparisons(steps=50, respaced_steps=10, batch=8, dim=4)
+    assert [r.name for r in rows] == ["DDPM ancestral", "DDPM respaced", "DDIM (η = 0)"]
+    results = [(r.ours(), r.theirs()) for r in rows]
+    for r, (ours, theirs) in zip(rows, results):
+        identical, text = r.agree(ours, theirs)
+        assert identical and "max |Δ sample|" in text, (r.name, text)
+        assert "diffusers" in r.peer and r.device == "cpu"
+    assert not rows[0].agree(results[0][0], results[1][1])[0]         # ancestral vs respaced: not the same
+    with pytest.raises(ValueError, match="linspace"):
+        sampling.comparisons(steps=8, respaced_steps=3, batch=2, dim=2)  # a tie that rounds the other way
+    with pytest.raises(ValueError, match="respaced_steps"):
+        sampling.comparisons(steps=50, respaced_steps=51)
+    with pytest.raises(TypeError, match="device"):
+        sampling.comparisons(device=0)
+
+
+def test_the_sampling_peers_say_when_diffusers_is_missing(monkeypatch):
+    import sys
+    from companion_lib.peers import sampling
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    with pytest.raises(ModuleNotFoundError, match="diffusers") as info:
+        sampling.comparisons(steps=10, respaced_steps=5, batch=2, dim=2)
+    assert info.value.name == "diffusers"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_loops_never_synchronise_on_cuda():
+    """On CUDA no step waits for the GPU: a CPU generator draws into pinned memory (copied non-blocking),
+    a generator on the GPU draws there; torch's sync debug mode turns any synchronisation into an error."""
+    s = forward_diffusion.NoiseSchedule.cosine(50, max_beta=0.2)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.SiLU(), torch.nn.Linear(16, 3)).cuda()
+    cpu = ddpm.sample(s, lambda x, t: net(x), (8, 3), device="cuda", clip_x0=True,
+                      generator=torch.Generator().manual_seed(0))         # warm-up (pinned pool, kernels)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        again = ddpm.sample(s, lambda x, t: net(x), (8, 3), device="cuda", clip_x0=True,
+                            generator=torch.Generator().manual_seed(0))
+        on_gpu = ddpm.sample(s, lambda x, t: net(x), (8, 3), device="cuda", n_steps=10,
+                             generator=torch.Generator(device="cuda").manual_seed(0))
+        ddim = ddpm.ddim_sample(s, lambda x, t: net(x), (8, 3), 10, device="cuda",
+                                generator=torch.Generator(device="cuda").manual_seed(0))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.equal(cpu, again) and on_gpu.is_cuda and ddim.is_cuda
+    with torch.no_grad():
+        on_cpu = ddpm.sample(s, lambda x, t: net.cpu()(x), (8, 3), clip_x0=True, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(cpu.cpu(), on_cpu, atol=1e-4)                 # the CPU generator's draws on every device
