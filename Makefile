@@ -11,13 +11,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.companion-installed
 TEST_STAMP := $(VENV)/.companion-test-installed
+BOOK_STAMP := $(VENV)/.companion-book-installed
 TORCH_PIN   = $(shell grep -E '^torch==' requirements.txt)
 TORCH_INDEX = https://download.pytorch.org/whl/$(TORCH)
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # One torch thread per notebook kernel and two kernels at a time (one per core): see README.
 JOBS   ?= 2
 
-.PHONY: lab test unit test-variants notebooks sync env clean handout test-colab test-minimum
+.PHONY: lab test unit test-variants notebooks sync env clean handout book test-colab test-minimum
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
@@ -28,10 +29,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --user --name companion --display-name "Python 3 (companion)" >/dev/null
 	touch $(STAMP)
 
-# Test-only pins (diffusers: an outside reference for the DDPM step), on top of the course environment.
-$(TEST_STAMP): requirements-test.txt $(STAMP)
-	$(PIP) -r requirements-test.txt
+# Test-only pins (diffusers: an outside reference for the DDPM step), on top of the course environment,
+# and the book's (tests/test_book.py builds the online book).
+$(TEST_STAMP): requirements-test.txt requirements-book.txt $(STAMP)
+	$(PIP) -r requirements-test.txt -r requirements-book.txt
 	touch $(TEST_STAMP)
+
+# The online book's pins (Sphinx, MyST-NB, the book theme), on top of the course environment.
+$(BOOK_STAMP): requirements-book.txt $(STAMP)
+	$(PIP) -r requirements-book.txt
+	touch $(BOOK_STAMP)
 
 env: $(STAMP)
 
@@ -96,6 +103,13 @@ test-colab test-minimum: test-%: .venv-%/.built
 notebooks: $(STAMP)
 	$(BIN)/jupytext --sync chapters/*.py solutions/*.py
 	COMPANION_MODE=quick COMPANION_THREADS=1 $(BIN)/python tools/execute_notebooks.py chapters/*.ipynb solutions/*.ipynb
+
+# The online book: the committed, executed lessons of chapters/ as a static site in _build/book/ (nothing
+# is executed; solutions/ left out), then its links checked offline (external ones listed, not fetched).
+# See README, "Read online".
+book: $(BOOK_STAMP)
+	$(BIN)/python book/build.py _build/book
+	$(BIN)/python book/links.py _build/book
 
 # The lessons for students, without solutions/ (see README, "For instructors").
 handout:
