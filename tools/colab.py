@@ -16,13 +16,13 @@ Usage: python tools/colab.py            # rewrite what is stale
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _generated  # noqa: E402  (tools/ is not a package)
 from readme_table import replace_table  # noqa: E402  (tools/ is not a package)
 from repository import ROOT, colab_url, install_source, version  # noqa: E402
 
@@ -112,22 +112,21 @@ def stale() -> list[Path]:
     return [p for p, text in want.items() if not p.exists() or p.read_text() != text]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if anything is out of date")
-    args = parser.parse_args(argv)
+def _reason() -> str | None:
     old = stale()
-    if args.check:
-        if old:
-            print("out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in old)
-                  + "; run python tools/colab.py (then jupytext --sync chapters/*.py)", file=sys.stderr)
-            return 1
-        return 0
+    return ("out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in old)
+            + "; run python tools/colab.py (then jupytext --sync chapters/*.py)") if old else None
+
+
+def _write() -> None:
     want = _wanted(README.read_text())
-    for path in old:
+    for path in stale():
         path.write_text(want[path])
         print(f"rewrote {path.relative_to(ROOT)}")
-    return 0
+
+
+def main(argv=None) -> int:
+    return _generated.main(argv, __doc__, _reason, _write)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,15 @@ Usage: python tools/student_surface.py            # regenerate the snapshot (aft
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import json
 import pkgutil
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _generated  # noqa: E402  (tools/ is not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "tests" / "student_surface.json"
@@ -95,21 +97,16 @@ def verdict(snapshot: dict, live: dict, changelog: str) -> str | None:
             f"regenerate it ({REGENERATE}):\n  {listed}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the snapshot is stale")
-    args = parser.parse_args(argv)
+def _write() -> None:
     live = surface()
-    if args.check:
-        problem = verdict(json.loads(SNAPSHOT.read_text()), live, CHANGELOG.read_text())
-        if problem:
-            print(problem, file=sys.stderr)
-            return 1
-        return 0
     SNAPSHOT.write_text(json.dumps(live, indent=1, sort_keys=True) + "\n")
     print(f"wrote {SNAPSHOT.relative_to(ROOT)} (version {live['version']}, {len(live['problems'])} problems, "
           f"{len(live['modules'])} modules)")
-    return 0
+
+
+def main(argv=None) -> int:
+    return _generated.main(argv, __doc__, lambda: verdict(json.loads(SNAPSHOT.read_text()), surface(),
+                                                          CHANGELOG.read_text()), _write)
 
 
 if __name__ == "__main__":
