@@ -202,14 +202,16 @@ def test_full_mode_times_from_the_gpu_run(tmp_path):
         (chapters / f"{name}.py").write_text("")
     gpu = tmp_path / "gpu_check.json"
     assert colab_tool.full_mode_times(gpu, chapters)["notebooks"] == {"14_1_a": None, "14_2_b": None, "14_3_c": None}
-    gpu.write_text(json.dumps({"device": "NVIDIA H100", "notebooks": {
-        "14_1_a": {"seconds": 61.27, "status": "ok"},
-        "14_2_b": {"seconds": 30, "status": "failed"},                # a failed run is no time
-        "14_3_c": {"seconds": 12, "status": "passed", "device": "NVIDIA H200"},
-        "99_x": {"seconds": 1, "status": "ok"}}}))                     # not a lesson
+    run = {"dry_run": False, "device": {"name": "NVIDIA H100", "cuda": True}, "notebooks": {
+        "14_1_a": {"seconds": 61.27, "status": "passed", "mode": "full"},
+        "14_2_b": {"seconds": 30, "status": "failed", "mode": "full"},   # a failed run is no time
+        "14_3_c": {"seconds": 12, "status": "passed", "mode": "quick"},  # nor is a quick-mode one
+        "99_x": {"seconds": 1, "status": "passed", "mode": "full"}}}     # not a lesson
+    gpu.write_text(json.dumps(run))
     got = colab_tool.full_mode_times(gpu, chapters)["notebooks"]
-    assert got == {"14_1_a": {"seconds": 61.3, "device": "NVIDIA H100"}, "14_2_b": None,
-                   "14_3_c": {"seconds": 12.0, "device": "NVIDIA H200"}}
+    assert got == {"14_1_a": {"seconds": 61.3, "device": "NVIDIA H100"}, "14_2_b": None, "14_3_c": None}
+    gpu.write_text(json.dumps(dict(run, dry_run=True)))                # the CPU rehearsal measures nothing
+    assert set(colab_tool.full_mode_times(gpu, chapters)["notebooks"].values()) == {None}
 
 
 def test_setup_prints_the_full_mode_time_or_not_measured(monkeypatch, capsys):

@@ -5,8 +5,8 @@
   ``companion_lib.colab.report()``; anywhere else it does nothing;
 * README's table of "Open in Colab" links (between the colab-links markers);
 * companion_lib/datasets/full_mode_times.json: each lesson's measured full-mode time, from the GPU
-  run's results/gpu_check.json (``notebooks: {name: {seconds, status, device}}``; entries whose status
-  is ``ok``/``passed`` count), ``null`` where nothing was measured. ``settings.setup`` prints it.
+  run's results/gpu_check.json (tools/gpu_check.py: ``notebooks: {name: {status, seconds, mode}}``;
+  passed full-mode runs count, a dry run does not), ``null`` where nothing was measured. ``settings.setup`` prints it.
 
 After changing a lesson's first cell, run ``jupytext --sync chapters/*.py`` (this tool edits the .py
 files; the .ipynb pair gets the cell from there) and re-execute the notebooks (``make notebooks``).
@@ -79,21 +79,32 @@ def links_table(chapters: Path = CHAPTERS) -> str:
     return "\n".join(lines)
 
 
+def _device_name(device) -> str:
+    """The GPU's name from gpu_check.json's ``device`` (``{"name": ...}``, or a plain string)."""
+    if isinstance(device, dict):
+        device = device.get("name")
+    return str(device) if device else "a GPU"
+
+
 def full_mode_times(gpu_check: Path = GPU_CHECK, chapters: Path = CHAPTERS) -> dict:
     """``{"source": ..., "notebooks": {lesson: null | {"seconds", "device"}}}`` for every lesson in
-    ``chapters``, from ``gpu_check`` if it exists (entries with status ok/passed and a number of seconds;
-    the device is the entry's, else the file's top-level ``device``)."""
+    ``chapters``, from ``gpu_check`` (tools/gpu_check.py's results) if it exists and is not a dry run:
+    an entry counts when its status is ``passed`` (or ``ok``), its mode ``full`` (when given) and its
+    seconds a number; the device is the entry's, else the file's ``device`` (its ``name``)."""
     lessons = sorted(p.stem for p in chapters.glob("*.py"))
     measured = {}
     source = "nothing measured yet (no results/gpu_check.json)"
-    if gpu_check.exists():
-        data = json.loads(gpu_check.read_text())
+    data = json.loads(gpu_check.read_text()) if gpu_check.exists() else {}
+    if data.get("dry_run"):
+        source = "nothing measured yet (results/gpu_check.json is a dry run)"
+    elif data:
         source = "results/gpu_check.json"
         for name, entry in (data.get("notebooks") or {}).items():
             if (isinstance(entry, dict) and str(entry.get("status", "")).lower() in _MEASURED
+                    and entry.get("mode", "full") == "full"
                     and isinstance(entry.get("seconds"), (int, float)) and name in lessons):
-                device = entry.get("device") or data.get("device") or "a GPU"
-                measured[name] = {"seconds": round(float(entry["seconds"]), 1), "device": str(device)}
+                device = _device_name(entry.get("device") or data.get("device"))
+                measured[name] = {"seconds": round(float(entry["seconds"]), 1), "device": device}
     return {"source": source, "notebooks": {name: measured.get(name) for name in lessons}}
 
 
