@@ -18,7 +18,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # One torch thread per notebook kernel and two kernels at a time (one per core): see README.
 JOBS   ?= 2
 
-.PHONY: lab test unit test-variants notebooks sync env clean handout book test-colab test-minimum
+.PHONY: lab test unit test-variants notebooks sync env clean handout book test-colab test-minimum gpu-wheels gpu-check
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
@@ -110,6 +110,20 @@ notebooks: $(STAMP)
 book: $(BOOK_STAMP)
 	$(BIN)/python book/build.py _build/book
 	$(BIN)/python book/links.py _build/book
+
+# The GPU run (README, "GPU run"): `make gpu-wheels` downloads what the lent GPU machine lacks
+# (tools/gpu_requirements.txt, wheels for its Python 3.12 on x86-64 Linux) into .gpu-wheels/ and checks the
+# set (every dependency carried or there, <= 64 MiB); `make gpu-check` is the script's dry run on this CPU.
+GPU_PLATFORMS := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+                 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+gpu-wheels: $(STAMP)
+	rm -rf .gpu-wheels
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  $(GPU_PLATFORMS) -d .gpu-wheels -r tools/gpu_requirements.txt
+	$(BIN)/python tools/gpu_check.py wheels .gpu-wheels
+
+gpu-check: $(TEST_STAMP)
+	PYTHON=$(BIN)/python bash tools/gpu_check.sh --dry-run --out out/gpu-check
 
 # The lessons for students, without solutions/ (see README, "For instructors").
 handout:
