@@ -10,11 +10,13 @@ read. The build stages a copy of every lesson notebook in a scratch folder and c
 * under the page title, a note with the lesson's "Open in Colab" link (``tools/repository.py``, built
   from the one ``[project.urls] Repository`` line of pyproject.toml) and the sentence that widgets are
   static here;
+* nbval's markers (``# NBVAL_CHECK_OUTPUT`` lines) are taken out of the code cells;
 * in an equation that spans lines, a ``+``/``-`` starting a line is moved to the end of the line before
   (MyST would read it as a list; see ``_math_safe_for_myst``);
 * every widget output (a slider with its figure) is replaced by what its Output widgets showed when the
   notebook was executed (the figure at the controls' starting values), under a line naming the controls
-  and their starting values: no widget JavaScript is loaded (it would come from a CDN and drive nothing).
+  and their starting values; a progress bar by its final line of text. No widget JavaScript is loaded
+  (it would come from a CDN and drive nothing).
 
 The contents page (``book/index.md`` plus the generated contents) lists the lessons in reading order,
 §14.1 ... §15.9, sorted by the numbers in their file names, each with the title read from the notebook's
@@ -51,6 +53,8 @@ CHAPTER_CAPTIONS = {"14": "Chapter 14: Unsupervised learning and distribution le
 _LESSON = re.compile(r"^(\d+)_(\d+)(?:_(\d+))?([a-z]?)_[a-z0-9_]+$")
 _TITLE_NUMBER = re.compile(r"^§?\s*\d+(?:\.\d+)*[a-z]?\s+")
 _MARKDOWN_MATH = re.compile(r"(?P<code>```.*?```|`[^`]*`)|\$\$.+?\$\$|(?<![\\$])\$(?!\$).+?(?<![\\$])\$(?!\$)", re.S)
+#: nbval's cell markers (``# NBVAL_CHECK_OUTPUT``...): for the test suite, not for readers.
+_NBVAL_MARKER = re.compile(r"^[ \t]*# NBVAL_[A-Z_]+[ \t]*\n?", re.M)
 _LIST_MARKER_IN_MATH = re.compile(r"\n([ \t]*(?:>[ \t]*)*)([-+*])(?=[ \t])")
 
 
@@ -115,17 +119,41 @@ def _widget_tree(state: dict, model_id: str) -> list[dict]:
     return out
 
 
+def _control_value(state: dict):
+    """A control's value as shown: ``value``, or for selections (``value`` unset) the label at ``index``."""
+    labels, index = state.get("_options_labels"), state.get("index")
+    if state.get("value") is None and isinstance(labels, list) and isinstance(index, int) and 0 <= index < len(labels):
+        return labels[index]
+    return state.get("value")
+
+
+def _progress_line(models: list[dict]) -> str | None:
+    """tqdm's notebook bar (HTML label, progress bar, HTML counts) as the line tqdm prints in a terminal;
+    None if the widget has no progress bar."""
+    bar = next((m["state"] for m in models if m.get("model_name") in ("FloatProgressModel", "IntProgressModel")), None)
+    if bar is None:
+        return None
+    texts = [html.unescape(str(m["state"].get("value", ""))) for m in models if m.get("model_name") == "HTMLModel"]
+    done = max(0, min(20, round(20 * float(bar.get("value") or 0) / float(bar.get("max") or 1))))
+    left, right = (texts[0], texts[-1]) if len(texts) >= 2 else ("".join(texts), "")
+    return f"{left}|{'█' * done}{' ' * (20 - done)}|{right}".replace("\u2007", " ")
+
+
 def _static_widget(view: dict, state: dict) -> list[dict]:
-    """Outputs that stand for one widget view: a line naming its controls at their starting values, then
-    the outputs its Output widgets held when the notebook was executed."""
+    """Outputs that stand for one widget view, from the widget state saved with the notebook: a progress
+    bar becomes its final text line; any other widget a note naming its controls at their starting
+    values, then the outputs its Output widgets held when the notebook was executed (its figure)."""
     models = _widget_tree(state, view.get("model_id", ""))
+    progress = _progress_line(models)
+    if progress is not None and not any(m.get("model_name") == "OutputModel" for m in models):
+        return [{"output_type": "stream", "name": "stdout", "text": progress + "\n"}]
     controls, shown = [], []
     for model in models:
         s = model.get("state", {})
         if model.get("model_name") == "OutputModel":
             shown.extend(copy.deepcopy(s.get("outputs", [])))
-        elif "value" in s and s.get("description"):
-            controls.append(f"{html.escape(str(s['description']))} = {html.escape(str(s['value']))}")
+        elif s.get("description") and _control_value(s) is not None:
+            controls.append(f"{html.escape(str(s['description']))} = {html.escape(str(_control_value(s)))}")
     what = ("the controls " + ", ".join(controls)) if controls else "its controls"
     note = (f'<p class="companion-static-widget"><em>Interactive widget, shown here at {what}. '
             "On this website it is static: run the notebook (Colab link at the top) to move it.</em></p>")
@@ -153,7 +181,8 @@ def _note(colab: str) -> str:
 
 def stage_notebook(nb: dict, colab: str, name: str = "notebook") -> dict:
     """The book's copy of a lesson notebook (``nb`` is not changed): Colab-tagged cells dropped, the
-    Colab note inserted under the ``# `` title of the first markdown cell, math made safe for MyST,
+    Colab note inserted under the ``# `` title of the first markdown cell, math made safe for MyST, nbval
+    markers taken out of code,
     widget outputs replaced by their static content (see the module docstring), the saved widget state
     removed.
     Raises ValueError if the first cell is not a markdown cell starting with a ``# `` title."""
@@ -170,6 +199,8 @@ def stage_notebook(nb: dict, colab: str, name: str = "notebook") -> dict:
     for cell in cells:
         if cell.get("cell_type") == "markdown":
             cell["source"] = _math_safe_for_myst(_source(cell))
+        elif cell.get("cell_type") == "code":
+            cell["source"] = _NBVAL_MARKER.sub("", _source(cell))
         outputs = []
         for out in cell.get("outputs", []):
             view = out.get("data", {}).get(WIDGET_VIEW)

@@ -168,14 +168,29 @@ def test_each_page_has_its_colab_link_and_the_static_widgets_note(site):
         assert "widgets (sliders) are static on this website" in text, path.name
 
 
+def _views(nb):
+    """(interactive, progress bars): the notebook's widget views with an Output widget, and the others."""
+    state = nb["metadata"].get("widgets", {}).get(build.WIDGET_STATE, {}).get("state", {})
+    views = [o["data"][build.WIDGET_VIEW] for c in nb["cells"] for o in c.get("outputs", [])
+             if build.WIDGET_VIEW in o.get("data", {})]
+    with_output = [any(m["model_name"] == "OutputModel" for m in build._widget_tree(state, v["model_id"])) for v in views]
+    return sum(with_output), len(views) - sum(with_output)
+
+
 def test_widgets_are_their_static_figures_without_widget_javascript(site):
+    total = [0, 0]
     for path in LESSONS:
-        nb, html = _notebook(path), _page(site, path.stem)
-        views = sum(build.WIDGET_VIEW in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
-        assert html.count('class="companion-static-widget"') == views, path.name
+        html = _page(site, path.stem)
+        interactive, bars = _views(_notebook(path))
+        total[0] += interactive
+        total[1] += bars
+        assert html.count('class="companion-static-widget"') == interactive, path.name
+        assert html.count("%|█") >= bars, path.name  # tqdm's bar as the text line it prints in a terminal
         assert "widget-view+json" not in html and "require.min.js" not in html and "embed-amd" not in html
-    html = _page(site, "14_1_pearson_crabs")
-    assert "Interactive widget, shown here at the controls iteration = 0" in html
+    assert min(total) >= 5  # both kinds are there: the test can fail
+    assert "Interactive widget, shown here at the controls iteration = 0" in _page(site, "14_1_pearson_crabs")
+    assert "digit denoiser: 100%|████████████████████| 3500/3500" in _page(site, "15_3_3_reverse_diffusion_ddpm")
+    assert "class = 3, w = 3.0" in _page(site, "15_3_5_classifier_free_guidance")  # a Dropdown's label
 
 
 def test_figures_are_on_the_pages(site):
@@ -312,3 +327,35 @@ def test_math_lines_starting_with_an_operator_are_not_read_as_lists():
     assert "$a = b +\n D\\log s$" in fixed and "$c -\n>  d$" in fixed and "$$u +\n   \\sum_t v$$" in fixed
     assert "\n* a real item $y$\n" in fixed and fixed.endswith("\n- another item")  # real lists stay lists
     assert build._math_safe_for_myst("no math\n+ a list") == "no math\n+ a list"
+
+
+def test_pages_workflow_builds_with_make_book_and_publishes_its_output():
+    import yaml  # a dependency of jupytext and MyST
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    build_steps = flow["jobs"]["build"]["steps"]
+    runs = [s["run"] for s in build_steps if "run" in s]
+    assert runs == ["make book TORCH=cpu"]
+    upload = next(s for s in build_steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "_build/book" == str(build.DEFAULT_OUT.relative_to(ROOT))
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in flow["jobs"]["deploy"]["steps"])
+    assert flow["permissions"]["pages"] == "write"
+
+
+def test_stage_notebook_takes_nbval_markers_out_of_code():
+    nb = _tiny()
+    nb["cells"][1]["source"] = "# NBVAL_CHECK_OUTPUT\nx = 1  # NBVAL_CHECK_OUTPUT stays in a comment\nprint(x)"
+    staged = build.stage_notebook(nb, "https://colab.example/x.ipynb")
+    assert staged["cells"][1]["source"] == "x = 1  # NBVAL_CHECK_OUTPUT stays in a comment\nprint(x)"
+
+
+def test_stage_notebook_writes_a_progress_bar_as_its_text_line():
+    nb = _tiny()
+    view = {build.WIDGET_VIEW: {"model_id": "bar", "version_major": 2, "version_minor": 0}, "text/plain": "HBox()"}
+    nb["cells"][1]["outputs"] = [{"output_type": "display_data", "metadata": {}, "data": view}]
+    nb["metadata"]["widgets"] = {build.WIDGET_STATE: {"state": {
+        "bar": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_a", "IPY_MODEL_p", "IPY_MODEL_b"]}},
+        "a": {"model_name": "HTMLModel", "state": {"value": "fit:\u2007\u200750%"}},
+        "p": {"model_name": "FloatProgressModel", "state": {"value": 5.0, "max": 10.0}},
+        "b": {"model_name": "HTMLModel", "state": {"value": "\u20075/10\u2007[00:01&lt;00:01]"}}}}}
+    (out,) = build.stage_notebook(nb, "https://colab.example/x.ipynb")["cells"][1]["outputs"]
+    assert out == {"output_type": "stream", "name": "stdout", "text": f"fit:  50%|{'█' * 10}{' ' * 10}| 5/10 [00:01<00:01]\n"}
