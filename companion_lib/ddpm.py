@@ -499,8 +499,7 @@ def eps_from_prediction(schedule: NoiseSchedule, out, xt, t, prediction: str = "
     out = _check_like(out, "out", xt)
     if prediction == "eps":
         return out
-    ab = schedule.at("alpha_bars", t, xt)
-    one_m = schedule.at("one_minus_alpha_bars", t, xt)
+    ab, one_m = schedule._at(("alpha_bars", "one_minus_alpha_bars"), t, xt)
     if prediction == "v":
         return ab.sqrt() * out + one_m.sqrt() * xt
     return (xt - ab.sqrt() * out) / one_m.sqrt()
@@ -540,7 +539,8 @@ def min_snr_weight(schedule: NoiseSchedule, t, gamma: float = 5.0, like=None) ->
         like = torch.empty(tc.shape[0], device=tc.device, dtype=torch.get_default_dtype())
     else:
         _check_template(like, tc)
-    snr = schedule.at("alpha_bars", tc, like) / schedule.at("one_minus_alpha_bars", tc, like)
+    ab, one_m = schedule._at(("alpha_bars", "one_minus_alpha_bars"), tc, like)
+    snr = ab / one_m
     return snr.clamp(max=float(gamma)) / snr
 
 

@@ -115,16 +115,24 @@ class NoiseSchedule:
     def at(self, name: str, t, like: torch.Tensor) -> torch.Tensor:
         """Schedule quantity ``name`` (e.g. ``"alpha_bars"``) at steps t (batch,), shaped (batch, 1, …)
         to broadcast against ``like`` (batch, …), in ``like``'s dtype and on its device."""
-        values = getattr(self, name, None) if isinstance(name, str) else None
-        if not isinstance(values, torch.Tensor) or values.shape != self.betas.shape:
-            raise ValueError(f"{name!r} is not a per-step quantity of the schedule (e.g. 'alpha_bars')")
+        return self._at((name,), t, like)[0]
+
+    def _at(self, names, t, like: torch.Tensor) -> tuple:
+        """``at`` for several quantities at the same steps, t checked once (the v- and x̂_0-networks of a
+        training step read two); a tuple in the order of ``names``."""
+        tables = []
+        for name in names:
+            values = getattr(self, name, None) if isinstance(name, str) else None
+            if not isinstance(values, torch.Tensor) or values.shape != self.betas.shape:
+                raise ValueError(f"{name!r} is not a per-step quantity of the schedule (e.g. 'alpha_bars')")
+            tables.append((name, values))
         if not isinstance(like, torch.Tensor):
             raise TypeError(f"like must be a torch.Tensor (batch, ...), got {type(like).__name__}")
         t = self._steps(t)
         if like.ndim < 1 or like.shape[0] != t.shape[0]:
             raise ValueError(f"t has {t.shape[0]} steps but the data has shape {tuple(like.shape)}; "
                              "expected one step per row")
-        return self._gather(name, values, t, like)
+        return tuple(self._gather(name, values, t, like) for name, values in tables)
 
     def _gather(self, name: str, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``values`` (T,) (a schedule tensor or one derived from it, cached as ``name``) at validated
