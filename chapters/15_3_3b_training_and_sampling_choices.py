@@ -298,13 +298,13 @@ print(f"(CPU time of this comparison: {added_cpu:.1f} s)")
 # call per training example. Two ways to take fewer steps without retraining:
 #
 # * **respaced ancestral sampling** (Nichol & Dhariwal 2021; `ddpm.sample(..., n_steps=k)`): keep $k$ of the
-#   steps, evenly spaced, and give the shorter chain the $eta'$ that keep $arlpha$ at the kept steps
-#   ($eta'_i = 1 - arlpha_{s_i}/arlpha_{s_{i-1}}$, `ddpm.respace`); each step is still (15.11), with fresh noise;
+#   steps, evenly spaced, and give the shorter chain the $\beta'$ that keep $\bar\alpha$ at the kept steps
+#   ($\beta'_i = 1 - \bar\alpha_{s_i}/\bar\alpha_{s_{i-1}}$, `ddpm.respace`); each step is still (15.11), with fresh noise;
 # * **deterministic DDIM** (Song, Meng & Ermon 2021, $\eta = 0$; `ddpm.ddim_step`): from $x_t$, predict
-#   $\hat x_0$ and move to the noise level of the next kept step along the same $\epsilon_	heta$, adding no noise:
-#   $$x_{t'} = \sqrt{arlpha_{t'}}\,\hat x_0 + \sqrt{1-arlpha_{t'}}\,\epsilon_	heta(x_t, t), \qquad arlpha_0 = 1,$$
+#   $\hat x_0$ and move to the noise level of the next kept step along the same $\epsilon_\theta$, adding no noise:
+#   $$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}}\,\epsilon_\theta(x_t, t), \qquad \bar\alpha_0 = 1,$$
 #   so the last step, to $t' = 0$, returns $\hat x_0$ itself. (`ddim_step` equals diffusers'
-#   `DDIMScheduler.step` with the same $eta$, `clip_sample=False`; the tests check it.)
+#   `DDIMScheduler.step` with the same $\beta$, `clip_sample=False`; the tests check it.)
 #
 # The model here is the one of section 3 that the judge liked best among those whose samples are not
 # closer to the training digits than new digits are, within 10% (nearest-training ratio ≥ 0.9), so the
@@ -369,7 +369,7 @@ plt.show()
 # The time is the number of network calls: the seconds fall in proportion to the steps. What the quality
 # does as the steps fall is printed above for this run, and the next cell turns it into sentences. Two
 # things to expect from the mechanics: respaced ancestral sampling adds fresh noise at every kept step, and
-# with few steps each $eta'$ is large, so a step is a large jump that (15.11), built for small steps,
+# with few steps each $\beta'$ is large, so a step is a large jump that (15.11), built for small steps,
 # describes poorly; DDIM adds no noise and follows the deterministic path of $\hat x_0$, which tolerates large
 # jumps better but cannot correct an early error with later noise.
 
@@ -388,7 +388,7 @@ assert seconds_ratio > most / fewest / 4        # the cost is the network calls 
 # %% [markdown]
 # ## Summary
 #
-# * A network can predict $\epsilon$, $v$ or $x_0$; each is read as an $\epsilon_	heta$ by (15.8), so the loss
+# * A network can predict $\epsilon$, $v$ or $x_0$; each is read as an $\epsilon_\theta$ by (15.8), so the loss
 #   (15.10) and the samplers are unchanged, and the choice only changes which steps the network's own error
 #   emphasises. The weighting of the loss says the same thing explicitly: (15.10) weighs every step alike,
 #   the ELBO weights pile onto the nearly clean steps, min-SNR turns those down.
