@@ -96,3 +96,15 @@ def test_committed_outputs_are_present(path):
     for c in code:
         for out in c.get("outputs", []):
             assert out.get("output_type") != "error", f"{path.name}: a committed cell output is an error"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@pytest.mark.parametrize("path", PY_FILES, ids=lambda p: p.name)
+def test_no_control_characters(path):
+    """A ``"\\beta"`` written in a non-raw string becomes a backspace and 'eta': it garbled five equations
+    of 15_3_3b once. No lesson source holds a control character (tab and newline aside)."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        found = _CONTROL.search(line)
+        assert found is None, f"{path.name}:{number}: control character {found.group()!r} in {line[:60]!r}"
