@@ -98,7 +98,7 @@ def test_committed_outputs_are_present(path):
             assert out.get("output_type") != "error", f"{path.name}: a committed cell output is an error"
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
 @pytest.mark.parametrize("path", PY_FILES, ids=lambda p: p.name)
