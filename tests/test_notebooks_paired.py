@@ -104,7 +104,7 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 @pytest.mark.parametrize("path", PY_FILES, ids=lambda p: p.name)
 def test_no_control_characters(path):
     """A ``"\\beta"`` written in a non-raw string becomes a backspace and 'eta': it garbled five equations
-    of 15_3_3b once. No lesson source holds a control character (tab and newline aside)."""
+    of 15_3_3b once. No lesson source holds a control character (tabs included: a non-raw "\\theta" holds one)."""
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         found = _CONTROL.search(line)
         assert found is None, f"{path.name}:{number}: control character {found.group()!r} in {line[:60]!r}"
