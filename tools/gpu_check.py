@@ -316,6 +316,21 @@ def _junit_summary(path: Path) -> dict:
 
 
 # -------------------------------------------------------------------------------------- processes
+_CHILDREN: set[int] = set()     # process groups of the running steps (each child leads its own session)
+
+
+def _stop_children(signum, frame) -> None:
+    """SIGTERM/SIGINT of the driver (the outer ``timeout``): kill every step's process group, then exit.
+    Each child runs in a session of its own, so nothing else would stop it when the driver dies (a device
+    machine keeps such processes running into the next call); a notebook's kernel exits with its runner."""
+    for pgid in list(_CHILDREN):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(128 + signum)
+
+
 def _run(cmd: list[str], *, env: dict, budget: float, log: Path, cwd: Path = ROOT) -> tuple[str, float, int]:
     """Run ``cmd`` in its own process group with output appended to ``log``: (status, seconds, returncode).
 
@@ -327,6 +342,7 @@ def _run(cmd: list[str], *, env: dict, budget: float, log: Path, cwd: Path = ROO
         out.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        _CHILDREN.add(proc.pid)
         try:
             rc = proc.wait(timeout=max(budget, 1))
             status = "ok" if rc == 0 else "failed"
@@ -341,6 +357,8 @@ def _run(cmd: list[str], *, env: dict, budget: float, log: Path, cwd: Path = ROO
                     continue
                 except ProcessLookupError:
                     break
+        finally:
+            _CHILDREN.discard(proc.pid)
     return status, time.perf_counter() - start, rc
 
 
@@ -376,8 +394,7 @@ class Run:
         env = dict(os.environ)
         paths = [str(self.site), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         env.update(PYTHONPATH=os.pathsep.join(paths), PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
-                   JUPYTER_RUNTIME_DIR=str(self.scratch / "runtime"), IPYTHONDIR=str(self.scratch / "ipython"),
-                   MPLBACKEND="Agg")
+                   JUPYTER_RUNTIME_DIR=str(self.scratch / "runtime"), IPYTHONDIR=str(self.scratch / "ipython"))
         env.pop("COMPANION_NO_FLOAT64", None)
         env.update(extra)
         return env
@@ -590,6 +607,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated lessons to run (default: those expected to fit); 'all': every one")
     parser.add_argument("--python", default=sys.executable, help="the interpreter of the steps")
     args = parser.parse_args(argv)
+    args.python = os.path.abspath(shutil.which(args.python) or args.python)   # children run elsewhere too
     if args.notebooks is None:
         args.notebooks = list(DRY_NOTEBOOKS) if args.dry_run else [n for n, b in NOTEBOOKS.items() if b]
     elif args.notebooks == "all":
@@ -626,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tools/gpu_check.sh: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop_children)
+    signal.signal(signal.SIGINT, _stop_children)
     run = Run(args.out.resolve(), args.dry_run, args.python, args.notebooks)
     try:
         return run.main()
