@@ -12,12 +12,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["at_most", "at_least", "float32_aware", "compare_values", "Mismatch"]
+__all__ = ["at_most", "at_least", "float32_aware", "compare_values", "holds_float32", "Mismatch", "RTOL32", "ATOL32"]
 
 
 def at_most(margin: float = 0.0) -> Callable:
     """``compare=`` for a result that must not exceed the reference value plus ``margin``
-    (a held-out bits/dim, a loss): the answer is one finite number."""
+    (a held-out bits/dim, a loss): the answer is one finite number (a float32 one is compared with the
+    limit rounded to float32)."""
     return _threshold(+1, float(margin))
 
 
@@ -28,31 +29,37 @@ def at_least(margin: float = 0.0) -> Callable:
 
 
 # A reference is computed in float64; a correct answer computed in float32 differs from it by float32
-# round-off, which a float64 tolerance would call wrong: float32_aware holds such an answer to
-# float32's precision and, when even that fails, says that the dtype may be part of the cause.
-def _has_float32(x) -> bool:
+# round-off (and by how the installed torch rounds it: torch 2.11 and 2.13 differ), which a float64
+# tolerance would call wrong: every comparison (compare_values, so every problem) holds a float32
+# array of the answer to float32's precision, at least (RTOL32, ATOL32), and when even that fails,
+# says that the dtype may be part of the cause.
+RTOL32, ATOL32 = 2e-5, 1e-6
+_FLOAT32_NOTE = (" Your answer is float32, which carries about 7 significant digits; the inputs are float64: "
+                 "compute in their dtype (avoid .float() and float32 constants).")
+
+
+def holds_float32(x) -> bool:
+    """Whether an answer (a tensor, an array, or a tuple/list/dict of them) holds a float32, float16 or
+    bfloat16 array."""
     if isinstance(x, torch.Tensor):
         return x.dtype in (torch.float32, torch.float16, torch.bfloat16)
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (np.ndarray, np.generic)):
         return x.dtype in (np.float32, np.float16)
     if isinstance(x, (tuple, list)):
-        return any(_has_float32(v) for v in x)
+        return any(holds_float32(v) for v in x)
     if isinstance(x, dict):
-        return any(_has_float32(v) for v in x.values())
+        return any(holds_float32(v) for v in x.values())
     return False
 
 
-def float32_aware(rtol: float, atol: float, rtol32: float = 2e-5, atol32: float = 1e-6):
-    """``compare=``: (rtol, atol) for float64 answers, (rtol32, atol32) for answers holding float32."""
+def float32_aware(rtol: float, atol: float, rtol32: float = RTOL32, atol32: float = ATOL32):
+    """``compare=``: (rtol, atol) for float64 answers, (rtol32, atol32) for answers holding float32
+    (the default comparison, :func:`compare_values`, with a problem's own float32 tolerances)."""
 
     def compare(expected, got):
-        low = _has_float32(got)
         try:
-            compare_values(expected, got, rtol32 if low else rtol, atol32 if low else atol)
+            compare_values(expected, got, rtol, atol, rtol32=rtol32, atol32=atol32)
         except Mismatch as err:
-            if low:
-                return (f"{err} Your answer is float32, which carries about 7 significant digits; the "
-                        "inputs are float64: compute in their dtype (avoid .float() and float32 constants).")
             return str(err)
         return None
 
@@ -67,6 +74,8 @@ def _threshold(sign: int, margin: float) -> Callable:
             return f"expected one number, got shape {value.shape} (use .item() or float(...))"
         value = float(value.reshape(()))
         limit = float(_to_array(expected, "").reshape(())) + sign * margin
+        if holds_float32(got):   # the mark itself, handed in as float32, may round past it by an ulp
+            limit = float(np.float32(limit))
         if not np.isfinite(value):
             return "the answer is NaN or infinite"
         if sign * (value - limit) > 0:
@@ -100,8 +109,11 @@ def _to_array(x, where: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def compare_values(expected, got, rtol: float, atol: float, where: str = "") -> None:
-    """Raise Mismatch with a helpful message unless ``got`` matches ``expected``."""
+def compare_values(expected, got, rtol: float, atol: float, where: str = "", *,
+                   rtol32: float = RTOL32, atol32: float = ATOL32) -> None:
+    """Raise Mismatch with a helpful message unless ``got`` matches ``expected``: elementwise within
+    (rtol, atol), or within (max(rtol, rtol32), max(atol, atol32)) for an array of the answer that is
+    float32 (or float16/bfloat16), whose message then names its dtype."""
     if isinstance(expected, dict):
         if not isinstance(got, dict):
             raise Mismatch(f"{where}expected a dict with keys {sorted(expected)}, got {type(got).__name__}")
@@ -109,15 +121,18 @@ def compare_values(expected, got, rtol: float, atol: float, where: str = "") -> 
         if missing:
             raise Mismatch(f"{where}missing key(s) {missing}")
         for key in expected:
-            compare_values(expected[key], got[key], rtol, atol, f"{where}[{key!r}] ")
+            compare_values(expected[key], got[key], rtol, atol, f"{where}[{key!r}] ", rtol32=rtol32, atol32=atol32)
         return
     if isinstance(expected, (tuple, list)) and not _is_numeric_leaf(expected):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             n = len(got) if isinstance(got, (tuple, list)) else "not a tuple"
             raise Mismatch(f"{where}expected a tuple of {len(expected)} items, got {n}")
         for i, (e, g) in enumerate(zip(expected, got)):
-            compare_values(e, g, rtol, atol, f"{where}item {i}: ")
+            compare_values(e, g, rtol, atol, f"{where}item {i}: ", rtol32=rtol32, atol32=atol32)
         return
+    low = holds_float32(got)
+    if low:   # atol=0 (relative everywhere: tails, tiny values) stays relative in float32 too
+        rtol, atol = max(rtol, rtol32), (max(atol, atol32) if atol > 0 else 0.0)
     e = _to_array(expected, where)
     g = _to_array(got, where)
     if g.shape != e.shape:
@@ -129,7 +144,7 @@ def compare_values(expected, got, rtol: float, atol: float, where: str = "") -> 
         worst = np.unravel_index(np.argmax(err), err.shape) if err.ndim else ()
         at = f" at index {tuple(int(i) for i in worst)}" if err.ndim else ""
         raise Mismatch(f"{where}values differ from the reference{at} (largest error {err.max():.3g}, "
-                        f"tolerance rtol={rtol:g}, atol={atol:g})")
+                        f"tolerance rtol={rtol:g}, atol={atol:g})" + (_FLOAT32_NOTE if low else ""))
 
 
 def _is_numeric_leaf(x) -> bool:
