@@ -6,11 +6,12 @@ Started by ``tools/gpu_check.sh`` (which parses the arguments and picks the Pyth
    ``pip install --no-index --no-deps --target``; that folder and the repository go on ``PYTHONPATH`` of
    every later step (no build of the package). A probe then records the device, the versions and which
    imports fail.
-2. ``peers``: ``python -m companion_lib.bench peers --device cuda --em-n 1000000 --json OUT/peers_cuda.json``,
-   alone on the machine so that its timings are clean.
+2. ``peers``: ``python -m companion_lib.bench peers`` with ``PEERS_ARGS`` (``--device cuda --em-n 1000000``,
+   one round, scikit-learn on all the CPU's cores) and ``--json OUT/peers_cuda.json``, alone on the machine
+   so that its timings are clean.
 3. ``cuda_tests`` and ``notebooks``, side by side: pytest over the test files that mention
-   ``cuda.is_available``, keeping only the tests skipped without CUDA (a ``skipif`` whose reason names
-   CUDA); and full mode (``COMPANION_MODE=full``) of the notebooks in ``NOTEBOOKS`` that are expected to fit,
+   ``cuda.is_available``, keeping only the tests skipped without CUDA (``_is_cuda_test``: a ``skipif`` whose
+   reason names CUDA and whose condition is CUDA's absence); and full mode (``COMPANION_MODE=full``) of the notebooks in ``NOTEBOOKS`` that are expected to fit,
    ``NOTEBOOK_SLOTS`` kernels at a time, each under its own budget. A notebook past its budget is stopped
    and recorded as ``timeout``; one that is expected not to fit is recorded as ``skipped`` with the reason.
 
@@ -29,8 +30,8 @@ after every step (a run cut short still leaves what it measured), with this sche
      "notebook_slots": int, "peers_json": str | None}                  # peers_json: relative to OUT
 
 ``results/gpu_check.json`` (a copy of a real run's file) is what README's GPU table is generated from
-(``tools/readme_table.py``) and what the lessons' Colab cell reads a notebook's measured full-mode time from
-(``notebooks[name]["seconds"]`` where ``status == "passed"``).
+(``tools/readme_table.py``) and what ``python tools/colab.py`` takes each lesson's measured full-mode time
+from for the Colab cell (``notebooks[name]["seconds"]`` where ``status == "passed"`` and ``mode == "full"``).
 
 ``--dry-run`` runs the same steps on the CPU with small budgets, so that CI can test this script: the
 install step checks the pins (and the wheels, if ``.gpu-wheels/`` is here) without installing, the peers run
@@ -393,7 +394,7 @@ class Run:
     def env(self, **extra) -> dict:
         env = dict(os.environ)
         paths = [str(self.site), str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        env.update(PYTHONPATH=os.pathsep.join(paths), PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
+        env.update(PYTHONPATH=os.pathsep.join(paths), PYTHONUNBUFFERED="1",
                    JUPYTER_RUNTIME_DIR=str(self.scratch / "runtime"), IPYTHONDIR=str(self.scratch / "ipython"))
         env.pop("COMPANION_NO_FLOAT64", None)
         env.update(extra)
@@ -450,7 +451,7 @@ class Run:
         """The device, the versions and the failing imports, as ``PROBE`` prints them in a child."""
         try:
             out = subprocess.run([self.python, "-c", PROBE, *PROBE_MODULES], env=self.env(), cwd=ROOT,
-                                 capture_output=True, text=True, timeout=max(self.left(), 5))
+                                 capture_output=True, text=True, timeout=min(max(self.left(), 5), 120))
         except subprocess.TimeoutExpired:
             return _no_probe("timed out")
         try:
