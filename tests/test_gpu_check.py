@@ -143,6 +143,16 @@ def test_read_pins_takes_exact_pins_only(tmp_path):
     pins = gpu_check.read_pins()
     assert {"nbclient", "ipykernel", "diffusers", "zuko"} <= set(pins)
     assert not set(pins) & {"torch", "numpy", "scipy", "scikit-learn"}      # already on the GPU machine
+    # The GPU runs what CI runs: a package pinned in both places has one version.
+    course = {}
+    for name in ("requirements.txt", "requirements-test.txt"):
+        for line in (ROOT / name).read_text().splitlines():
+            if "==" in line and not line.lstrip().startswith("#"):
+                package, version = line.split("#")[0].strip().split("==")
+                course[gpu_check._normalize(package)] = version
+    shared = set(pins) & set(course)
+    assert {"nbclient", "ipykernel", "diffusers", "zuko"} <= shared
+    assert {n: pins[n] for n in shared} == {n: course[n] for n in shared}
     for text in ("nbclient>=0.11\n", "nbclient==0.11.0\nNBClient==0.11.0\n", "# nothing\n"):
         (tmp_path / "r.txt").write_text(text)
         with pytest.raises(ValueError):

@@ -14,7 +14,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-usage() { sed -n '4p' "$0" | sed 's/^# *//' >&2; }
+usage() { sed -n '4p' "$0" | sed 's/^# *//'; }
 dry=0
 args=()
 while [ $# -gt 0 ]; do
@@ -22,11 +22,11 @@ while [ $# -gt 0 ]; do
     --dry-run) dry=1; args+=("$1"); shift ;;
     --out|--notebooks)
       if [ $# -lt 2 ] || [ -z "$2" ] || [ "${2#--}" != "$2" ]; then
-        echo "tools/gpu_check.sh: $1 needs a value" >&2; usage; exit 2
+        echo "tools/gpu_check.sh: $1 needs a value" >&2; usage >&2; exit 2
       fi
       args+=("$1" "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "tools/gpu_check.sh: unknown argument '$1'" >&2; usage; exit 2 ;;
+    *) echo "tools/gpu_check.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
 
