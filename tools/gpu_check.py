@@ -102,7 +102,9 @@ NOTEBOOKS = {
     "15_3_5_classifier_free_guidance": 150,          # 8 000 + 30 000 steps
     "15_9_scoreboard": None,                         # the full board: bench scoreboard --full is its own run
 }
-NOTEBOOK_SLOTS = {"gpu": 4, "dry": 1}  # kernels at a time (16 cores: 4 torch threads each)
+# Kernels at a time (16 cores: 2 torch threads each). Six: the five 150-s lessons and the 120-s one start at
+# once, the 90-s ones as slots free up; the window after peers is 3 to 4 minutes.
+NOTEBOOK_SLOTS = {"gpu": 6, "dry": 1}
 DRY_NOTEBOOKS = {"15_3_1_forward_diffusion": 150}    # quick mode on the CPU, the shortest lesson (7 s idle)
 
 # What the GPU machine has already (the device guide's package list, read 2026-11-17): a carried wheel may
