@@ -77,6 +77,15 @@ def _run(root: Path) -> dict:
     return results
 
 
+def _run_here(root: Path) -> dict:
+    """``run_autograder`` on ``root`` in this process: what ``run_autograder`` (the script) runs, without
+    a second interpreter importing torch (the script itself is run by ``_run``, for the honest notebook)."""
+    assert gradescope.run_autograder(root) == 0
+    results = json.loads((root / "results" / "results.json").read_text())
+    _check_format(results)
+    return results
+
+
 def _check_format(results: dict) -> None:
     """Gradescope's results.json: tests with name, score, max_score (numbers), output; a total score."""
     assert isinstance(results["tests"], list) and results["tests"]
@@ -107,7 +116,7 @@ def test_the_zip_has_what_gradescope_needs_at_its_root(autograder):
 
 def test_an_honest_notebook_gets_every_point_and_a_wrong_one_none_where_wrong(autograder, tmp_path):
     honest = _run(_tree(autograder, tmp_path / "honest", HONEST))
-    wrong = _run(_tree(autograder, tmp_path / "wrong", WRONG))
+    wrong = _run_here(_tree(autograder, tmp_path / "wrong", WRONG))
     ids = assignment(SECTIONS)
     for results in (honest, wrong):
         assert [t["number"] for t in results["tests"]] == ids  # every problem is a test, in order
@@ -127,7 +136,7 @@ def test_an_honest_notebook_gets_every_point_and_a_wrong_one_none_where_wrong(au
 def test_a_submission_without_a_notebook_gets_zero_and_says_why(autograder, tmp_path):
     root = _tree(autograder, tmp_path / "empty")
     (root / "submission" / "answers.py").write_text("print('hi')\n")
-    results = _run(root)
+    results = _run_here(root)
     assert results["score"] == 0.0 and "exactly one .ipynb notebook" in results["output"]
     assert "answers.py" not in results["output"] and "none" in results["output"]
 
