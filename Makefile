@@ -47,14 +47,16 @@ lab: $(STAMP)
 
 # The whole suite: unit tests of companion_lib, then nbval over every notebook (quick mode), the
 # notebooks under the no-float64 stand-in of Apple's MPS (COMPANION_NO_FLOAT64=1; the unit tests
-# unset it, see tests/conftest.py).
+# unset it, see tests/conftest.py). Whole files to a worker, the longest first (tests/durations.json;
+# --no-loadscope-reorder keeps that order instead of xdist's by number of tests).
+DIST := --dist loadfile --no-loadscope-reorder
 test: $(TEST_STAMP)
 	COMPANION_MODE=$${COMPANION_MODE:-quick} COMPANION_THREADS=1 COMPANION_NO_FLOAT64=1 \
-	  $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
+	  $(BIN)/python -m pytest -n $(JOBS) $(DIST) --nbval-lax --nbval-current-env \
 	  -p no:cacheprovider tests chapters solutions
 
 unit: $(TEST_STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests
+	$(BIN)/python -m pytest -n $(JOBS) $(DIST) -p no:cacheprovider tests
 
 # The unit tests three more times, each under kernels that round differently (as another CPU would:
 # BLAS without AVX-512, BLAS without AVX, ATen's portable kernels); all must pass. Not part of `test`

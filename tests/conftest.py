@@ -11,7 +11,17 @@ one thread is faster, and the machine's cores are shared (``-n 2`` workers, othe
 Tests that run scikit-learn's k-means (OpenMP) or NumPy's BLAS at scale also ask for
 ``one_blas_thread`` (``pytestmark = pytest.mark.usefixtures("one_blas_thread")``); it is not
 autouse because ``threadpool_limits`` costs ~2 ms a test.
+
+Order (``make test``: ``-n 2 --dist loadfile --no-loadscope-reorder``): xdist's LoadFile scheduler
+hands out whole files in collection order, so under xdist the files (test modules and notebooks) are
+collected longest first, from the measured seconds in ``tests/durations.json``; files not in the
+table come last, in their usual order. Then two workers stay busy to the end instead of one running
+a long notebook alone. A plain, single-process run keeps the usual order. The table is rewritten from
+a run by ``COMPANION_WRITE_DURATIONS=tests/durations.json make test`` (only files that ran are updated).
 """
+import json
+import os
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -53,3 +63,51 @@ def companion_wheel(tmp_path_factory) -> Path:
     from companion_lib.grading.instructor.gradescope import _build_wheel
 
     return _build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Longest files first under xdist (see the module docstring)
+DURATIONS = Path(__file__).with_name("durations.json")
+_WRITE_DURATIONS = os.environ.get("COMPANION_WRITE_DURATIONS")
+_seconds_per_file: dict = defaultdict(float)
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _durations() -> dict:
+    """file (relative to the repository, as in node ids) -> measured seconds of all its tests."""
+    try:
+        table = json.loads(DURATIONS.read_text())["seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {str(k): float(v) for k, v in table.items() if isinstance(v, (int, float))}
+
+
+def _longest_first(items, table: dict) -> list:
+    """``items`` grouped by file, the files in decreasing measured seconds, unknown files last; items
+    of one file (and unknown files among themselves) keep their order (a stable sort)."""
+    return sorted(items, key=lambda item: (_file_of(item.nodeid) not in table,
+                                           -table.get(_file_of(item.nodeid), 0.0)))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller dispatches in this order
+        items[:] = _longest_first(items, _durations())
+
+
+def pytest_runtest_logreport(report):
+    if _WRITE_DURATIONS:
+        _seconds_per_file[_file_of(report.nodeid)] += report.duration
+
+
+def pytest_sessionfinish(session):
+    if _WRITE_DURATIONS and not hasattr(session.config, "workerinput") and _seconds_per_file:
+        table = {**_durations(), **{f: round(s, 1) for f, s in _seconds_per_file.items()}}
+        about = ("seconds per file (setup + call + teardown of its tests or notebook cells), written by "
+                 "tests/conftest.py when COMPANION_WRITE_DURATIONS names this file; read to order the "
+                 "files longest first under xdist")
+        Path(_WRITE_DURATIONS).write_text(json.dumps(
+            {"about": about, "seconds": dict(sorted(table.items(), key=lambda kv: -kv[1]))}, indent=1) + "\n")
