@@ -231,7 +231,7 @@ def test_train_vae_with_a_given_model_and_loss_matches_the_library_path():
     net = vae.VAE(64, 2, 16)
     # the library initialises its own model from the generator; copy those initial weights
     g = torch.Generator().manual_seed(0)
-    init_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+    init_seed = recipes._init_seed(g)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         net.load_state_dict(vae.VAE(64, 2, 16).state_dict())
