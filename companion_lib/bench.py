@@ -554,13 +554,16 @@ def _peers_table(result: dict) -> str:
     def secs(v):
         return "–" if v is None else f"{v:.3g}"
 
+    def cell(text):                     # a "|" inside a cell (|Δ|) would end it
+        return str(text).replace("|", "\\|")
+
     lines = ["| comparison | size | peer | device | ours (s) | theirs (s) | ratio [min–max] | identical | "
              "agreement |", "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         ratio = "–" if r["ratio"] is None else f"**{r['ratio']:.2f}** [{r['ratio_min']:.2f}–{r['ratio_max']:.2f}]"
         same = {True: "yes", False: "no", None: "–"}[r["identical"]]
-        lines.append(f"| {r['name']} | {r['size']} | {r['peer']} | {r['device']} | {secs(r['ours_s'])} | "
-                     f"{secs(r['theirs_s'])} | {ratio} | {same} | {r['agreement']} |")
+        lines.append(f"| {cell(r['name'])} | {cell(r['size'])} | {cell(r['peer'])} | {r['device']} | "
+                     f"{secs(r['ours_s'])} | {secs(r['theirs_s'])} | {ratio} | {same} | {cell(r['agreement'])} |")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -178,6 +179,16 @@ def test_peers_rejects_bad_arguments():
 
 
 # ------------------------------------------------------------------------------------ README's peer table
+def test_peer_table_escapes_bars_and_shows_skips(quick_run):
+    result = bench._read_peers(quick_run[1])
+    row = {**result["rows"][0], "agreement": "max |Δ x| 1e-15", "ratio": 0.5, "ratio_min": 0.25, "ratio_max": 2.0}
+    skipped = bench._peer_row("flows", "cpu", 5, "skipped: zuko is not installed")
+    lines = bench._peers_table({**result, "rows": [row, skipped]}).splitlines()
+    assert lines[2].endswith("| **0.50** [0.25–2.00] | yes | max \\|Δ x\\| 1e-15 |")
+    assert lines[3].endswith("| – | – | – | – | skipped: zuko is not installed |")
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 10 for line in lines)
+
+
 def _readme_table_tool():
     spec = importlib.util.spec_from_file_location("readme_table", ROOT / "tools" / "readme_table.py")
     module = importlib.util.module_from_spec(spec)
@@ -199,6 +210,23 @@ def test_readme_tool_renders_the_peer_table_between_markers(quick_run, tmp_path)
     body = readme.read_text().split(tool.PEERS_START)[1].split(tool.PEERS_END)[0]
     result = bench._read_peers(path)
     assert "| old |" not in body and bench._peers_table(result) in body
-    assert len([line for line in body.splitlines() if line.startswith("| ")]) == len(result["rows"]) + 1
+    rows = [line for line in body.splitlines() if line.startswith("| ")]
+    assert len(rows) == len(result["rows"]) + 1
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 10 for line in rows)   # nine cells in every row
     assert f"Measured on {bench._peers_conditions(result)}." in body
     assert readme.read_text().endswith(f"{tool.PEERS_END}\ny\n")
+
+
+def test_committed_cpu_run_is_complete_and_is_readmes_table():
+    """results/peers_cpu.json: a full-size CPU run of every peer, and README shows exactly its table."""
+    result = bench._read_peers(ROOT / "results" / "peers_cpu.json")
+    h, rows = result["header"], result["rows"]
+    assert h["device"] == "cpu" and h["quick"] is False and h["em_n"] == 100_000 and h["repeats"] == 5
+    assert bench._peers_failed(result) == [] and all(r["ours_s"] is not None for r in rows)
+    for kind in ("full", "diag", "tied", "spherical"):
+        assert any(kind in r["name"] for r in rows), kind
+    for peer in ("scikit-learn", "diffusers", "zuko"):
+        assert any(peer in r["peer"] for r in rows), peer
+    readme = (ROOT / "README.md").read_text()
+    assert bench._peers_table(result) in readme and bench._peers_conditions(result) in readme
+
