@@ -203,8 +203,10 @@ def test_readme_tool_renders_the_peer_table_between_markers(quick_run, tmp_path)
     results.write_text(json.dumps({"quick": {"a": {"model": "m", "bits_per_dim": [1.0], "notebook": "14_2",
                                                    "order": 0}}}))
     readme = tmp_path / "README.md"
-    readme.write_text(f"x\n{tool.START}\n{tool.END}\n### Peers\n{tool.PEERS_START}\n| old |\n{tool.PEERS_END}\ny\n")
-    args = ["--results", str(results), "--readme", str(readme), "--peers", str(path)]
+    readme.write_text(f"x\n{tool.START}\n{tool.END}\n### Peers\n{tool.PEERS_START}\n| old |\n{tool.PEERS_END}\n"
+                      f"GPU:\n{tool.PEERS_CUDA_START}\n| old |\n{tool.PEERS_CUDA_END}\ny\n")
+    args = ["--results", str(results), "--readme", str(readme), "--peers", str(path),
+            "--peers-cuda", str(tmp_path / "peers_cuda.json")]
     assert tool.main(args + ["--check"]) == 1
     assert tool.main(args) == 0 and tool.main(args + ["--check"]) == 0
     body = readme.read_text().split(tool.PEERS_START)[1].split(tool.PEERS_END)[0]
@@ -214,7 +216,12 @@ def test_readme_tool_renders_the_peer_table_between_markers(quick_run, tmp_path)
     assert len(rows) == len(result["rows"]) + 1
     assert all(len(re.findall(r"(?<!\\)\|", line)) == 10 for line in rows)   # nine cells in every row
     assert f"Measured on {bench._peers_conditions(result)}." in body
-    assert readme.read_text().endswith(f"{tool.PEERS_END}\ny\n")
+    gpu = readme.read_text().split(tool.PEERS_CUDA_START)[1].split(tool.PEERS_CUDA_END)[0]
+    assert gpu.strip() == "Not measured: no `peers_cuda.json` in `results/` yet."      # no GPU run yet
+    (tmp_path / "peers_cuda.json").write_text(path.read_text())                       # a GPU run's file
+    assert tool.main(args + ["--check"]) == 1 and tool.main(args) == 0
+    gpu = readme.read_text().split(tool.PEERS_CUDA_START)[1].split(tool.PEERS_CUDA_END)[0]
+    assert bench._peers_table(result) in gpu and readme.read_text().endswith(f"{tool.PEERS_CUDA_END}\ny\n")
 
 
 def test_committed_cpu_run_is_complete_and_is_readmes_table():
