@@ -392,9 +392,8 @@ _PEER_HEADER_KEYS = ("torch", "device", "device_name", "cpu_threads", "cpu_count
 def _peer_sizes(group: str, quick: bool, em_n: int) -> dict:
     """The keyword arguments of ``companion_lib.peers.<group>.comparisons`` (``quick``: tiny, seconds)."""
     if group == "gmm":
-        return (dict(n=400, d=3, k=2, n_iter=3, covariance_types=("full", "diag", "tied", "spherical"), crabs=True)
-                if quick else dict(n=em_n, d=16, k=8, n_iter=50,
-                                   covariance_types=("full", "diag", "tied", "spherical"), crabs=True))
+        size = dict(n=400, d=3, k=2, n_iter=3) if quick else dict(n=em_n, d=16, k=8, n_iter=50)
+        return dict(size, covariance_types=("full", "diag", "tied", "spherical"), crabs=True)
     if group == "sampling":
         return (dict(steps=50, respaced_steps=10, batch=8, dim=4) if quick
                 else dict(steps=1000, respaced_steps=100, batch=256, dim=64))
