@@ -106,7 +106,7 @@ def test_quick_run_measures_every_peer(quick_run, capsys):
     # the same-model comparisons agree to round-off, the flows are different models with both bits/dim
     for r in rows:
         if "zuko" in r["peer"]:
-            assert r["identical"] is False and r["agreement"].count("bits/dim") == 1
+            assert r["identical"] is None and r["agreement"].count("bits/dim") == 1
             assert "ms per training step" in r["agreement"]
         else:
             assert r["identical"] is True, r

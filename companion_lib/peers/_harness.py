@@ -28,7 +28,8 @@ class Comparison:
 
     ``ours`` / ``theirs``: zero-argument callables doing one complete timed run (same data, same seed) and
     returning what ``agree`` compares. ``agree(ours_result, theirs_result) -> (identical, text)``: whether the
-    two results are the same to round-off, and what was compared (e.g. ``"max |Δ lower bound| 7e-15 over 50
+    two results are the same to round-off (``None`` where the two sides are different models that cannot
+    agree, e.g. two flows trained alike), and what was compared (e.g. ``"max |Δ lower bound| 7e-15 over 50
     iterations"``). ``name`` is the row label (e.g. ``"EM, full covariance"``), ``size`` the problem size in
     words, ``peer`` the other library with its version, ``device`` ``"cpu"`` or ``"cuda"``.
     """
@@ -77,5 +78,5 @@ def measure(comparison: Comparison, repeats: int = 5) -> dict:
         "repeats": repeats, "ours_s": statistics.median(t_ours), "theirs_s": statistics.median(t_theirs),
         "ratio": statistics.median(t_ours) / statistics.median(t_theirs),
         "ratio_min": min(per_round), "ratio_max": max(per_round),
-        "identical": bool(identical), "agreement": str(text),
+        "identical": None if identical is None else bool(identical), "agreement": str(text),
     }
