@@ -146,7 +146,7 @@ def _log_gaussian_prec(X, means, prec_chol, covariance_type):
       means' average c (‖x − μ‖ does not change), so the expansion does not cancel digits when the
       data sit far from the origin.
     """
-    n, d = X.shape
+    d = X.shape[1]
     if covariance_type == "full":
         half_logdet = torch.log(torch.diagonal(prec_chol, dim1=-2, dim2=-1)).sum(-1)
         maha = torch.stack([torch.addmm((mu @ U)[None], X, U, beta=-1).square_().sum(1)   # ‖Uᵀ(x − μ)‖²
