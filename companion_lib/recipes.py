@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from companion_lib import data, training
+from companion_lib import data, settings, training
 from companion_lib._checks import as_tensor, check_batch, check_choice, check_float, check_int
 from companion_lib.ddpm import ddpm_loss
 from companion_lib.denoisers import ResidualDenoiser
@@ -32,7 +32,8 @@ def _init_seed(generator: torch.Generator) -> int:
     """The seed of a recipe's initial weights, drawn from ``generator`` as one float64 uniform: the same
     value, and the same generator state after it, on torch 2.1 to 2.13 (torch.randint's values and its
     use of the generator changed after 2.1, which moved lesson 14_5's results on the minimum torch)."""
-    return int(torch.rand((), generator=generator, dtype=torch.float64) * (2**31 - 1))
+    with settings.cpu_float64():          # a CPU draw: allowed under the no-float64 (MPS) stand-in too
+        return int(torch.rand((), generator=generator, dtype=torch.float64) * (2**31 - 1))
 
 
 def train_vae(x_fit, x_val, *, latent_dims: int = 16, hidden: int = 128, depth: int = 2,
