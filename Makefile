@@ -99,7 +99,7 @@ ENV_PIP = -m pip install --quiet --disable-pip-version-check
 test-colab test-minimum: test-%: .venv-%/.built
 	COMPANION_MODE=quick COMPANION_THREADS=1 \
 	  .venv-$*/bin/python -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
-	  -p no:cacheprovider tests chapters solutions
+	  -p no:cacheprovider -rfEs tests chapters solutions
 
 # Re-pair every notebook (.py is the source) and re-execute it in quick mode, saving outputs.
 notebooks: $(STAMP)
