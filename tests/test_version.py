@@ -63,3 +63,14 @@ def test_the_version_has_one_source():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "companion_lib.__version__"}
     assert companion_lib.__version__ == json.loads(student_surface.SNAPSHOT.read_text())["version"]
+
+
+def test_problems_registered_by_tests_are_not_the_packages(live):
+    """tests/grading registers fixture problems (0.9.*) in the same process; they are not part of what
+    students see, so a worker that ran those tests first must not see a changed surface."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "grading" / "grading_fixtures"))
+    import fixture_problems  # noqa: F401  (registers 0.9.scale, 0.9.threshold)
+    from companion_lib.grading import PROBLEMS
+
+    assert "0.9.scale" in PROBLEMS
+    assert student_surface.surface()["problems"] == live["problems"]
