@@ -11,6 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.companion-installed
 TEST_STAMP := $(VENV)/.companion-test-installed
+LAB_STAMP  := $(VENV)/.companion-lab-installed
 BOOK_STAMP := $(VENV)/.companion-book-installed
 TORCH_PIN   = $(shell grep -E '^torch==' requirements.txt)
 TORCH_INDEX = https://download.pytorch.org/whl/$(TORCH)
@@ -24,10 +25,16 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "The pinned environment needs Python 3.11+ (numpy 2.4, scipy 1.17, ipykernel 7); found " + sys.version.split()[0] + ". Run: make $(MAKECMDGOALS) PYTHON=python3.11 (or newer)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(if $(TORCH),$(PIP) "$(TORCH_PIN)" --index-url $(TORCH_INDEX))
-	$(PIP) -r requirements.txt
+	grep -v '^jupyterlab==' requirements.txt | $(PIP) -r /dev/stdin
 	$(PIP) --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --user --name companion --display-name "Python 3 (companion)" >/dev/null
 	touch $(STAMP)
+
+# JupyterLab and its server (44 packages of the course environment) for `make lab` only: no test,
+# notebook run or book build imports them (`make test` builds a smaller .venv: ~10 CPU-s less of ~83).
+$(LAB_STAMP): requirements.txt $(STAMP)
+	$(PIP) -r requirements.txt
+	touch $(LAB_STAMP)
 
 # Test-only pins (diffusers: an outside reference for the DDPM step), on top of the course environment,
 # and the book's (tests/test_book.py builds the online book).
@@ -42,7 +49,7 @@ $(BOOK_STAMP): requirements-book.txt $(STAMP)
 
 env: $(STAMP)
 
-lab: $(STAMP)
+lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab chapters/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # The whole suite: unit tests of companion_lib, then nbval over every notebook (quick mode), the
