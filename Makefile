@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # JupyterLab and its server for `make lab` only: no test, notebook run or book build imports them
 # (`make test` installs 41 packages fewer, ~10 CPU-s less of ~83; babel, beautifulsoup4 and soupsieve,
-# pinned here through jupyterlab, still come with the book's theme).
+# never pinned, still come with the book's theme).
 $(LAB_STAMP): requirements.txt $(STAMP)
 	$(PIP) -r requirements.txt
 	touch $(LAB_STAMP)
