@@ -482,6 +482,25 @@ def test_peer_float32_agreement_is_relative_to_float64():
     assert not agree(ours, theirs)[0]
 
 
+def test_peer_agreement_on_a_scikit_learn_without_lower_bounds():
+    """scikit-learn < 1.7 (pyproject's lower bound is 1.6) keeps only ``lower_bound_`` and ``n_iter_``: the
+    peers then compare the last bound and the iteration count, and still catch a difference in either."""
+    from types import SimpleNamespace
+
+    from companion_lib.peers import gmm
+
+    kw = dict(n_components=2, random_state=0, max_iter=5, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = GaussianMixture(**kw).fit(LEPTO)
+    old = SimpleNamespace(lower_bound_=ours.lower_bounds_[-1], n_iter_=ours.n_iter_)
+    same, text = gmm._agree(float64=True)(ours, old)
+    assert same and "at the last of 5 iterations" in text, text
+    assert not gmm._agree(float64=True)(ours, SimpleNamespace(lower_bound_=old.lower_bound_ + 1e-8, n_iter_=5))[0]
+    same, text = gmm._agree(float64=True)(ours, SimpleNamespace(lower_bound_=old.lower_bound_, n_iter_=4))
+    assert not same and "5 iterations against scikit-learn's 4" in text
+
+
 @pytest.mark.parametrize("kw,err,match", [
     (dict(covariance_types="full"), TypeError, "sequence of names"),
     (dict(covariance_types=("full", "ful")), ValueError, "covariance_types must be one of"),
