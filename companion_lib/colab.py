@@ -60,7 +60,9 @@ def _version_ok(have: str, spec: str) -> bool:
 
 
 def _unmet(requirements) -> list[tuple[str, str]]:
-    """(requirement without marker, message) for each requirement this Python does not meet."""
+    """(requirement, message) for each requirement this Python does not meet; the requirement as the
+    pip command takes it, ``name`` + specifier without spaces, parentheses or marker (``"torch>=2.1"``),
+    however the build backend wrote ``Requires-Dist`` (setuptools 75, as on Colab: ``"torch >=2.1"``)."""
     if isinstance(requirements, str) or not all(isinstance(r, str) for r in requirements):
         raise TypeError("requirements must be a list of requirement strings such as 'torch>=2.1'")
     unmet = []
@@ -74,10 +76,10 @@ def _unmet(requirements) -> list[tuple[str, str]]:
         try:
             have = metadata.version(name)
         except metadata.PackageNotFoundError:
-            unmet.append((bare, f"{name} (not installed; {need})"))
+            unmet.append((name + spec, f"{name} (not installed; {need})"))
             continue
         if spec and not _version_ok(have, spec):
-            unmet.append((bare, f"{name} {have} ({need})"))
+            unmet.append((name + spec, f"{name} {have} ({need})"))
     return unmet
 
 
@@ -106,7 +108,7 @@ def report(distribution: str = DISTRIBUTION) -> list[str]:
         line = (f"{distribution} {version} installed; all {len(requirements)} dependencies present "
                 "(this runtime's own versions, left as they were)")
     else:
-        command = " ".join(f'"{bare}"' for bare, _ in unmet)
+        command = " ".join(f'"{requirement}"' for requirement, _ in unmet)
         line = (f"{distribution} {version} installed, but missing or too old: "
                 f"{'; '.join(m for _, m in unmet)}. Add them with: %pip install {command}")
     if loaded != version:

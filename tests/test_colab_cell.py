@@ -152,6 +152,21 @@ def test_unmet_requirements_names_what_is_missing_or_too_old():
         colab.report("surely-not-installed-pkg")
 
 
+def test_the_pip_command_is_the_same_whatever_wrote_the_metadata(monkeypatch, capsys):
+    """setuptools 75 (Colab's) writes ``Requires-Dist: torch >=2.1``, newer ones ``torch>=2.1``, metadata
+    1.2 ``torch (>=2.1)``: the report's command is ``"name>=x"`` for each, without the marker."""
+    written = ["surely-not-installed-pkg >=1", "other-not-installed-pkg (>=2,<3) ; python_version < '9'",
+               "third-not-installed-pkg>=0.5"]
+    monkeypatch.setattr(colab, "_requirements", lambda distribution: written)
+    assert colab.report() == [
+        "surely-not-installed-pkg (not installed; needs >=1)",
+        "other-not-installed-pkg (not installed; needs >=2,<3)",
+        "third-not-installed-pkg (not installed; needs >=0.5)"]
+    out = capsys.readouterr().out
+    assert ('%pip install "surely-not-installed-pkg>=1" "other-not-installed-pkg>=2,<3" '
+            '"third-not-installed-pkg>=0.5"') in out, out
+
+
 def test_generated_content_is_up_to_date():
     """README's links, every lesson's first cell and the times file match pyproject and the version."""
     assert colab_tool.stale() == [], "run python tools/colab.py, then jupytext --sync chapters/*.py"
