@@ -43,15 +43,23 @@ HONEST = [HEADER, fixtures.E_STEP, fixtures.MLE]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+CLASS_FILES = ("hw.ipynb", "Émilie.ipynb", "_x.ipynb")  # what a classmate's work folder holds
+
+
 def _vandal(results: Path, seconds: float = 8) -> str:
     """The attacker's cell: for ``seconds``, write into every classmate's temp folder, forge every
-    result in ``results`` (graded_at 2099; classmates failed, itself passed), damage ``_meta``."""
+    result in ``results`` (graded_at 2099; classmates failed, itself passed), damage ``_meta``.
+    Classmates' folders only (those holding one of ``CLASS_FILES``): a grader of another test running
+    at the same time (xdist) uses the same job-slot uids, and its kernels are no classmates."""
     return f"""import glob, json, shutil
 results, end, me = {str(results)!r}, time.time() + {seconds}, os.getcwd()
 fake = json.dumps({{"problem": "14.1.e_step", "cell": 1, "answer": {{}}, "outcomes": [["error", "x"]]}})
+def classmates(d):  # /tmp/companion-grade-XXXX/...: that run's work/ holds a classmate's notebook
+    run = '/'.join(d.split('/')[:3])
+    return any(os.path.exists(os.path.join(run, 'work', n)) for n in {CLASS_FILES!r})
 while time.time() < end:
     for d in glob.glob('/tmp/companion-grade-*/**/', recursive=True) + glob.glob('/tmp/companion-grade-*/work/'):
-        if not me.startswith(d.rstrip('/')):
+        if not me.startswith(d.rstrip('/')) and classmates(d):
             try:
                 open(os.path.join(d, 'torch.py'), 'w').write('raise SystemExit("mallory was here")')
             except OSError:
