@@ -107,8 +107,7 @@ def _isolate(config: dict, header: dict) -> str:
         home = header["home"]
         os.makedirs(home, mode=0o700, exist_ok=True)
         return home
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    private_mount_namespace()
     lib = os.path.join(header["copy"], "companion_lib")
     for source, target in [(lib, real) for real in config["package_dirs"]] + header.get("externals", []):
         _mount(source, target, None, MS_BIND)  # before the copies' folder is covered below
@@ -129,12 +128,19 @@ def _isolate(config: dict, header: dict) -> str:
     _restore(staged)
     uid = int(header["uid"])
     if mode == "root":
-        _bring_into_reach(config["sys_path"] + config["package_dirs"], uid)
+        bring_into_reach(config["sys_path"] + config["package_dirs"], uid)
     home = "/tmp/home"
     os.mkdir(home, 0o700)
     if mode == "root":
         os.chown(home, uid, uid)
     return home
+
+
+def private_mount_namespace() -> None:
+    """As root: move this process into a mount namespace of its own, where no mount propagates back
+    (the sandbox's child; the worker's kernel launcher). Raises ``OSError`` if that is refused."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
 def _under(path: str, folder: str) -> bool:
@@ -180,10 +186,14 @@ def _searchable(path: str, uid: int, bit: int = 0o001) -> bool:
     return bool(st.st_mode & bit) or st.st_uid == uid
 
 
-def _bring_into_reach(paths, uid: int) -> None:
+def bring_into_reach(paths, uid: int, stage_root: str = "/tmp") -> None:
     """Python's own folders (``sys.path``) under a folder ``uid`` cannot enter (a Python installed in
     root's 0700 home): cover that folder with an empty tmpfs and bind-mount just those folders back, at
-    the same paths, read-only. The child then imports what it needs; nothing else there is visible."""
+    the same paths, read-only. The child then imports what it needs; nothing else there is visible.
+
+    Run as root in a private mount namespace (the sandbox's child; the worker's kernel launcher), before
+    dropping to ``uid``. ``stage_root``: an existing folder, outside every folder to be covered, where
+    the kept folders wait (``.reach-*`` entries, removed again) while their ancestor is covered."""
     blocked: dict = {}
     for path in sorted(p for p in paths if os.path.isdir(p)):
         parts = path.rstrip("/").split("/")
@@ -197,7 +207,7 @@ def _bring_into_reach(paths, uid: int) -> None:
     for n, (ancestor, kept) in enumerate(sorted(blocked.items())):
         staged = []
         for i, path in enumerate(kept):
-            stage = f"/tmp/.reach-{n}-{i}"
+            stage = os.path.join(stage_root, f".reach-{n}-{i}")
             os.mkdir(stage, 0o755)
             _mount(path, stage, None, MS_BIND | MS_REC)     # with what is mounted inside (the stubbed package)
             staged.append((stage, path))

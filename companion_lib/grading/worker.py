@@ -9,16 +9,21 @@ its limit, kills the kernel if it ignores the interrupt, and records its progres
 the kernel kills it, the grader notices and kills what is left. As root the kernel runs under an
 unprivileged uid, in pid and mount namespaces of its own, with a capped address space
 (``launch_kernel_as``). The answers are graded from the notebook's source, in
-sandboxes, after all of this is gone: nothing the kernel writes is read.
+sandboxes, after all of this is gone: nothing the kernel writes is read. The kernel's stderr is a pipe
+the worker empties and throws away, keeping only its last bytes; they are shown only when the kernel
+could not be started (before any cell ran), so that the instructor sees why.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
 import resource
 import shutil
 import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 KERNEL_NAME = "companion-grader"
+STDERR_TAIL = 4096  # bytes of the kernel's stderr kept (the rest is read and dropped)
 
 
 class _Worker:
@@ -37,6 +43,8 @@ class _Worker:
                        "error_cells": 0, "timed_out_cells": 0, "run": None, "detail": ""}
         self.km = None
         self.kc = None
+        self.stderr_fd = None  # the read end of the kernel's stderr pipe
+        self.stderr_tail = b""
 
     def save(self, **changes) -> None:
         self.status.update(changes)
@@ -61,8 +69,14 @@ class _Worker:
         self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
                                 connection_file=str(self.ctl / "connection.json"))
         devnull = os.open(os.devnull, os.O_RDWR)
-        self.km.start_kernel(env=self.job["env"], cwd=self.job["work"], stdin=devnull, stdout=devnull,
-                             stderr=devnull)
+        self.stderr_fd, write_end = os.pipe()
+        os.set_blocking(self.stderr_fd, False)
+        try:
+            self.km.start_kernel(env=self.job["env"], cwd=self.job["work"], stdin=devnull, stdout=devnull,
+                                 stderr=write_end)
+        finally:
+            os.close(write_end)  # the kernel holds its own copy: end of file once it (and its children) exit
+            os.close(devnull)
         self.save(state="kernel started", kernel_pid=getattr(self.km.provisioner, "pid", None))
         self.kc = self.km.client()
         self.kc.start_channels()
@@ -70,13 +84,43 @@ class _Worker:
         self.job["deadline"] = time.time() + float(self.job["notebook_timeout"])
 
     def drain(self) -> None:
-        """Read and drop whatever the kernel published (outputs, status): bounded work per call."""
+        """Read and drop whatever the kernel published (outputs, status) and wrote to its stderr:
+        bounded work per call."""
+        self.read_stderr()
         sock = self.kc.iopub_channel.socket
         for _ in range(10_000):
             try:
                 sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+
+    def read_stderr(self, chunks: int = 16) -> bool:
+        """Empty the kernel's stderr pipe (at most ``chunks`` reads of 64 KiB), keeping its last
+        ``STDERR_TAIL`` bytes; True at end of file (every writer gone)."""
+        if self.stderr_fd is None:
+            return True
+        for _ in range(chunks):
+            try:
+                data = os.read(self.stderr_fd, 1 << 16)
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+            if not data:
+                return True
+            self.stderr_tail = (self.stderr_tail + data)[-STDERR_TAIL:]
+        return False
+
+    def stderr_summary(self, wait: float = 2.0, lines: int = 6, chars: int = 1000) -> str:
+        """The last ``lines`` lines (at most ``chars`` characters, on one line) the kernel wrote to its
+        stderr, after waiting up to ``wait`` seconds for it to finish writing (a kernel that failed to
+        start is exiting); "" if it wrote nothing."""
+        end = time.time() + wait
+        while not self.read_stderr() and time.time() < end:
+            time.sleep(0.05)
+        text = self.stderr_tail.decode("utf-8", "replace")
+        kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+        return " | ".join(kept)[-chars:]
 
     def wait_reply(self, msg_id: str, deadline: float) -> str:
         """"ok", "error", "timeout" or "kernel-died", for the execute request ``msg_id``."""
@@ -134,13 +178,52 @@ class _Worker:
                 self.km.shutdown_kernel(now=True)
         except Exception:
             pass
+        if self.stderr_fd is not None:
+            os.close(self.stderr_fd)
+            self.stderr_fd = None
+
+
+def _python_folders() -> list[str]:
+    """The folders the kernel's Python needs: its installation (``sys.base_prefix``), the real folder
+    of its executable, that of ``libpython`` (a shared build loads it at exec) and ``sys.path``."""
+    folders = [sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)),
+               sysconfig.get_config_var("LIBDIR") or ""]
+    return [os.path.realpath(p) for p in folders + sys.path if p and os.path.isdir(p)]
+
+
+def _reach_python(uid: int, private: str) -> None:
+    """As root, in a private mount namespace of this process: make Python's own folders reachable by
+    ``uid`` where they lie under a folder it cannot enter (a Python installed in root's 0700 home, e.g.
+    by pyenv: without this, the kernel's Python cannot load its ``libpython`` or standard library and
+    dies before its first reply). Only those folders come back, read-only (``sandbox_server``'s
+    ``bring_into_reach``); the rest of that folder is covered by an empty tmpfs. The kernel's own pid
+    and mount namespaces (``unshare --mount``) start from a copy of these mounts. Failures are written
+    to stderr (the worker shows them if the kernel then fails to start) and the kernel is started anyway.
+    ``private``: a folder of root's (the worker's control folder) for the staging folder, not the
+    kernel's TMPDIR, which its uid owns."""
+    spec = importlib.util.spec_from_file_location(
+        "_companion_sandbox_server", os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_server.py"))
+    server = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(server)
+    stage_root = None
+    try:
+        server.private_mount_namespace()
+        stage_root = tempfile.mkdtemp(prefix="reach-", dir=private)
+        server.bring_into_reach(_python_folders(), uid, stage_root)
+    except OSError as err:
+        print(f"companion grader: Python's folders could not be brought into the kernel's reach ({err})",
+              file=sys.stderr, flush=True)
+    finally:
+        if stage_root is not None:
+            shutil.rmtree(stage_root, ignore_errors=True)
 
 
 def launch_kernel_as(uid: int, connection_file: str, work: str, memory: int = 0) -> None:
     """Run by the kernelspec as root: hand the kernel a copy of its connection file in its own folder,
-    cap its address space at ``memory`` bytes (0: no cap), and start it in pid and mount namespaces of
-    its own (``unshare``, where present: its ``/proc`` shows only its own processes, not the grader's,
-    and everything it starts dies with it) under ``uid`` with no supplementary groups."""
+    cap its address space at ``memory`` bytes (0: no cap), bring Python's own folders into its reach
+    (``_reach_python``), and start it in pid and mount namespaces of its own (``unshare``, where
+    present: its ``/proc`` shows only its own processes, not the grader's, and everything it starts
+    dies with it) under ``uid`` with no supplementary groups."""
     copy = os.path.join(work, ".kernel-connection.json")
     with open(connection_file, "rb") as f:
         data = f.read()
@@ -148,6 +231,7 @@ def launch_kernel_as(uid: int, connection_file: str, work: str, memory: int = 0)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chown(copy, uid, uid)
+    _reach_python(uid, os.path.dirname(os.path.abspath(connection_file)))
     if memory > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
@@ -168,7 +252,11 @@ def main() -> int:
         try:
             worker.start_kernel()
         except Exception as err:
-            worker.save(run="kernel-start-failed", detail=f"{type(err).__name__}: {err}"[:500])
+            detail = f"{type(err).__name__}: {err}"[:300]
+            stderr = worker.stderr_summary()
+            if stderr:
+                detail += f"; the kernel's stderr ended: {stderr}"
+            worker.save(run="kernel-start-failed", detail=detail)
             return 1
         worker.run_cells()
     except Exception as err:  # a bug here must still leave a status behind
