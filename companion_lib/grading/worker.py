@@ -43,6 +43,7 @@ class _Worker:
                        "error_cells": 0, "timed_out_cells": 0, "run": None, "detail": ""}
         self.km = None
         self.kc = None
+        self.iopub = None  # a plain (blocking) zmq socket over the client's iopub socket
         self.stderr_fd = None  # the read end of the kernel's stderr pipe
         self.stderr_tail = b""
 
@@ -80,6 +81,9 @@ class _Worker:
         self.save(state="kernel started", kernel_pid=getattr(self.km.provisioner, "pid", None))
         self.kc = self.km.client()
         self.kc.start_channels()
+        # jupyter_client 7 gives the client zmq.asyncio sockets, whose NOBLOCK receive returns a Future
+        # (zmq.Again lands there, unraised: drain would spin); a shadow is synchronous on both 7 and 8
+        self.iopub = zmq.Socket.shadow(self.kc.iopub_channel.socket.underlying)
         self.kc.wait_for_ready(timeout=max(1.0, self.job["startup_deadline"] - time.time()))
         self.job["deadline"] = time.time() + float(self.job["notebook_timeout"])
 
@@ -87,10 +91,9 @@ class _Worker:
         """Read and drop whatever the kernel published (outputs, status) and wrote to its stderr:
         bounded work per call."""
         self.read_stderr()
-        sock = self.kc.iopub_channel.socket
         for _ in range(10_000):
             try:
-                sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                self.iopub.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
 

@@ -2,6 +2,7 @@
 
 * A kernel that cannot start: the run's detail carries the last lines of the kernel's own stderr, so an
   instructor sees why (it used to say only "Kernel died before replying to kernel_info").
+* A cell that ignores the interrupt: the worker kills the kernel after the grace (jupyter_client 7 and 8).
 * As root, the kernel runs under another uid. A Python installed in root's 0700 home (pyenv: Colab's
   Python 3.13 in ``make test-colab``) was out of that uid's reach: its ``libpython`` and standard library
   could not be loaded, and no kernel started. The launcher brings Python's folders into reach; the
@@ -32,10 +33,12 @@ def _job(tmp_path: Path, startup: float = 60.0) -> dict:
             "startup_deadline": time.time() + startup}
 
 
-def _run_worker(job: dict) -> dict:
-    subprocess.run([sys.executable, str(WORKER)], input=json.dumps(job).encode(), cwd=job["ctl"],
-                   env={**os.environ, "HOME": job["ctl"]}, timeout=180, check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run_worker(job: dict, stderr: list | None = None) -> dict:
+    done = subprocess.run([sys.executable, str(WORKER)], input=json.dumps(job).encode(), cwd=job["ctl"],
+                          env={**os.environ, "HOME": job["ctl"]}, timeout=180, check=False,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if stderr is not None:
+        stderr.append(done.stderr.decode(errors="replace"))
     return json.loads((Path(job["ctl"]) / "status.json").read_text())
 
 
@@ -56,6 +59,25 @@ def test_a_kernel_that_starts_says_nothing_of_its_stderr(tmp_path):
     status = _run_worker(_job(tmp_path))
     assert status["run"] == "completed" and status["cells_run"] == 1, status
     assert status["detail"] == "", status
+
+
+def test_a_cell_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_path):
+    """The worker reads the kernel's outputs without blocking: with jupyter_client 7 (Colab's) its
+    sockets are zmq.asyncio ones, on which that read never raised and the worker's loop spun, so that
+    even ``x = 1`` timed out and the kill came late (the grader's own clock killed the notebook)."""
+    job = _job(tmp_path)
+    began = Path(job["work"]) / "began"
+    job.update(cells=["x = 1", f"import signal, time\nopen({str(began)!r}, 'w').write(repr(time.time()))\n"
+                               "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)"],
+               cell_timeout=4, interrupt_grace=2)
+    stderr: list = []
+    status = _run_worker(job, stderr)
+    ended = time.time()
+    assert status["run"] == "killed-after-timeout" and status["cells_run"] == 1, status
+    assert status["detail"] == "cell 2 ignored the interrupt; the kernel was killed", status
+    # the limit, the grace, then the kill at once (it came 5 s late while the worker spun)
+    assert ended - float(began.read_text()) < 4 + 2 + 3, ended - float(began.read_text())
+    assert "Traceback" not in stderr[0], stderr[0][-2000:]
 
 
 def _worker_module():
