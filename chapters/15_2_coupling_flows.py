@@ -806,7 +806,7 @@ def nearest_ratio(samples, train_levels):
     return mean_nearest(samples) / mean_nearest(data.heldout_digits())
 
 
-n_seeds = run.budget(quick=3, full=3)
+n_seeds = run.budget(quick=2, full=3)
 per_seed = [(conf_es, nearest_ratio(samples_es, X_fit), conf_over, nearest_ratio(samples_over, X_fit[subset.to(run.device)]))]
 for seed in range(1, n_seeds):
     common_args = dict(hidden=run.budget(quick=128, full=256), seed=seed, device=run.device, progress=False,
