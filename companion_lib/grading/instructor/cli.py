@@ -20,7 +20,7 @@ from companion_lib.grading.instructor.ledger import (ResultsFolder, default_key_
                                                      make_undumpable)
 from companion_lib.grading.instructor.processes import NotebookRun, Reaper
 from companion_lib.grading.instructor.reports import read_student_map, summary_line, write_reports
-from companion_lib.grading.instructor.sandboxing import SandboxServer, hide, uids
+from companion_lib.grading.instructor.sandboxing import SandboxServer, hide, job_slots, uids
 from companion_lib.grading.instructor.submissions import assignment, read_submissions
 
 
@@ -39,13 +39,16 @@ def grade_class(subs, problem_ids, folder: ResultsFolder, base_seed: int, jobs: 
         (suspects if resume and folder.was_started(sub) else todo).append(sub)
     todo += suspects  # in flight when an earlier run was killed: graded last
     running: list[NotebookRun] = []  # started and not yet written: a kernel running, or being evaluated
-    # one sandbox server per job slot (each with the slot's uid), reused by the slot's notebooks
-    servers = [SandboxServer(uids(slot)[1], cell_timeout) for slot in range(jobs)]
+    # the job slots' global indices, claimed machine-wide before any kernel (as root: a grader running
+    # beside this one has uids of its own); one sandbox server per slot (with the slot's uid), reused
+    # by the slot's notebooks
+    slots = job_slots(jobs)
+    servers = {slot: SandboxServer(uids(slot)[1], cell_timeout) for slot in slots}
     reaper = Reaper()
     try:
         while todo or running:
             while todo and len(running) < jobs:
-                slot = min(set(range(jobs)) - {r.slot for r in running})
+                slot = min(set(slots) - {r.slot for r in running})
                 run = NotebookRun(todo.pop(0), problem_ids, base_seed, cell_timeout, notebook_timeout,
                                   slot=slot, server=servers[slot])
                 folder.mark_started(run.sub)
@@ -64,7 +67,7 @@ def grade_class(subs, problem_ids, folder: ResultsFolder, base_seed: int, jobs: 
                         folder.unmark(run.sub)
                         print(summary_line(result, problem_ids), flush=True)
     finally:
-        for server in servers:  # interrupted (Ctrl-C): leave nothing running behind
+        for server in servers.values():  # interrupted (Ctrl-C): leave nothing running behind
             server.close()
         for run in running:
             run.kill()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from companion_lib.grading.instructor.deadlines import Deadline
 from companion_lib.grading.instructor.evaluation import evaluate_cells
-from companion_lib.grading.instructor.sandboxing import (KERNEL_MEMORY, SPAWN_LOCK, SandboxServer, live_pids,
-                                                          uids)
+from companion_lib.grading.instructor.sandboxing import (KERNEL_MEMORY, SPAWN_LOCK, SandboxServer, job_slots,
+                                                          live_pids, uids)
 from companion_lib.grading.instructor.submissions import (Submission, assignment, code_cells, notebook_seed,
                                                           read_submissions)
 from companion_lib.grading.registry import PROBLEMS
@@ -121,14 +121,19 @@ class Reaper:
 
 
 class NotebookRun:
-    """One submission from start to result: start(), poll() until True, then finish()."""
+    """One submission from start to result: start(), poll() until True, then finish().
+
+    ``slot``: the global index of its job slot (``sandboxing.uids``: as root, its kernel's and its
+    sandboxes' uids), one of ``sandboxing.job_slots``; None: this process's first one. Runs at once
+    in one process need slots of their own (``cli.grade_class`` hands them out)."""
 
     def __init__(self, sub: Submission, problem_ids, base_seed: int, cell_timeout: float,
-                 notebook_timeout: float, slot: int = 0, server: SandboxServer | None = None):
+                 notebook_timeout: float, slot: int | None = None, server: SandboxServer | None = None):
         self.sub, self.problem_ids, self.base_seed = sub, list(problem_ids), int(base_seed)
-        # as root, the job slot's own uids: notebooks graded at once cannot reach each other
-        self.slot, self.server = slot, server
-        self.kernel_uid, self.sandbox_uid = uids(slot)
+        # as root, the job slot's own uids: notebooks graded at once (by this grader or by another
+        # on this machine) cannot reach each other
+        self.slot, self.server = (job_slots(1)[0] if slot is None else slot), server
+        self.kernel_uid, self.sandbox_uid = uids(self.slot)
         self.grades, self.evaluation = None, None
         self.seed = notebook_seed(base_seed, sub.sha256)
         self.cell_timeout, self.notebook_timeout = float(cell_timeout), float(notebook_timeout)

@@ -16,7 +16,8 @@ student code can reach the references.
   server kills every process left. A child costs ~0.1 s of CPU instead of a torch import (~2.5 s).
 * Isolation (:func:`mode`): as root, the package source, the grader's ``/proc`` entries, classmates'
   files and what kernels leave in shared folders are out of reach, and kernels and sandboxes of the
-  job slots have uids of their own. In a user namespace the child keeps the grader's uid behind
+  job slots have uids of their own (claimed machine-wide, :func:`job_slots`: two graders running at
+  once never share one). In a user namespace the child keeps the grader's uid behind
   the mounts. In "same-uid" mode only the copy shadows the package (README says what that cannot
   prevent).
 * The request (source + inputs) goes in over a pipe and the outcomes come back as plain data
@@ -46,11 +47,13 @@ from companion_lib.grading.sandbox import FORBIDDEN, pack, unpack
 from companion_lib.grading.sandbox_server import read_frame, write_frame
 from companion_lib.grading.instructor.slicing import AST_LOCK
 
-__all__ = ["SANDBOX_UID", "KERNEL_UID", "SANDBOX_MEMORY", "KERNEL_MEMORY", "mode", "uids", "hide", "stub_copy",
+__all__ = ["SANDBOX_UID", "KERNEL_UID", "SLOTS", "SANDBOX_MEMORY", "KERNEL_MEMORY", "mode", "uids", "job_slots",
+           "hide", "stub_copy",
            "SandboxServer", "SPAWN_LOCK", "live_pids", "SandboxError"]
 
 SANDBOX_UID = 65534   # nobody: the sandboxes (job slot k: 65534 - 2k)
 KERNEL_UID = 65533    # the notebook kernels (job slot k: 65533 - 2k; never a sandbox's uid)
+SLOTS = 1000          # job slots on one machine (global indices, claimed by job_slots): uids 63535 .. 65534
 SANDBOX_MEMORY = 4 * 2**30   # address space a sandbox child may add to what the server has mapped
 KERNEL_MEMORY = 16 * 2**30   # address space of a kernel (RLIMIT_AS; torch and the package map ~1 GiB)
 STARTUP = 180.0       # seconds for a fork server's imports (torch, ...) on a loaded machine
@@ -64,6 +67,9 @@ _COPIES_LOCK = threading.Lock()
 SPAWN_LOCK = threading.Lock()
 _LIVE: set = set()
 _HIDDEN: set = set()
+_SLOT_FOLDERS = ("/run/companion-grade-slots", "/tmp/.companion-grade-slots")
+_CLAIMS: dict = {"pid": 0, "held": []}  # this process's claimed job slots: [(global index, locked fd)]
+_CLAIMS_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
@@ -238,15 +244,95 @@ def external_modules() -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# The fork server (``grading/sandbox_server.py``): one per notebook, a child per problem
+# Job slots and their uids, claimed machine-wide
 def uids(slot: int) -> tuple[int, int]:
-    """(kernel uid, sandbox uid) of job slot ``slot`` (0 .. --jobs - 1) when the grader is root: two
-    notebooks graded at once never share a uid, so neither can signal or write into the other's."""
-    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < 1000:
-        raise ValueError(f"slot must be an int in [0, 1000), got {slot!r}")
+    """(kernel uid, sandbox uid) of the job slot with global index ``slot`` (0 .. ``SLOTS`` - 1) when
+    the grader is root: slot k uses 65533 - 2k and 65534 - 2k. A grader process grades under the
+    indices it holds (:func:`job_slots`: its local slot i is the i-th), so no two notebooks graded at
+    once on one machine, by one grader or by two, share a uid: neither can signal or write into the
+    other's processes and folders."""
+    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < SLOTS:
+        raise ValueError(f"slot must be an int in [0, {SLOTS}), got {slot!r}")
     return KERNEL_UID - 2 * slot, SANDBOX_UID - 2 * slot
 
 
+def job_slots(jobs: int) -> list[int]:
+    """The global slot indices (for :func:`uids`) of this process's ``jobs`` job slots, in order.
+
+    As root, each index is claimed machine-wide, before any kernel starts, with an exclusive
+    non-blocking ``flock`` on ``<folder>/<index>.lock`` in a root-owned 0700 folder
+    (``/run/companion-grade-slots`` where ``/run`` is writable, else ``/tmp/.companion-grade-slots``);
+    the lowest free indices are taken. Claims are held until this process exits (its descriptors
+    close, even on SIGKILL; children do not inherit them); a later call with more ``jobs`` claims
+    more. Without root (no uid switch) nothing is claimed: ``[0, ..., jobs - 1]``.
+    Raises ``ValueError`` for a bad ``jobs``, ``PermissionError`` if the folder is not a root-owned
+    0700 folder (a symlink, another uid's, open to others) and ``RuntimeError`` if fewer than
+    ``jobs`` indices are free."""
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or not 1 <= jobs <= SLOTS:
+        raise ValueError(f"jobs must be an int in [1, {SLOTS}], got {jobs!r}")
+    if os.geteuid() != 0:
+        return list(range(jobs))
+    with _CLAIMS_LOCK:
+        if _CLAIMS["pid"] != os.getpid():  # a forked child: its parent's claims are not its own
+            for _, fd in _CLAIMS["held"]:
+                os.close(fd)
+            _CLAIMS.update(pid=os.getpid(), held=[])
+        held = _CLAIMS["held"]
+        if len(held) < jobs:
+            held += _claim(jobs - len(held), _slot_folder())
+        return [index for index, _ in held[:jobs]]
+
+
+def _slot_folder() -> str:
+    return _SLOT_FOLDERS[0] if os.path.isdir("/run") and os.access("/run", os.W_OK) else _SLOT_FOLDERS[1]
+
+
+def _claim(count: int, folder: str) -> list[tuple[int, int]]:
+    """``count`` (index, locked descriptor) pairs: the lowest indices whose lock file in ``folder``
+    no open descriptor locks (this process's own claims included). See :func:`job_slots`."""
+    import fcntl
+
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    try:  # O_NOFOLLOW: a symlink in its place is refused, not followed
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise PermissionError(f"{folder} (the job slots' lock folder) is not a plain folder ({err.strerror}; "
+                              "a symlink is not followed): refusing to claim job slots there; remove it") from err
+    got: list[tuple[int, int]] = []
+    try:
+        info = os.fstat(dir_fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise PermissionError(f"{folder} (the job slots' lock folder) must be a 0700 folder owned by uid "
+                                  f"{os.geteuid()}, found uid {info.st_uid} and mode {info.st_mode & 0o777:04o}: "
+                                  "refusing to claim job slots there; remove it")
+        for index in range(SLOTS):
+            if len(got) == count:
+                break
+            fd = os.open(f"{index}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dir_fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another grader's (or this one's)
+                os.close(fd)
+                continue
+            got.append((index, fd))
+        if len(got) < count:
+            raise RuntimeError(f"only {len(got)} of the {SLOTS} job slots are free on this machine (other "
+                               f"graders hold the rest), {count} needed: use a smaller --jobs")
+    except BaseException:
+        for _, fd in got:
+            os.close(fd)
+        raise
+    finally:
+        os.close(dir_fd)
+    return got
+
+
+# --------------------------------------------------------------------------------------------------
+# The fork server (``grading/sandbox_server.py``): one per notebook, a child per problem
 def hide(*paths) -> None:
     """Paths no sandbox may read (results, the key file, the submissions): a folder is covered by an
     empty tmpfs, a file by ``/dev/null``; a folder that holds what sandboxes need (the package, Python)
