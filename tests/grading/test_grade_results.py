@@ -49,8 +49,9 @@ CLASS_FILES = ("hw.ipynb", "Émilie.ipynb", "_x.ipynb")  # what a classmate's wo
 def _vandal(results: Path, seconds: float = 8) -> str:
     """The attacker's cell: for ``seconds``, write into every classmate's temp folder, forge every
     result in ``results`` (graded_at 2099; classmates failed, itself passed), damage ``_meta``.
-    Classmates' folders only (those holding one of ``CLASS_FILES``): a grader of another test running
-    at the same time (xdist) uses the same job-slot uids, and its kernels are no classmates."""
+    Classmates' folders only (those holding one of ``CLASS_FILES``): this test is about one class; a
+    grader of another test running at the same time (xdist) claims other job slots, so other uids
+    (tests/grading/test_slot_claims.py tests that separation)."""
     return f"""import glob, json, shutil
 results, end, me = {str(results)!r}, time.time() + {seconds}, os.getcwd()
 fake = json.dumps({{"problem": "14.1.e_step", "cell": 1, "answer": {{}}, "outcomes": [["error", "x"]]}})
