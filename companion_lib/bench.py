@@ -426,8 +426,8 @@ def _peer_group(group: str, device: str, repeats: int, sizes: dict, verbose: boo
         comps = _peer_comparisons(group, device, sizes)
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] in _PEER_GROUPS[group][0]:
-            how = "" if "pip install" in str(e) else "; pip install -e '.[bench]' in a checkout"
-            return [_peer_row(group, device, repeats, f"skipped: {e.name} is not installed ({e}{how})")]
+            return [_peer_row(group, device, repeats, f"skipped: {e.name} is not installed ({e}; "
+                                                       "pip install -e '.[bench]' in a checkout)")]
         return [_peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")]
     except Exception as e:  # a peer's failure is reported, the other groups still run
         return [_peer_row(group, device, repeats, f"failed: {type(e).__name__}: {e}")]

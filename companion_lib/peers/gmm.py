@@ -40,17 +40,6 @@ ROUND_OFF = 1e-10
 FLOAT32_RTOL = 1e-5
 
 
-def _sklearn():
-    """scikit-learn's ``GaussianMixture`` class and version; ``ModuleNotFoundError`` naming it if missing."""
-    try:
-        import sklearn
-        from sklearn.mixture import GaussianMixture
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"the EM peer needs scikit-learn ({e}): pip install companion-lib[bench]",
-                                  name=e.name) from e
-    return GaussianMixture, sklearn.__version__
-
-
 def _synthetic(n: int, d: int, k: int) -> np.ndarray:
     """(n, d) float64: k unit-variance components with centres ~ N(0, 0.5² I), equal odds, seed 0."""
     rng = np.random.default_rng(0)
@@ -135,8 +124,10 @@ def comparisons(device: str = "cpu", n: int = 100_000, d: int = 16, k: int = 8, 
     types = [check_choice(t, "covariance_types", ("full", "tied", "diag", "spherical")) for t in covariance_types]
     if not isinstance(crabs, bool):
         raise TypeError(f"crabs must be True or False, got {crabs!r}")
-    sk_class, version = _sklearn()
-    peer = f"scikit-learn {version}"
+    import sklearn  # the peer library (a missing one: ModuleNotFoundError naming it, a skipped row in bench)
+    from sklearn.mixture import GaussianMixture as sk_class
+
+    peer = f"scikit-learn {sklearn.__version__}"
     X = _synthetic(n, d, k)
     out = [_comparison(f"EM, {ct} covariance", f"N = {n:,}, d = {d}, K = {k}, {n_iter} iterations", X, device,
                        device == "cpu", peer, sk_class, n_components=k, covariance_type=ct, tol=0.0, max_iter=n_iter,

@@ -38,15 +38,6 @@ BETA_START, BETA_END = 1e-4, 0.02
 ROUND_OFF = 1e-4
 
 
-def _diffusers():
-    try:
-        import diffusers
-    except ImportError as err:
-        raise ModuleNotFoundError("the sampling peers need diffusers, a bench-only extra "
-                                  "(pip install 'companion-lib[bench]')", name="diffusers") from err
-    return diffusers
-
-
 def _eps_network(dim: int, device: str) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -67,7 +58,8 @@ def comparisons(device: str = "cpu", steps: int = 1000, respaced_steps: int = 10
     ``steps`` steps; respaced and DDIM chains of ``respaced_steps`` steps; samples (``batch``, ``dim``).
     Needs diffusers (``ModuleNotFoundError`` with the reason without it: ``bench peers`` reports the
     rows as skipped). On CUDA both sides draw on a generator on that device (no copy per step)."""
-    diffusers = _diffusers()
+    import diffusers  # the peer library (a missing one: ModuleNotFoundError naming it, a skipped row in bench)
+
     if not isinstance(device, str):
         raise TypeError(f"device must be a str such as 'cpu' or 'cuda', got {type(device).__name__}")
     steps = check_int(steps, "steps", low=2)
