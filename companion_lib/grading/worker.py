@@ -33,6 +33,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 KERNEL_NAME = "companion-grader"
 STDERR_TAIL = 4096  # bytes of the kernel's stderr kept (the rest is read and dropped)
+START_ATTEMPTS = 3  # kernel starts tried when the kernel lost its ports to another process
+PORT_TAKEN = "Address already in use"
 
 
 class _Worker:
@@ -54,7 +56,9 @@ class _Worker:
         os.replace(tmp, self.ctl / "status.json")
 
     # ----------------------------------------------------------------------------------------------
-    def start_kernel(self) -> None:
+    def start_kernel(self, attempt: int = 1) -> None:
+        """Start the kernel and wait until it answers. ``attempt`` numbers the connection file (and the
+        kernel's copy of it), so that a retry never meets the files of a kernel that failed."""
         spec_dir = self.ctl / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -68,7 +72,7 @@ class _Worker:
             "display_name": "companion grader", "language": "python"}))
         ksm = KernelSpecManager(kernel_dirs=[str(self.ctl / "kernels")], ensure_native_kernel=False)
         self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm,
-                                connection_file=str(self.ctl / "connection.json"))
+                                connection_file=str(self.ctl / f"connection-{attempt}.json"))
         devnull = os.open(os.devnull, os.O_RDWR)
         self.stderr_fd, write_end = os.pipe()
         os.set_blocking(self.stderr_fd, False)
@@ -173,6 +177,18 @@ class _Worker:
                       error_cells=self.status["error_cells"] + (outcome == "error"))
         self.save(run="cell-timeout" if self.status["timed_out_cells"] else "completed")
 
+    def port_taken(self) -> bool:
+        """Whether the kernel that failed to start died because one of its ports was taken: jupyter_client
+        picks free ports and hands their numbers to the kernel, which binds them a moment later; another
+        process starting a kernel (a classmate's, under ``--jobs``, or any other) can bind one in between."""
+        return PORT_TAKEN in self.stderr_summary()
+
+    def discard_kernel(self) -> None:
+        """Forget a kernel that failed to start (stop it if it lingers), ready for another attempt."""
+        self.close()
+        self.km = self.kc = self.iopub = None
+        self.stderr_tail = b""
+
     def close(self) -> None:
         try:
             if self.kc is not None:
@@ -227,7 +243,7 @@ def launch_kernel_as(uid: int, connection_file: str, work: str, memory: int = 0)
     (``_reach_python``), and start it in pid and mount namespaces of its own (``unshare``, where
     present: its ``/proc`` shows only its own processes, not the grader's, and everything it starts
     dies with it) under ``uid`` with no supplementary groups."""
-    copy = os.path.join(work, ".kernel-connection.json")
+    copy = os.path.join(work, ".kernel-" + os.path.basename(connection_file))
     with open(connection_file, "rb") as f:
         data = f.read()
     fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -252,15 +268,22 @@ def main() -> int:
     worker = _Worker(job)
     worker.save()
     try:
-        try:
-            worker.start_kernel()
-        except Exception as err:
-            detail = f"{type(err).__name__}: {err}"[:300]
-            stderr = worker.stderr_summary()
-            if stderr:
-                detail += f"; the kernel's stderr ended: {stderr}"
-            worker.save(run="kernel-start-failed", detail=detail)
-            return 1
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                worker.start_kernel(attempt)
+                break
+            except Exception as err:
+                if attempt < START_ATTEMPTS and worker.port_taken() and time.time() < job["startup_deadline"]:
+                    worker.discard_kernel()  # a lost race for a port, not the submission's doing: again
+                    continue
+                detail = f"{type(err).__name__}: {err}"[:300]
+                stderr = worker.stderr_summary()
+                if stderr:
+                    detail += f"; the kernel's stderr ended: {stderr}"
+                if attempt > 1:
+                    detail += f" (after {attempt} attempts)"
+                worker.save(run="kernel-start-failed", detail=detail)
+                return 1
         worker.run_cells()
     except Exception as err:  # a bug here must still leave a status behind
         worker.save(run=worker.status["run"] or "worker-died", detail=f"{type(err).__name__}: {err}"[:500])

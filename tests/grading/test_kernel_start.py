@@ -2,6 +2,10 @@
 
 * A kernel that cannot start: the run's detail carries the last lines of the kernel's own stderr, so an
   instructor sees why (it used to say only "Kernel died before replying to kernel_info").
+* A kernel that loses a port: jupyter_client picks free ports and the kernel binds them a moment later;
+  another process starting a kernel can take one in between (CI, stop 24: a graded notebook was marked
+  "kernel-start-failed" by ``ZMQError: Address already in use``). The worker starts it again, twice at
+  most, and only for that cause.
 * A cell that ignores the interrupt: the worker kills the kernel after the grace (jupyter_client 7 and 8).
 * As root, the kernel runs under another uid. A Python installed in root's 0700 home (pyenv: Colab's
   Python 3.13 in ``make test-colab``) was out of that uid's reach: its ``libpython`` and standard library
@@ -53,6 +57,45 @@ def test_a_kernel_that_cannot_start_reports_its_own_stderr(tmp_path):
     assert "the kernel's stderr ended: " in status["detail"], status
     assert status["detail"].rstrip().endswith("the launcher failed: no libpython here"), status
     assert len(status["detail"]) < 1500 and "\n" not in status["detail"]
+
+
+# a launcher that loses its ports on its first ``lose`` starts (counted in a file), then is the real one
+_LOSES_PORTS = """
+import os, runpy, sys
+count = os.path.join(os.getcwd(), "starts")
+n = len(open(count).read()) + 1 if os.path.exists(count) else 1
+open(count, "w").write("x" * n)
+if n <= {lose}:
+    print("zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:41323')", file=sys.stderr)
+    sys.exit(1)
+here = os.path.realpath(os.getcwd())
+sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != here]
+runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("lose, run, starts", [(1, "completed", 2), (2, "completed", 3),
+                                               (5, "kernel-start-failed", 3)])
+def test_a_kernel_that_lost_a_port_is_started_again(tmp_path, lose, run, starts):
+    job = _job(tmp_path)
+    (Path(job["work"]) / "ipykernel_launcher.py").write_text(_LOSES_PORTS.format(lose=lose))
+    status = _run_worker(job)
+    assert status["run"] == run, status
+    assert len((Path(job["work"]) / "starts").read_text()) == starts
+    if run == "completed":
+        assert status["cells_run"] == 1 and status["detail"] == "", status
+    else:
+        assert "Address already in use" in status["detail"] and "(after 3 attempts)" in status["detail"], status
+
+
+def test_a_kernel_that_fails_otherwise_is_not_started_again(tmp_path):
+    job = _job(tmp_path, startup=30.0)
+    (Path(job["work"]) / "ipykernel_launcher.py").write_text(
+        "import os, sys\nopen(os.path.join(os.getcwd(), 'starts'), 'a').write('x')\n"
+        "print('ImportError: no module named zmq', file=sys.stderr)\nsys.exit(1)\n")
+    status = _run_worker(job)
+    assert status["run"] == "kernel-start-failed" and "attempts" not in status["detail"], status
+    assert (Path(job["work"]) / "starts").read_text() == "x"
 
 
 def test_a_kernel_that_starts_says_nothing_of_its_stderr(tmp_path):
