@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from companion_lib.grading.instructor import sandboxing
+from companion_lib.grading.instructor import evaluation, sandboxing
 from companion_lib.grading.instructor.processes import NotebookRun, Reaper
 from companion_lib.grading.instructor.submissions import read_submissions
 
@@ -178,6 +178,39 @@ def test_job_slots_of_two_processes_are_disjoint_and_their_uids_too():
     for bad in (0, sandboxing.SLOTS + 1, True, 1.0):
         with pytest.raises(ValueError, match="jobs"):
             sandboxing.job_slots(bad)
+
+
+def test_an_evaluation_on_its_own_sandboxes_under_its_processs_slot(monkeypatch):
+    """``evaluate_cells``/``evaluate_submission`` without a server or uid (an instructor's script, the
+    Gradescope autograder): two processes at once get the sandbox uids of their own slots (both used
+    slot 0's uid, 65534, before)."""
+    used = []
+
+    class _Recorder:  # stands in for the sandbox server: records its uid (no cells: nothing runs)
+        def __init__(self, uid, timeout):
+            used.append(uid)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(evaluation, "SandboxServer", _Recorder)
+
+    def evaluate():
+        grades = evaluation.evaluate_cells([], ["14.1.gaussian_mle"], seed=1)
+        return [grades["14.1.gaussian_mle"]["status"], used[-1], sandboxing.job_slots(1)[0]]
+
+    a, got_a, hold_a = _forked(evaluate)
+    b, got_b, hold_b = _forked(evaluate)
+    try:
+        assert got_a[0] == got_b[0] == "missing", (got_a, got_b)
+        assert got_a[1] != got_b[1], (got_a, got_b)
+        assert [got_a[1], got_b[1]] == [sandboxing.uids(got_a[2])[1], sandboxing.uids(got_b[2])[1]]
+    finally:
+        _end(a, hold_a)
+        _end(b, hold_b)
 
 
 def test_without_root_no_slot_is_claimed(monkeypatch):

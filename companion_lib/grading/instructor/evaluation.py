@@ -13,7 +13,7 @@ by the Gradescope autograder.
 from __future__ import annotations
 
 from companion_lib import settings
-from companion_lib.grading.instructor.sandboxing import SANDBOX_UID, SandboxServer, is_forbidden
+from companion_lib.grading.instructor.sandboxing import SandboxServer, is_forbidden, job_slots, uids
 from companion_lib.grading.instructor.slicing import SliceError, slice_answer
 from companion_lib.grading.instructor.submissions import code_cells
 from companion_lib.grading.instructor.verdict import judge_outcomes
@@ -39,7 +39,9 @@ def evaluate_submission(notebook_bytes: bytes, problem_ids, seed: int, *, timeou
     ``notebook_bytes``: the .ipynb file's content; ``problem_ids``: the assignment (registered ids);
     ``seed``: the notebook's seed (``submissions.notebook_seed``) from which each function problem's
     test inputs are drawn (``Problem.grading_rng``); ``timeout``: seconds per sandbox (one problem);
-    ``uid``: the unprivileged uid sandboxes run as when the grader is root (default 65534).
+    ``uid``: the unprivileged uid sandboxes run as when the grader is root (default: the sandbox uid of
+    this process's own job slot, ``sandboxing.job_slots``, claimed machine-wide, so that two
+    evaluations running at once in two processes never share a uid).
     Never raises on a bad notebook: an unreadable one gives "missing" for every problem, a failure of
     the analysis "no-credit" with the reason.
     """
@@ -73,7 +75,9 @@ def evaluate_cells(cells, problem_ids, seed: int, *, timeout: float = 120.0, uid
     ids = _known(problem_ids)
     if server is not None:
         return {pid: _grade(cells, pid, int(seed), server) for pid in ids}
-    with SandboxServer(SANDBOX_UID if uid is None else int(uid), float(timeout)) as own:
+    if uid is None:
+        uid = uids(job_slots(1)[0])[1]  # this process's slot: not another grader's (slot 0 for all, before)
+    with SandboxServer(int(uid), float(timeout)) as own:
         return {pid: _grade(cells, pid, int(seed), own) for pid in ids}
 
 
