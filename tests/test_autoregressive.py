@@ -55,7 +55,7 @@ def test_density_convention_and_loss():
         y = data.dequantize(x, torch.Generator().manual_seed(seed))
         assert torch.allclose(model.log_prob(y), lp + 64 * math.log(17), atol=1e-4)
     bpd = metrics.bits_per_dim(model.log_prob(data.to_unit(x)), 64)
-    assert abs(float(ar.nll_bits_per_dim(model, x)) - bpd) < 1e-5
+    assert abs(ar.nll_bits_per_dim(model, x).item() - bpd) < 1e-5
 
 
 def test_sampler_draws_from_the_model():

@@ -32,13 +32,13 @@ def test_ml_grid_loss_is_the_exact_nll_and_its_gradient():
         x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         grid = ebm.ml_grid_loss(model, x, lim=6.0, k=120)
         exact = _exact_nll(model, x)
-        assert float(grid) == pytest.approx(float(exact), abs=1e-6)
+        assert grid.item() == pytest.approx(exact.item(), abs=1e-6)
         g_grid = torch.autograd.grad(grid, list(model.parameters()))
         g_exact = torch.autograd.grad(_exact_nll(model, x), list(model.parameters()))
         for a, b in zip(g_grid, g_exact):
             assert torch.allclose(a, b, atol=1e-6)
         shifted = ebm.ml_grid_loss(model, x, lim=6.0, k=120, generator=torch.Generator().manual_seed(1))
-        assert float(shifted) == pytest.approx(float(exact), abs=1e-4)      # a shifted grid: same Z
+        assert shifted.item() == pytest.approx(exact.item(), abs=1e-4)      # a shifted grid: same Z
 
 
 def test_cd_loss_value_and_gradient_and_detached_samples():
