@@ -257,7 +257,7 @@ def fit_reverse_kl(log_p_fn, inits, init_var, steps: int = 400, lr: float = 0.05
         var = log_s2.exp()
         kl = kl_gaussian_to_density(m, var, log_p_fn)
         best = int(torch.argmin(kl))
-        runs = [(float(a), float(b), float(c)) for a, b, c in zip(m, var, kl)]
+        runs = [(float(a), float(b), float(c)) for a, b, c in zip(m.detach(), var, kl)]
         return {"mean": m[best].detach(), "var": var[best].detach(), "kl": kl[best], "runs": runs}
 
 

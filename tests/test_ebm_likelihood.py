@@ -48,12 +48,12 @@ def test_cd_loss_value_and_gradient_and_detached_samples():
         y = model.m.detach() + torch.randn(40, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         y = y + 0 * model.m                                                   # carries a graph to θ
         loss = ebm.cd_loss(model, x, y)
-        assert float(loss) == pytest.approx(float(model(x).mean() - model(y).mean()))
+        assert loss.item() == pytest.approx((model(x).mean() - model(y).mean()).item())
         (g,) = torch.autograd.grad(loss, [model.m])
         want = -model.log_a.exp() * (x.mean(0) - y.detach().mean(0))          # ∇_m of the two means
         assert torch.allclose(g, want)
         penalty = ebm.energy_penalty(model, x, y)
-        assert float(penalty) == pytest.approx(float((model(x) ** 2).mean() + (model(y) ** 2).mean()))
+        assert penalty.item() == pytest.approx(((model(x) ** 2).mean() + (model(y) ** 2).mean()).item())
 
 
 def test_persistent_chains_sample_the_energy_and_persist():
