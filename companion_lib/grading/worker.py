@@ -33,8 +33,11 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 KERNEL_NAME = "companion-grader"
 STDERR_TAIL = 4096  # bytes of the kernel's stderr kept (the rest is read and dropped)
-START_ATTEMPTS = 3  # kernel starts tried when the kernel lost its ports to another process
-PORT_TAKEN = "Address already in use"
+# A kernel that failed to start because one of its ports was taken is started again: jupyter_client picks
+# free ports and hands their numbers to the kernel, which binds them a moment later; another process
+# starting a kernel (a classmate's, under ``--jobs``, or any other) can bind one in between.
+START_ATTEMPTS = 3
+PORT_TAKEN = "Address already in use"  # what the kernel's stderr then ends with
 
 
 class _Worker:
@@ -177,12 +180,6 @@ class _Worker:
                       error_cells=self.status["error_cells"] + (outcome == "error"))
         self.save(run="cell-timeout" if self.status["timed_out_cells"] else "completed")
 
-    def port_taken(self) -> bool:
-        """Whether the kernel that failed to start died because one of its ports was taken: jupyter_client
-        picks free ports and hands their numbers to the kernel, which binds them a moment later; another
-        process starting a kernel (a classmate's, under ``--jobs``, or any other) can bind one in between."""
-        return PORT_TAKEN in self.stderr_summary()
-
     def discard_kernel(self) -> None:
         """Forget a kernel that failed to start (stop it if it lingers), ready for another attempt."""
         self.close()
@@ -273,11 +270,11 @@ def main() -> int:
                 worker.start_kernel(attempt)
                 break
             except Exception as err:
-                if attempt < START_ATTEMPTS and worker.port_taken() and time.time() < job["startup_deadline"]:
+                stderr = worker.stderr_summary()
+                if attempt < START_ATTEMPTS and PORT_TAKEN in stderr and time.time() < job["startup_deadline"]:
                     worker.discard_kernel()  # a lost race for a port, not the submission's doing: again
                     continue
                 detail = f"{type(err).__name__}: {err}"[:300]
-                stderr = worker.stderr_summary()
                 if stderr:
                     detail += f"; the kernel's stderr ended: {stderr}"
                 if attempt > 1:
